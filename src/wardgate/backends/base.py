@@ -1,0 +1,67 @@
+"""The backend interface: one class per kind of model, one method per mode.
+
+A backend turns a validated :class:`~wardgate.chat.ChatRequest` into a
+:class:`~wardgate.chat.Completion` (``complete``) or an async stream of
+:class:`~wardgate.chat.Delta` (``stream``). Backends raise only :mod:`wardgate.errors`
+types; :class:`~wardgate.errors.UpstreamError` with ``retryable=True`` tells failover that
+another attempt or a fallback may succeed.
+
+Third parties add a backend through the ``wardgate.backends`` entry point: the entry's name
+is the ``backend:`` value in the config, its object a class taking a ``ModelConfig``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from wardgate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from wardgate.chat import ChatRequest, Completion, Delta
+    from wardgate.config import ModelConfig
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model the gateway can call."""
+
+    config: ModelConfig
+
+    async def start(self) -> None:
+        """Load weights or open connection pools. Called once before serving."""
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Answer the whole request."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        """Answer chunk by chunk; the last delta carries ``finish_reason``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release resources. Safe to call twice."""
+
+    def queue_depth(self) -> int:
+        """Requests waiting for this backend (for metrics and 503 decisions)."""
+        ...
+
+
+BackendClass = type
+
+
+def backend_class(kind: str) -> BackendClass:
+    """The class registered for ``kind`` under the ``wardgate.backends`` entry point."""
+    for entry in entry_points(group="wardgate.backends"):
+        if entry.name == kind:
+            loaded: BackendClass = entry.load()
+            return loaded
+    raise ConfigError(f"unknown backend {kind!r}: no 'wardgate.backends' entry point has that name")
+
+
+def create_backend(config: ModelConfig) -> Backend:
+    """Instantiate the backend a model entry names."""
+    cls = backend_class(config.backend)
+    backend: Backend = cls(config)
+    return backend

@@ -1,0 +1,202 @@
+"""The one configuration tree, validated by pydantic, loaded once and passed down explicitly.
+
+A YAML file (see ``examples/wardgate.yaml``) is parsed into :class:`GatewayConfig`. Nothing
+else in Wardgate reads configuration from the environment except where a field says so
+(vendor API keys and the server secret are *named* here and read from the environment, so
+they never sit in the file).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from wardgate.errors import ConfigError
+from wardgate.guards.config import GuardsConfig
+from wardgate.routing.config import RoutingConfig
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a security config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelTags(StrictModel):
+    """Tags the routing policy and failover rules read."""
+
+    deployment: Literal["on_prem", "vendor"] = "on_prem"
+    weights: Literal["open", "closed"] = "open"
+    region: str = "local"
+
+
+class CircuitBreakerConfig(StrictModel):
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_after_s: float = Field(default=30.0, gt=0)
+
+
+class VerifyConfig(StrictModel):
+    """Load-time integrity checks for local weights (see ``wardgate.supplychain``)."""
+
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    signature: str | None = None
+    public_key: str | None = None
+    certificate_chain: list[str] = Field(default_factory=list)
+    require_signature: bool = False
+    decryption_key_env: str | None = None
+    decryption_key_file: str | None = None
+
+
+class ModelConfig(StrictModel):
+    """One model the gateway can serve. Backend-specific fields are checked per backend."""
+
+    name: str = Field(min_length=1, max_length=256)
+    backend: str = "llamacpp"
+    tags: ModelTags = Field(default_factory=ModelTags)
+
+    # llamacpp
+    path: str | None = None
+    n_ctx: int = Field(default=2048, ge=128)
+    n_threads: int | None = Field(default=None, ge=1)
+    queue_size: int = Field(default=16, ge=1)
+    chat_template: str | None = None
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+    # openai / anthropic
+    base_url: str | None = None
+    api_key_env: str | None = None
+    upstream_model: str | None = None
+    max_connections: int = Field(default=100, ge=1)
+
+    # failover
+    timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_s: float = Field(default=0.2, ge=0)
+    fallbacks: list[str] = Field(default_factory=list)
+    allow_vendor_fallback: bool = False
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+
+    max_output_tokens: int = Field(default=4096, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> ModelConfig:
+        if self.backend in ("openai", "anthropic"):
+            if not self.base_url:
+                raise ValueError(f"model {self.name!r}: backend {self.backend!r} needs base_url")
+            if not self.base_url.startswith(("http://", "https://")):
+                raise ValueError(f"model {self.name!r}: base_url must be http(s)")
+        return self
+
+    @property
+    def wire_model(self) -> str:
+        """The model name sent upstream (``upstream_model``, else ``name``)."""
+        return self.upstream_model or self.name
+
+
+class ServerConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Log prompts and keys? Off by default; only for local debugging.
+    log_content: bool = False
+
+
+class AuthConfig(StrictModel):
+    #: Name of the environment variable holding the HMAC secret for key hashes.
+    secret_env: str = "WARDGATE_SECRET"
+    #: Used when the environment variable is unset; created (0600) on first start.
+    secret_file: str = ".wardgate/secret"
+    #: Seconds a verified key stays cached in-process. Revocation through this process's
+    #: admin API is immediate; other processes see it within this many seconds.
+    key_cache_ttl_s: float = Field(default=2.0, ge=0)
+
+
+class AuditConfig(StrictModel):
+    store_prompts: Literal["none", "sha256", "full"] = "none"
+    batch_size: int = Field(default=200, ge=1)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    queue_size: int = Field(default=100_000, ge=1)
+
+
+class RateLimitConfig(StrictModel):
+    #: Defaults for keys that do not set their own limits; 0 means unlimited.
+    default_rpm: int = Field(default=0, ge=0)
+    default_tpm: int = Field(default=0, ge=0)
+
+
+class GatewayConfig(StrictModel):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database_url: str = "sqlite:///wardgate.db"
+    redis_url: str | None = None
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    models: list[ModelConfig] = Field(default_factory=list)
+    guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for model in models:
+            if model.name in seen:
+                raise ValueError(f"duplicate model name {model.name!r}")
+            seen.add(model.name)
+        return models
+
+    @model_validator(mode="after")
+    def _fallbacks_exist(self) -> GatewayConfig:
+        names = {m.name for m in self.models}
+        for model in self.models:
+            for fallback in model.fallbacks:
+                if fallback not in names:
+                    raise ValueError(f"model {model.name!r}: unknown fallback {fallback!r}")
+                if fallback == model.name:
+                    raise ValueError(f"model {model.name!r} cannot fall back to itself")
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def default_config() -> GatewayConfig:
+    """The zero-configuration gateway: the embedded SmolLM2 model on 127.0.0.1:8080."""
+    return GatewayConfig(models=[ModelConfig(name="smollm2-135m", backend="llamacpp")])
+
+
+def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
+    """Load and validate a YAML config; ``None`` gives :func:`default_config`.
+
+    Errors name the file and the offending field and never include secret values.
+    """
+    if path is None:
+        return default_config()
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {file}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping")
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError(f"{file} is not a valid Wardgate config:\n" + "\n".join(lines)) from exc

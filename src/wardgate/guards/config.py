@@ -1,14 +1,19 @@
-"""Guard configuration: which guards run, in what order, and how each fails."""
+"""Guard configuration: which guards run, in what order, and how each fails.
+
+``input``/``output`` are the default pipelines; ``routes`` overrides them per route (a route is
+the requested model name or logical model name, e.g. ``auto``), so a strict pipeline can sit in
+front of vendor traffic and a lighter one in front of a local model.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class GuardSpec(BaseModel):
-    """One guard in a pipeline. ``type`` names a registered guard (entry point ``wardgate.guards``)."""
+    """One guard in a pipeline; ``type`` names a registered guard (see ``guards.registry``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -18,6 +23,36 @@ class GuardSpec(BaseModel):
     on_error: Literal["block", "allow"] = "block"
     timeout_s: float = Field(default=2.0, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
+    #: Message roles this guard scans on input (None: every role). Documents and the answer
+    #: are always scanned.
+    roles: list[str] | None = None
+    #: Turn the guard off without deleting its block (handy per route).
+    enabled: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.name or self.type
+
+
+class RouteGuards(BaseModel):
+    """Per-route pipelines; a missing list means "use the default list"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: list[GuardSpec] | None = None
+    output: list[GuardSpec] | None = None
+
+
+class StreamingConfig(BaseModel):
+    """How the output scanner trades latency against what it can see at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Characters held back from the client at most; a pattern shorter than this is always seen
+    #: whole before any of it is released.
+    hold_chars: int = Field(default=256, ge=16, le=65_536)
+    #: Scan after this many new characters (batches scans of tiny token chunks).
+    step_chars: int = Field(default=32, ge=1, le=65_536)
 
 
 class GuardsConfig(BaseModel):
@@ -25,3 +60,33 @@ class GuardsConfig(BaseModel):
 
     input: list[GuardSpec] = Field(default_factory=list)
     output: list[GuardSpec] = Field(default_factory=list)
+    routes: dict[str, RouteGuards] = Field(default_factory=dict)
+    #: Replace PII and secrets by placeholders before a request goes to a ``vendor`` model and
+    #: restore them in the answer.
+    pseudonymise: bool = False
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    #: Threads for CPU-heavy guards (classifiers); bounded so guards cannot starve the server.
+    executor_workers: int = Field(default=2, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _unique_labels(self) -> GuardsConfig:
+        lists = [("input", self.input), ("output", self.output)]
+        for route, spec in self.routes.items():
+            lists += [(f"routes.{route}.input", spec.input or [])]
+            lists += [(f"routes.{route}.output", spec.output or [])]
+        for where, specs in lists:
+            labels = [s.label for s in specs]
+            dupes = sorted({x for x in labels if labels.count(x) > 1})
+            if dupes:
+                raise ValueError(f"guards.{where}: duplicate guard names {dupes}; set 'name:'")
+        return self
+
+    def input_for(self, route: str | None) -> list[GuardSpec]:
+        override = self.routes.get(route or "")
+        specs = override.input if override and override.input is not None else self.input
+        return [s for s in specs if s.enabled]
+
+    def output_for(self, route: str | None) -> list[GuardSpec]:
+        override = self.routes.get(route or "")
+        specs = override.output if override and override.output is not None else self.output
+        return [s for s in specs if s.enabled]

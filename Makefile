@@ -5,6 +5,12 @@ BIN    := $(VENV)/bin
 CONFIG ?= examples/wardgate.yaml
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
+# llama.cpp built with -march=native segfaults on multi-token batches on CPUs with AMX
+# (ggml's AMX mat-mul path); build a portable AVX2 binary instead. See docs/backends.md.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
 .PHONY: run test test-fast lint typecheck bench install clean
 
 $(BIN)/python:

@@ -1,0 +1,279 @@
+"""Local GGUF models through llama-cpp-python.
+
+A llama.cpp context is not thread-safe, so each loaded model owns one worker thread and every
+request for it is serialised there. In front of that thread sits a bounded admission count:
+when ``queue_size`` requests are already waiting, the next one is refused at once with
+:class:`~wardgate.errors.Overloaded` (503 + Retry-After) instead of hanging. Generation runs
+off the event loop; streamed tokens cross back with ``call_soon_threadsafe``, and a client
+that disconnects sets a flag the worker checks between tokens, so abandoned requests stop
+burning the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wardgate.backends.chat_template import CHATML_TEMPLATE, ChatTemplate
+from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, Usage
+from wardgate.config import ModelConfig
+from wardgate.embedded import embedded_model_path
+from wardgate.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    Overloaded,
+    UpstreamError,
+    WardgateError,
+)
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_TEMPERATURE = 0.7
+_DONE = object()
+
+
+@dataclass(slots=True)
+class _Job:
+    """One generation, prepared on the event loop and run on the worker thread."""
+
+    prompt: str
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    stop: list[str]
+    seed: int | None
+    cancelled: threading.Event
+
+
+class LlamaCppBackend:
+    """A GGUF model served by llama.cpp in-process."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"llama-{config.name}"
+        )
+        self._admitted = 0
+        self._llm: Any = None
+        self._template: ChatTemplate | None = None
+        self._model_file: contextlib.ExitStack | None = None
+        #: Rough seconds per queued request, for Retry-After; refined as requests finish.
+        self._seconds_per_request = 1.0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._load)
+
+    def _load(self) -> None:
+        from llama_cpp import Llama
+
+        try:
+            from wardgate.supplychain.verify_load import prepare_model_file
+        except ImportError:  # TODO(lead): remove once supplychain lands
+            prepare_model_file = None  # type: ignore[assignment]
+
+        source = Path(self.config.path) if self.config.path else embedded_model_path()
+        if not source.is_file():
+            raise WardgateError(
+                f"model {self.config.name!r}: weights file not found: {source}", code="config_error"
+            )
+        stack = contextlib.ExitStack()
+        try:
+            # Verifies the pinned digest / signature and decrypts to tmpfs when needed.
+            path = (
+                stack.enter_context(prepare_model_file(source, self.config.verify))
+                if prepare_model_file is not None
+                else source
+            )
+            self._llm = Llama(
+                model_path=str(path),
+                n_ctx=self.config.n_ctx,
+                n_threads=self.config.n_threads,
+                verbose=False,
+            )
+        except BaseException:
+            stack.close()
+            raise
+        self._model_file = stack
+        metadata: dict[str, str] = dict(self._llm.metadata or {})
+        source_template = (
+            self.config.chat_template or metadata.get("tokenizer.chat_template") or CHATML_TEMPLATE
+        )
+        self._template = ChatTemplate(
+            source_template,
+            bos_token=self._token_text(self._llm.token_bos()),
+            eos_token=self._token_text(self._llm.token_eos()),
+        )
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        piece: bytes = self._llm.detokenize([token], special=True)
+        return piece.decode("utf-8", errors="ignore")
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+        if self._model_file is not None:
+            self._model_file.close()
+            self._model_file = None
+
+    def queue_depth(self) -> int:
+        return self._admitted
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        job = self._prepare(request)
+        with self._admission():
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._generate, job, None)
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        job = self._prepare(request)
+        with self._admission():
+            loop = asyncio.get_running_loop()
+            queue: asyncio.Queue[object] = asyncio.Queue()
+
+            def emit(item: object) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+            future = loop.run_in_executor(self._executor, self._run_streaming, job, emit)
+            try:
+                while True:
+                    item = await queue.get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    assert isinstance(item, Delta)
+                    yield item
+                await future
+            finally:
+                # Client went away or a guard stopped the stream: stop generating.
+                job.cancelled.set()
+
+    @contextlib.contextmanager
+    def _admission(self) -> Iterator[None]:
+        # One running + queue_size waiting; beyond that refuse immediately (never hang).
+        if self._admitted > self.config.queue_size:
+            retry = max(1, round(self._admitted * self._seconds_per_request))
+            raise Overloaded(
+                f"model {self.config.name!r} is busy; retry later",
+                headers={"Retry-After": str(retry)},
+            )
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+
+    def _prepare(self, request: ChatRequest) -> _Job:
+        if self._llm is None or self._template is None:
+            raise UpstreamError(f"model {self.config.name!r} is not loaded", retryable=True)
+        limit = request.token_limit
+        if limit is not None and limit > self.config.max_output_tokens:
+            raise InvalidRequest(
+                f"max_tokens {limit} exceeds this model's limit of {self.config.max_output_tokens}",
+                param="max_tokens",
+                code="max_tokens_too_large",
+            )
+        temperature = request.temperature
+        if temperature is None:
+            temperature = float(self.config.options.get("temperature", _DEFAULT_TEMPERATURE))
+        return _Job(
+            prompt=self._template.render(request.messages),
+            max_tokens=limit or self.config.max_output_tokens,
+            temperature=temperature,
+            top_p=request.top_p if request.top_p is not None else 1.0,
+            stop=request.stop_list,
+            seed=request.seed,
+            cancelled=threading.Event(),
+        )
+
+    # -- worker thread -------------------------------------------------------------------
+
+    def _tokens_for(self, job: _Job) -> list[int]:
+        tokens: list[int] = self._llm.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
+        n_ctx = self.config.n_ctx
+        if len(tokens) >= n_ctx:
+            raise ContextLengthExceeded(
+                f"the prompt is {len(tokens)} tokens; this model's context is {n_ctx} tokens",
+                param="messages",
+            )
+        return tokens
+
+    def _generate(self, job: _Job, on_delta: Callable[[Delta], None] | None) -> Completion:
+        """Runs on the worker thread: the only place that touches the llama.cpp context."""
+        started = time.perf_counter()
+        tokens = self._tokens_for(job)
+        max_tokens = min(job.max_tokens or self.config.n_ctx, self.config.n_ctx - len(tokens))
+        pieces: list[str] = []
+        finish: FinishReason = "length"
+        # Forget the previous prompt's KV cache: reusing a shared prefix evaluates the prompt in
+        # different batch shapes, which changes the numerics, so the same seed and temperature 0
+        # could give different answers. Reproducibility matters more here (red-team repeats).
+        self._llm.reset()
+        try:
+            chunks = self._llm.create_completion(
+                prompt=tokens,
+                max_tokens=max_tokens,
+                temperature=job.temperature,
+                top_p=job.top_p,
+                stop=job.stop or None,
+                seed=job.seed,
+                stream=True,
+            )
+            for chunk in chunks:
+                if job.cancelled.is_set():
+                    finish = "stop"
+                    break
+                choice = chunk["choices"][0]
+                text: str = choice.get("text") or ""
+                if text:
+                    pieces.append(text)
+                    if on_delta is not None:
+                        on_delta(Delta(text=text))
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop"
+        except WardgateError:
+            raise
+        except Exception as exc:  # llama.cpp decode failures surface as RuntimeError etc.
+            log.error("model %s: generation failed: %s", self.config.name, type(exc).__name__)
+            raise UpstreamError(
+                f"model {self.config.name!r} failed while generating", retryable=False
+            ) from exc
+        text_out = "".join(pieces)
+        completion_tokens = (
+            len(self._llm.tokenize(text_out.encode("utf-8"), add_bos=False, special=True))
+            if text_out
+            else 0
+        )
+        elapsed = time.perf_counter() - started
+        self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * elapsed
+        return Completion(
+            text=text_out,
+            finish_reason=finish,
+            usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens),
+        )
+
+    def _run_streaming(self, job: _Job, emit: Callable[[object], None]) -> None:
+        try:
+            completion = self._generate(job, emit)
+            emit(Delta(finish_reason=completion.finish_reason, usage=completion.usage))
+        except BaseException as exc:
+            emit(exc)
+        finally:
+            emit(_DONE)

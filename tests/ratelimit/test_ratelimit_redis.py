@@ -1,0 +1,216 @@
+"""Redis limiter against the real Redis at 127.0.0.1:6379, one key prefix per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from wardgate.errors import Overloaded
+from wardgate.ratelimit import LocalRateLimiter, RedisRateLimiter, create_rate_limiter
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    value = f"wardgate-test:rl:{uuid.uuid4().hex}:"
+    yield value
+    client = aioredis.Redis.from_url(REDIS_URL)
+    keys = [key async for key in client.scan_iter(match=value + "*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def limiter(prefix: str) -> AsyncIterator[RedisRateLimiter]:
+    limiter = RedisRateLimiter.from_url(REDIS_URL, prefix=prefix)
+    yield limiter
+    await limiter.aclose()
+
+
+async def test_rpm_allows_capacity_then_refuses(limiter):
+    remaining = []
+    for _ in range(6):
+        decision = await limiter.check("k", rpm=6, tpm=0, tokens=0)
+        assert decision.allowed
+        remaining.append(decision.requests.remaining)
+    assert remaining == [5, 4, 3, 2, 1, 0]
+    refused = await limiter.check("k", rpm=6, tpm=0, tokens=0)
+    assert not refused.allowed
+    assert refused.refused_by == ("requests",)
+    # One request per 10 s; a little has refilled since the first check.
+    assert 9.0 < refused.retry_after_s <= 10.0
+    assert refused.headers()["retry-after"] == "10"
+
+
+async def test_two_clients_share_one_budget(prefix):
+    first = RedisRateLimiter.from_url(REDIS_URL, prefix=prefix)
+    second = RedisRateLimiter.from_url(REDIS_URL, prefix=prefix)
+    try:
+        allowed = 0
+        for i in range(20):
+            client = first if i % 2 else second
+            allowed += (await client.check("shared", rpm=10, tpm=0, tokens=0)).allowed
+        assert allowed == 10
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_tokens_debt_and_refund(limiter):
+    assert (await limiter.check("k", rpm=0, tpm=600, tokens=100)).allowed
+    await limiter.consume_tokens("k", tpm=600, tokens=1100)
+    refused = await limiter.check("k", rpm=0, tpm=600, tokens=0)
+    assert not refused.allowed
+    assert refused.refused_by == ("tokens",)
+    assert 59.0 < refused.retry_after_s <= 60.0
+    await limiter.consume_tokens("k", tpm=600, tokens=-10_000)  # refund, capped at capacity
+    decision = await limiter.check("k", rpm=0, tpm=600, tokens=0)
+    assert decision.allowed and decision.tokens.remaining == 600
+
+
+async def test_consume_keeps_the_request_bucket(limiter):
+    assert (await limiter.check("k", rpm=2, tpm=100, tokens=0)).allowed
+    await limiter.consume_tokens("k", tpm=100, tokens=10)
+    decision = await limiter.check("k", rpm=2, tpm=100, tokens=0)
+    assert decision.allowed
+    assert decision.requests.remaining == 0  # the first request was not forgotten
+    assert decision.tokens.remaining == 90
+
+
+async def test_refusal_takes_nothing(limiter):
+    assert (await limiter.check("k", rpm=10, tpm=100, tokens=100)).allowed
+    for _ in range(3):
+        assert not (await limiter.check("k", rpm=10, tpm=100, tokens=50)).allowed
+    decision = await limiter.check("k", rpm=10, tpm=100, tokens=0)
+    assert decision.requests.remaining == 8
+
+
+async def test_keys_expire_once_they_would_be_full(limiter, prefix):
+    await limiter.check("k", rpm=6, tpm=0, tokens=0)
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        ttl_ms = await client.pttl(prefix + "k")
+        # min TTL 60 s, refill of one request at 6/min is 10 s → 60 s wins.
+        assert 55_000 < ttl_ms <= 60_000
+        await limiter.consume_tokens("k", tpm=60, tokens=300)  # 5 minutes of token debt
+        ttl_ms = await client.pttl(prefix + "k")
+        assert 290_000 < ttl_ms <= 360_000
+    finally:
+        await client.aclose()
+
+
+async def test_unlimited_never_touches_redis():
+    dead = RedisRateLimiter.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
+    try:
+        assert (await dead.check("k", rpm=0, tpm=0, tokens=5)).allowed
+        await dead.consume_tokens("k", tpm=0, tokens=5)
+    finally:
+        await dead.aclose()
+
+
+async def test_unreachable_redis_fails_closed_and_fast():
+    limiter = create_rate_limiter(f"redis://127.0.0.1:{_closed_port()}/0")
+    assert isinstance(limiter, RedisRateLimiter)
+    started = time.monotonic()
+    try:
+        with pytest.raises(Overloaded) as info:
+            await limiter.check("k", rpm=10, tpm=0, tokens=0)
+        assert info.value.code == "rate_limiter_unavailable"
+        assert info.value.status == 503
+        assert info.value.headers["retry-after"] == "1"
+        with pytest.raises(Overloaded):
+            await limiter.consume_tokens("k", tpm=10, tokens=1)
+    finally:
+        await limiter.aclose()
+    assert time.monotonic() - started < 3.0
+
+
+async def test_same_answers_as_the_local_limiter(limiter):
+    """The Lua script and the Python reference agree on a mixed sequence (same instant)."""
+    local = LocalRateLimiter()
+    steps = [(3, 100, 40), (3, 100, 40), (3, 100, 40), (3, 100, 0), (3, 100, 10)]
+    for rpm, tpm, tokens in steps:
+        a = await local.check("k", rpm, tpm, tokens)
+        b = await limiter.check("k", rpm, tpm, tokens)
+        assert a.allowed == b.allowed
+        assert a.refused_by == b.refused_by
+        assert a.requests.remaining == b.requests.remaining
+        assert a.tokens.remaining == b.tokens.remaining
+
+
+_WORKER = """
+import asyncio, json, sys, time
+from wardgate.ratelimit import RedisRateLimiter
+
+async def main(url, prefix, rpm, window_s):
+    limiter = RedisRateLimiter.from_url(url, prefix=prefix)
+    await limiter.check("warmup", rpm=1000, tpm=0, tokens=0)  # connect before the start line
+    print("ready", flush=True)
+    sys.stdin.readline()
+    allowed = attempts = 0
+    first = time.time()
+    while time.time() - first < window_s:
+        decision = await limiter.check("shared", rpm=rpm, tpm=0, tokens=0)
+        allowed += decision.allowed
+        attempts += 1
+    last = time.time()
+    await limiter.aclose()
+    print(json.dumps({"allowed": allowed, "attempts": attempts, "first": first, "last": last}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+"""
+
+
+def test_two_processes_share_one_limit_exactly(prefix):
+    rpm, window_s = 40, 1.0
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, REDIS_URL, prefix, str(rpm), str(window_s)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready"
+        for worker in workers:  # start both at once
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        results = [json.loads(worker.communicate(timeout=30)[0]) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert all(worker.returncode == 0 for worker in workers)
+    total = sum(r["allowed"] for r in results)
+    span = max(r["last"] for r in results) - min(r["first"] for r in results)
+    # Both processes kept asking well past the limit, so the limit, not the load, decided.
+    assert all(r["attempts"] > rpm for r in results)
+    # Capacity plus what refilled during the window (40/min = 0.67/s), nothing more.
+    refill = rpm / 60 * span
+    assert rpm <= total <= rpm + int(refill) + 1, (total, span, results)
+
+
+def _closed_port() -> int:
+    """A port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

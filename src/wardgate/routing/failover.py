@@ -1,0 +1,443 @@
+"""Failover: retries with backoff, then fallbacks, behind a circuit breaker per backend.
+
+For a requested model the plan is the model itself, then its ``fallbacks`` in order. Each
+candidate gets ``1 + retries`` attempts under *its own* ``timeout_s`` / ``backoff_s`` /
+breaker; the requested model's config alone decides which fallbacks are allowed:
+
+* A retryable :class:`~wardgate.errors.UpstreamError` (429, 5xx, connection error, timeout)
+  counts against the breaker and is retried after ``backoff_s * 2**n`` with jitter (half to
+  all of it), never sooner than the upstream's ``Retry-After``. A ``Retry-After`` longer than
+  ``max_retry_wait_s`` is not waited for: the next fallback is tried instead.
+* Anything else — a non-retryable upstream error, or the request's own fault — is raised at
+  once: sending the same request elsewhere would fail the same way, or leak it further.
+* A fallback never moves a request from an ``on_prem`` model to a ``vendor`` one unless the
+  requested model says ``allow_vendor_fallback: true``; a routing predicate (``allowed``)
+  can narrow the plan further. Skipped candidates are recorded with the reason.
+
+Streams fail over only before their first chunk: once a chunk has reached the client a
+failure raises to the caller, which ends the stream with an error event. A stream that ends
+without a ``finish_reason`` is an error too, so truncation is never silent.
+
+Every step lands in a :class:`RouteTrace` for the audit log, including on failure (pass your
+own trace in to keep it when an error is raised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from wardgate.backends.base import Backend
+from wardgate.chat import ChatRequest, Completion, Delta
+from wardgate.config import ModelConfig
+from wardgate.errors import (
+    CircuitOpen,
+    ModelNotFound,
+    RoutingRefused,
+    UpstreamError,
+    UpstreamTimeout,
+    WardgateError,
+)
+from wardgate.routing.circuit import CircuitBreaker, Clock, Permit, SystemClock
+
+AttemptOutcome = Literal["ok", "error", "circuit_open", "skipped"]
+
+#: Why a candidate was not tried (stable strings, safe for the audit log).
+SKIP_VENDOR_FALLBACK = "vendor_fallback_not_allowed"
+SKIP_ROUTING = "not_allowed_by_routing"
+SKIP_NO_BACKEND = "backend_unavailable"
+#: Details on error attempts.
+DETAIL_RETRY_AFTER_TOO_LONG = "retry_after_exceeds_max_wait"
+DETAIL_MID_STREAM = "after_first_chunk"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One step of a route: a call to a backend, or a candidate not called and why."""
+
+    model: str
+    outcome: AttemptOutcome
+    error_code: str | None = None
+    latency_s: float = 0.0
+    upstream_status: int | None = None
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "outcome": self.outcome,
+            "error_code": self.error_code,
+            "latency_s": round(self.latency_s, 6),
+            "upstream_status": self.upstream_status,
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class RouteTrace:
+    """How a request was served: every attempt in order and the model that answered."""
+
+    requested: str
+    attempts: list[Attempt] = field(default_factory=list)
+    served_by: str | None = None
+
+    def as_dicts(self) -> list[dict[str, object]]:
+        return [attempt.as_dict() for attempt in self.attempts]
+
+
+class _Exhausted(Exception):
+    """A candidate used up its attempts; failover moves on to the next one."""
+
+    def __init__(self, error: UpstreamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class RoutedStream:
+    """Deltas from whichever backend served, plus the trace saying which one that was."""
+
+    def __init__(self, deltas: AsyncGenerator[Delta, None], trace: RouteTrace) -> None:
+        self._deltas = deltas
+        self.trace = trace
+
+    @property
+    def served_by(self) -> str | None:
+        """Known once the first delta has arrived."""
+        return self.trace.served_by
+
+    def __aiter__(self) -> RoutedStream:
+        return self
+
+    async def __anext__(self) -> Delta:
+        return await self._deltas.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop early (client went away); closes the backend's stream too."""
+        await self._deltas.aclose()
+
+
+Allowed = Callable[[str], bool]
+_Step = Literal["raise", "retry", "next"]
+
+
+class Failover:
+    """Serve a model with retries, fallbacks and circuit breakers (see module docstring)."""
+
+    def __init__(
+        self,
+        backends: Mapping[str, Backend],
+        configs: Mapping[str, ModelConfig],
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        max_retry_wait_s: float = 10.0,
+    ) -> None:
+        self._backends = dict(backends)
+        self._configs = dict(configs)
+        self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._max_retry_wait_s = max_retry_wait_s
+        self._breakers = {
+            name: CircuitBreaker(
+                config.circuit_breaker.failure_threshold,
+                config.circuit_breaker.reset_after_s,
+                self._clock.monotonic,
+            )
+            for name, config in self._configs.items()
+            if name in self._backends
+        }
+
+    def circuit_states(self) -> dict[str, str]:
+        """``model → closed | open | half_open`` for ``/metrics``."""
+        return {name: breaker.state.value for name, breaker in self._breakers.items()}
+
+    def breaker(self, model_name: str) -> CircuitBreaker:
+        return self._breakers[model_name]
+
+    def plan(
+        self, model_name: str, *, allowed: Allowed | None = None, trace: RouteTrace | None = None
+    ) -> list[str]:
+        """The candidates that may be tried, in order; skipped ones go into ``trace``."""
+        primary = self._configs.get(model_name)
+        if primary is None:
+            raise ModelNotFound(f"the model {model_name!r} does not exist")
+        names: list[str] = []
+        for position, name in enumerate([model_name, *primary.fallbacks]):
+            if name in names:
+                continue
+            reason = self._skip_reason(primary, name, allowed, is_primary=position == 0)
+            if reason is None:
+                names.append(name)
+            elif trace is not None:
+                trace.attempts.append(Attempt(name, "skipped", detail=reason))
+        return names
+
+    async def complete(
+        self,
+        model_name: str,
+        request: ChatRequest,
+        *,
+        trace: RouteTrace | None = None,
+        allowed: Allowed | None = None,
+    ) -> tuple[Completion, RouteTrace]:
+        """The first successful answer along the plan, and how it was obtained."""
+        trace = trace if trace is not None else RouteTrace(requested=model_name)
+        errors: list[UpstreamError] = []
+        for name in self.plan(model_name, allowed=allowed, trace=trace):
+            try:
+                completion = await self._complete_on(name, request, trace)
+            except _Exhausted as exhausted:
+                errors.append(exhausted.error)
+                continue
+            trace.served_by = name
+            return completion, trace
+        raise _final_error(model_name, errors)
+
+    def stream(
+        self,
+        model_name: str,
+        request: ChatRequest,
+        *,
+        trace: RouteTrace | None = None,
+        allowed: Allowed | None = None,
+    ) -> RoutedStream:
+        """Stream from the first backend that produces a first chunk (see module docstring)."""
+        trace = trace if trace is not None else RouteTrace(requested=model_name)
+        return RoutedStream(self._stream(model_name, request, trace, allowed), trace)
+
+    # -- one candidate --------------------------------------------------------------------
+
+    async def _complete_on(self, name: str, request: ChatRequest, trace: RouteTrace) -> Completion:
+        config, backend, breaker = self._configs[name], self._backends[name], self._breakers[name]
+        error: UpstreamError | None = None
+        for attempt in range(config.retries + 1):
+            if error is not None:
+                await self._clock.sleep(self._backoff(config, attempt, error))
+            permit = breaker.try_acquire()
+            if permit is None:
+                raise _Exhausted(self._circuit_open(name, breaker, trace))
+            started = self._clock.monotonic()
+            try:
+                async with asyncio.timeout(config.timeout_s):
+                    completion = await backend.complete(request)
+            except TimeoutError:
+                error = _timeout(name, config)
+            except UpstreamError as exc:
+                error = exc
+            except BaseException as exc:
+                breaker.release(permit)
+                self._record(trace, name, started, exc)
+                raise
+            else:
+                breaker.success(permit)
+                trace.attempts.append(Attempt(name, "ok", latency_s=self._since(started)))
+                return completion
+            step = self._failed(trace, name, started, error, permit, attempt, config)
+            if step == "raise":
+                raise error
+            if step == "next":
+                raise _Exhausted(error)
+        raise AssertionError("unreachable: the last attempt always ends in 'next' or 'raise'")
+
+    async def _stream(
+        self, model_name: str, request: ChatRequest, trace: RouteTrace, allowed: Allowed | None
+    ) -> AsyncGenerator[Delta, None]:
+        errors: list[UpstreamError] = []
+        for name in self.plan(model_name, allowed=allowed, trace=trace):
+            config, backend = self._configs[name], self._backends[name]
+            breaker = self._breakers[name]
+            error: UpstreamError | None = None
+            for attempt in range(config.retries + 1):
+                if error is not None:
+                    await self._clock.sleep(self._backoff(config, attempt, error))
+                permit = breaker.try_acquire()
+                if permit is None:
+                    errors.append(self._circuit_open(name, breaker, trace))
+                    break
+                started = self._clock.monotonic()
+                deltas: AsyncIterator[Delta] | None = None
+                try:
+                    deltas = backend.stream(request)
+                    async with asyncio.timeout(config.timeout_s):
+                        first = await anext(deltas)
+                except StopAsyncIteration:
+                    error = UpstreamError(f"model {name!r} ended its stream before any chunk")
+                except TimeoutError:
+                    error = _timeout(name, config)
+                except UpstreamError as exc:
+                    error = exc
+                except BaseException as exc:
+                    breaker.release(permit)
+                    self._record(trace, name, started, exc)
+                    await _close(deltas)
+                    raise
+                else:
+                    breaker.success(permit)
+                    trace.served_by = name
+                    trace.attempts.append(Attempt(name, "ok", latency_s=self._since(started)))
+                    committed = self._committed(name, config, deltas, first, trace)
+                    try:
+                        async for delta in committed:
+                            yield delta
+                    finally:
+                        await committed.aclose()
+                        await _close(deltas)
+                    return
+                await _close(deltas)
+                step = self._failed(trace, name, started, error, permit, attempt, config)
+                if step == "raise":
+                    raise error
+                if step == "next":
+                    errors.append(error)
+                    break
+        raise _final_error(model_name, errors)
+
+    async def _committed(
+        self,
+        name: str,
+        config: ModelConfig,
+        deltas: AsyncIterator[Delta],
+        first: Delta,
+        trace: RouteTrace,
+    ) -> AsyncGenerator[Delta, None]:
+        """The rest of a stream that has started: failures now go to the caller."""
+        finished = first.finish_reason is not None
+        yield first
+        while True:
+            started = self._clock.monotonic()
+            try:
+                # The timeout bounds each gap between chunks, not the whole generation.
+                async with asyncio.timeout(config.timeout_s):
+                    delta = await anext(deltas)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                error: UpstreamError = _timeout(name, config)
+            except UpstreamError as exc:
+                error = exc
+            else:
+                finished = finished or delta.finish_reason is not None
+                yield delta
+                continue
+            if error.retryable:
+                self._breakers[name].failure()
+            self._record(trace, name, started, error, detail=DETAIL_MID_STREAM)
+            raise error
+        if not finished:
+            error = UpstreamError(
+                f"model {name!r} ended its stream without a finish_reason", retryable=False
+            )
+            self._record(trace, name, started, error, detail=DETAIL_MID_STREAM)
+            raise error
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _failed(
+        self,
+        trace: RouteTrace,
+        name: str,
+        started: float,
+        error: UpstreamError,
+        permit: Permit,
+        attempt: int,
+        config: ModelConfig,
+    ) -> _Step:
+        """Record a failed call and say what comes next."""
+        if not error.retryable:
+            # The backend answered; the request itself is the problem. No verdict on health.
+            self._breakers[name].release(permit)
+            self._record(trace, name, started, error)
+            return "raise"
+        self._breakers[name].failure(permit)
+        if attempt >= config.retries:
+            self._record(trace, name, started, error)
+            return "next"
+        if error.retry_after is not None and error.retry_after > self._max_retry_wait_s:
+            self._record(trace, name, started, error, detail=DETAIL_RETRY_AFTER_TOO_LONG)
+            return "next"
+        self._record(trace, name, started, error)
+        return "retry"
+
+    def _backoff(self, config: ModelConfig, attempt: int, error: UpstreamError) -> float:
+        base = min(config.backoff_s * 2 ** (attempt - 1), self._max_retry_wait_s)
+        delay = base * (0.5 + 0.5 * self._rng.random())
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return delay
+
+    def _circuit_open(self, name: str, breaker: CircuitBreaker, trace: RouteTrace) -> CircuitOpen:
+        trace.attempts.append(Attempt(name, "circuit_open", error_code=CircuitOpen.code))
+        wait = breaker.retry_after_s()
+        return CircuitOpen(
+            f"model {name!r} is failing; its circuit breaker is open",
+            retry_after=wait,
+            headers={"retry-after": str(max(1, math.ceil(wait)))},
+        )
+
+    def _record(
+        self,
+        trace: RouteTrace,
+        name: str,
+        started: float,
+        error: BaseException,
+        *,
+        detail: str | None = None,
+    ) -> None:
+        if isinstance(error, asyncio.CancelledError):
+            code = "cancelled"
+        elif isinstance(error, WardgateError):
+            code = error.code
+        else:
+            code = "internal_error"
+        status = error.upstream_status if isinstance(error, UpstreamError) else None
+        latency = self._since(started)
+        trace.attempts.append(
+            Attempt(name, "error", code, latency, upstream_status=status, detail=detail)
+        )
+
+    def _since(self, started: float) -> float:
+        return max(0.0, self._clock.monotonic() - started)
+
+    def _skip_reason(
+        self, primary: ModelConfig, name: str, allowed: Allowed | None, *, is_primary: bool
+    ) -> str | None:
+        candidate = self._configs.get(name)
+        if candidate is None or name not in self._backends:
+            return SKIP_NO_BACKEND
+        if allowed is not None and not allowed(name):
+            return SKIP_ROUTING
+        if (
+            not is_primary
+            and primary.tags.deployment == "on_prem"
+            and candidate.tags.deployment == "vendor"
+            and not primary.allow_vendor_fallback
+        ):
+            return SKIP_VENDOR_FALLBACK
+        return None
+
+
+def _timeout(name: str, config: ModelConfig) -> UpstreamTimeout:
+    return UpstreamTimeout(
+        f"model {name!r} did not answer within {config.timeout_s:g} s", retryable=True
+    )
+
+
+def _final_error(model_name: str, errors: list[UpstreamError]) -> UpstreamError | RoutingRefused:
+    """The error to show when every candidate failed: the last real upstream failure wins
+    over circuit-open refusals, which say less about what went wrong."""
+    for error in reversed(errors):
+        if not isinstance(error, CircuitOpen):
+            return error
+    if errors:
+        return errors[-1]
+    return RoutingRefused(f"no allowed backend can serve the model {model_name!r}")
+
+
+async def _close(deltas: AsyncIterator[Delta] | None) -> None:
+    aclose = getattr(deltas, "aclose", None)
+    if aclose is not None:
+        await aclose()

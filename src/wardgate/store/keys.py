@@ -1,0 +1,316 @@
+"""API keys: created, verified, listed, revoked and rotated; stored only as keyed hashes.
+
+A raw key is ``wg-`` followed by 43 URL-safe base64 characters (32 random bytes). It exists in
+clear exactly once, in the return value of :meth:`KeyStore.create` / :meth:`KeyStore.rotate`.
+The database keeps ``HMAC-SHA-256(server secret, raw key)``: a stolen table is useless without
+the secret, and an unkeyed hash would not be (the keys are random, but the secret also stops
+anyone with write access to the table from minting a key by inserting a digest they computed).
+
+Verification computes the digest, finds the row through the unique index, and compares the
+digests again with :func:`hmac.compare_digest`, so no step branches on how much of a guess
+was right.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, RowMapping, insert, select, update
+
+from wardgate.errors import InvalidRequest, WardgateError
+from wardgate.store.tables import api_keys
+
+KEY_PREFIX = "wg-"
+#: Characters of the random part shown in listings (``wg-abcd1234…``): 48 bits, enough to tell
+#: keys apart, far too few to help guess one.
+DISPLAY_CHARS = 8
+_RAW_KEY_LEN = len(KEY_PREFIX) + 43
+#: Longest value :meth:`KeyStore.verify` will hash; anything longer cannot be a key.
+_MAX_RAW_LEN = 512
+
+KeyStatus = Literal["active", "revoked", "expired"]
+
+
+class KeyNotFound(WardgateError):
+    """No API key has this id."""
+
+    status = 404
+    code = "key_not_found"
+    type = "invalid_request_error"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One API key as the rest of Wardgate sees it: settings and state, never the secret."""
+
+    id: str
+    prefix: str
+    owner: str
+    models: tuple[str, ...]
+    tier: str
+    rpm: int | None
+    tpm: int | None
+    expires_at: datetime | None
+    admin: bool
+    created_at: datetime
+    revoked_at: datetime | None
+    rotated_from: str | None = None
+
+    @property
+    def display(self) -> str:
+        """The prefix as shown to people, ``wg-abcd1234…``."""
+        return f"{self.prefix}…"
+
+    def allows_model(self, name: str) -> bool:
+        """Whether this key may call ``name`` (``"*"`` in ``models`` allows every model)."""
+        return "*" in self.models or name in self.models
+
+    def status(self, now: datetime | None = None) -> KeyStatus:
+        """``revoked`` wins over ``expired``: an operator's explicit act is the better message."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= (now or datetime.now(UTC)):
+            return "expired"
+        return "active"
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        return self.status(now) == "active"
+
+
+def generate_raw_key() -> str:
+    """A fresh key: ``wg-`` + 43 URL-safe base64 characters of 32 random bytes."""
+    body = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    return KEY_PREFIX + body
+
+
+def looks_like_key(raw: str) -> bool:
+    """A cheap shape check (not a secret comparison), for CLIs that accept a key or an id."""
+    return raw.startswith(KEY_PREFIX) and len(raw) == _RAW_KEY_LEN
+
+
+class KeyStore:
+    """API keys in SQL. Thread-safe: every method opens its own short transaction."""
+
+    def __init__(self, engine: Engine, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the key-hash secret must be at least 16 bytes")
+        self._engine = engine
+        self._secret = secret
+
+    def digest(self, raw: str) -> str:
+        """HMAC-SHA-256 of a raw key under the server secret, hex."""
+        data = raw.encode("utf-8", "surrogatepass")
+        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+
+    def create(
+        self,
+        owner: str,
+        models: Sequence[str] = ("*",),
+        tier: str = "standard",
+        rpm: int | None = None,
+        tpm: int | None = None,
+        expires_at: datetime | None = None,
+        admin: bool = False,
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns the record and the raw key, which is not kept anywhere."""
+        values = _validated(owner, models, tier, rpm, tpm, expires_at)
+        return self._insert({**values, "admin": bool(admin), "rotated_from": None})
+
+    def verify(self, raw: str) -> ApiKey | None:
+        """The key record for ``raw``, or ``None`` if no key matches.
+
+        Revoked and expired keys are returned too (check :meth:`ApiKey.status`), so the caller
+        can tell a client *why* it was refused.
+        """
+        if not raw or len(raw) > _MAX_RAW_LEN:
+            return None
+        wanted = self.digest(raw)
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(select(api_keys).where(api_keys.c.digest == wanted)).mappings().first()
+            )
+        if row is None or not hmac.compare_digest(row["digest"], wanted):
+            return None
+        return _record(row)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        return None if row is None else _record(row)
+
+    def find(self, ref: str) -> ApiKey:
+        """A key by id or by its display prefix (``wg-abcd1234``, with or without ``…``).
+
+        Raises :class:`KeyNotFound`, or :class:`InvalidRequest` when a prefix is ambiguous.
+        """
+        by_id = self.get(ref)
+        if by_id is not None:
+            return by_id
+        prefix = ref.rstrip("…").rstrip(".")
+        with self._engine.connect() as conn:
+            rows = (
+                conn.execute(select(api_keys).where(api_keys.c.prefix == prefix)).mappings().all()
+            )
+        if len(rows) > 1:
+            raise InvalidRequest(
+                f"{len(rows)} keys share the prefix {prefix}; use the key id", code="ambiguous_key"
+            )
+        if not rows:
+            raise KeyNotFound(f"no API key with id or prefix {ref!r}")
+        return _record(rows[0])
+
+    def list(self, include_revoked: bool = False) -> list[ApiKey]:
+        """Keys in creation order; revoked ones only when asked (expired ones always show)."""
+        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+        if not include_revoked:
+            query = query.where(api_keys.c.revoked_at.is_(None))
+        with self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query).mappings()]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke a key. Idempotent: revoking twice keeps the first revocation time."""
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+        if row is None:
+            raise KeyNotFound(f"no API key with id {key_id!r}")
+        return _record(row)
+
+    def rotate(self, key_id: str) -> tuple[ApiKey, str]:
+        """Issue a new secret with the same settings and revoke the old key, atomically.
+
+        Rotating a revoked key is refused: revocation is an explicit decision that rotation
+        must not quietly undo.
+        """
+        now = datetime.now(UTC)
+        raw = generate_raw_key()
+        with self._engine.begin() as conn:
+            revoked = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
+            old = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+            if old is None:
+                raise KeyNotFound(f"no API key with id {key_id!r}")
+            if revoked != 1:
+                raise InvalidRequest(
+                    f"API key {key_id} is revoked and cannot be rotated", code="key_revoked"
+                )
+            values = {
+                column: old[column]
+                for column in ("owner", "models", "tier", "rpm", "tpm", "expires_at", "admin")
+            }
+            new = self._row(raw, {**values, "rotated_from": key_id}, now)
+            conn.execute(insert(api_keys).values(**new))
+        return _record(new), raw
+
+    _UNSET: Any = object()
+
+    def update(
+        self,
+        key_id: str,
+        *,
+        owner: str | None = None,
+        models: Sequence[str] | None = None,
+        tier: str | None = None,
+        rpm: int | None = _UNSET,
+        tpm: int | None = _UNSET,
+        expires_at: datetime | None = _UNSET,
+        admin: bool | None = None,
+    ) -> ApiKey:
+        """Change a key's settings; arguments left out keep their value (``rpm=None`` clears)."""
+        current = self.get(key_id)
+        if current is None:
+            raise KeyNotFound(f"no API key with id {key_id!r}")
+        values = _validated(
+            owner if owner is not None else current.owner,
+            models if models is not None else current.models,
+            tier if tier is not None else current.tier,
+            current.rpm if rpm is self._UNSET else rpm,
+            current.tpm if tpm is self._UNSET else tpm,
+            current.expires_at if expires_at is self._UNSET else expires_at,
+        )
+        values["admin"] = current.admin if admin is None else bool(admin)
+        with self._engine.begin() as conn:
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().one()
+        return _record(row)
+
+    def _insert(self, values: dict[str, Any]) -> tuple[ApiKey, str]:
+        raw = generate_raw_key()
+        row = self._row(raw, values, datetime.now(UTC))
+        with self._engine.begin() as conn:
+            conn.execute(insert(api_keys).values(**row))
+        return _record(row), raw
+
+    def _row(self, raw: str, values: dict[str, Any], now: datetime) -> dict[str, Any]:
+        return {
+            **values,
+            "id": "key_" + secrets.token_hex(8),
+            "digest": self.digest(raw),
+            "prefix": raw[: len(KEY_PREFIX) + DISPLAY_CHARS],
+            "created_at": now,
+            "revoked_at": None,
+        }
+
+
+def _validated(
+    owner: str,
+    models: Iterable[str],
+    tier: str,
+    rpm: int | None,
+    tpm: int | None,
+    expires_at: datetime | None,
+) -> dict[str, Any]:
+    owner = owner.strip()
+    if not owner or len(owner) > 200:
+        raise InvalidRequest("owner must be 1-200 characters", param="owner")
+    model_list = list(dict.fromkeys(m.strip() for m in models if m.strip()))
+    if not model_list:
+        raise InvalidRequest("a key needs at least one model (or '*' for all)", param="models")
+    if not tier or len(tier) > 64:
+        raise InvalidRequest("tier must be 1-64 characters", param="tier")
+    for name, limit in (("rpm", rpm), ("tpm", tpm)):
+        if limit is not None and limit < 0:
+            raise InvalidRequest(f"{name} must be >= 0", param=name)
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise InvalidRequest("expires_at must include a timezone", param="expires_at")
+    return {
+        "owner": owner,
+        "models": model_list,
+        "tier": tier,
+        "rpm": rpm or None,
+        "tpm": tpm or None,
+        "expires_at": expires_at,
+    }
+
+
+def _record(row: RowMapping | dict[str, Any]) -> ApiKey:
+    expires_at = row["expires_at"]
+    return ApiKey(
+        id=row["id"],
+        prefix=row["prefix"],
+        owner=row["owner"],
+        models=tuple(row["models"]),
+        tier=row["tier"],
+        rpm=row["rpm"],
+        tpm=row["tpm"],
+        expires_at=expires_at.astimezone(UTC) if expires_at is not None else None,
+        admin=bool(row["admin"]),
+        created_at=row["created_at"].astimezone(UTC),
+        revoked_at=row["revoked_at"].astimezone(UTC) if row["revoked_at"] else None,
+        rotated_from=row["rotated_from"],
+    )

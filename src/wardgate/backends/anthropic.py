@@ -1,0 +1,279 @@
+"""Claude models through the Anthropic Messages API, translated to and from OpenAI's shape.
+
+``base_url`` follows the Anthropic SDK convention (``https://api.anthropic.com``, no
+version); requests go to ``{base_url}/v1/messages`` with ``x-api-key`` and
+``anthropic-version: 2023-06-01``. The key is mandatory.
+
+The two request shapes differ in ways that matter:
+
+* system and developer messages become the top-level ``system`` string (Anthropic has no
+  system role inside ``messages``);
+* consecutive messages of the same role are merged into one message of several content
+  blocks, and OpenAI ``tool`` results become ``tool_result`` blocks in a user message,
+  assistant ``tool_calls`` become ``tool_use`` blocks;
+* ``max_tokens`` is required, so it defaults to ``max_output_tokens``; ``stop`` becomes
+  ``stop_sequences``; ``user`` becomes ``metadata.user_id``; ``seed`` does not exist and
+  is dropped; ``temperature`` is capped at 1.0 (Anthropic's maximum), and when both
+  ``temperature`` and ``top_p`` are given only ``temperature`` is sent (newer Claude models
+  refuse both at once).
+
+Back the other way ``stop_reason`` maps to OpenAI's finish reasons and ``input_tokens``
+(plus cache reads and writes) / ``output_tokens`` to usage. Streams are the Messages event
+sequence; an ``error`` event mid-stream (e.g. ``overloaded_error``) raises, and so does a
+stream that ends before ``message_stop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from wardgate.backends.remote import HTTPUpstream
+from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
+from wardgate.config import ModelConfig
+from wardgate.errors import InvalidRequest, UpstreamError
+
+ANTHROPIC_VERSION = "2023-06-01"
+_PATH = "/v1/messages"
+_MAX_TEMPERATURE = 1.0
+_FINISH: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+#: Error types an ``error`` event can carry that another attempt may get past.
+_RETRYABLE_ERRORS = frozenset(
+    {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+)
+
+_STREAM_ERROR_CODES = {"overloaded_error": "upstream_overloaded"}
+
+
+def _api_key(key: str | None) -> dict[str, str]:
+    return {"x-api-key": key} if key else {}
+
+
+def _finish(value: object) -> FinishReason:
+    return _FINISH.get(value, "stop") if isinstance(value, str) else "stop"
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _prompt_tokens(usage: dict[str, Any]) -> int:
+    # input_tokens excludes cached prefix tokens; the client was still billed for a prompt
+    # that long, so count all three.
+    return (
+        _int(usage.get("input_tokens"))
+        + _int(usage.get("cache_creation_input_tokens"))
+        + _int(usage.get("cache_read_input_tokens"))
+    )
+
+
+def _tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    arguments = function.get("arguments") or "{}"
+    try:
+        tool_input = orjson.loads(arguments) if isinstance(arguments, str) else arguments
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            "tool_calls[].function.arguments must be a JSON object", param="messages"
+        ) from exc
+    if not isinstance(tool_input, dict):
+        raise InvalidRequest(
+            "tool_calls[].function.arguments must be a JSON object", param="messages"
+        )
+    return {
+        "type": "tool_use",
+        "id": str(call.get("id") or ""),
+        "name": str(function.get("name") or ""),
+        "input": tool_input,
+    }
+
+
+def _blocks(message: ChatMessage) -> tuple[str, list[dict[str, Any]]]:
+    """The Anthropic role and content blocks for one non-system message."""
+    text = message.text
+    if message.role == "tool":
+        if not message.tool_call_id:
+            raise InvalidRequest("a tool message needs tool_call_id", param="messages")
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id}
+        if text:
+            block["content"] = text
+        return "user", [block]
+    blocks: list[dict[str, Any]] = []
+    # Anthropic rejects empty text blocks, so an empty message contributes nothing.
+    if text:
+        blocks.append({"type": "text", "text": text})
+    if message.role == "assistant":
+        blocks.extend(_tool_use_block(call) for call in message.tool_calls or ())
+        return "assistant", blocks
+    return "user", blocks  # user, and the legacy "function" role (a result, seen by the user)
+
+
+def translate_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """OpenAI messages → (``system`` text, Anthropic ``messages``)."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role in ("system", "developer"):
+            if message.text:
+                system.append(message.text)
+            continue
+        role, blocks = _blocks(message)
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    if not out:
+        raise InvalidRequest(
+            "the request needs at least one user or assistant message", param="messages"
+        )
+    return "\n\n".join(system), out
+
+
+class AnthropicBackend:
+    """A Claude model behind the Anthropic Messages API."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._http = HTTPUpstream(
+            config,
+            vendor="anthropic",
+            auth_headers=_api_key,
+            key_required=True,
+            extra_headers={"anthropic-version": ANTHROPIC_VERSION},
+        )
+
+    async def start(self) -> None:
+        await self._http.start()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def queue_depth(self) -> int:
+        return self._http.in_flight
+
+    # -- requests ------------------------------------------------------------------------
+
+    def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The Messages API body for ``request`` (public so tests and docs can show it)."""
+        limit = request.token_limit
+        if limit is not None and limit > self.config.max_output_tokens:
+            raise InvalidRequest(
+                f"max_tokens {limit} exceeds this model's limit of {self.config.max_output_tokens}",
+                param="max_tokens",
+                code="max_tokens_too_large",
+            )
+        system, messages = translate_messages(request.messages)
+        body: dict[str, Any] = {
+            "model": self.config.wire_model,
+            "max_tokens": limit or self.config.max_output_tokens,
+            "messages": messages,
+        }
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = min(request.temperature, _MAX_TEMPERATURE)
+        elif request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.stop_list:
+            body["stop_sequences"] = request.stop_list
+        if request.user:
+            body["metadata"] = {"user_id": request.user}
+        if stream:
+            body["stream"] = True
+        return body
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        data = await self._http.post_json(_PATH, self.build_body(request, stream=False))
+        content = data.get("content")
+        if data.get("type") != "message" or not isinstance(content, list):
+            raise self._http.protocol_error("not a message")
+        text = "".join(
+            str(block.get("text") or "")
+            for block in content
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
+        raw_usage = data.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+        return Completion(
+            text=text,
+            finish_reason=_finish(data.get("stop_reason")),
+            usage=Usage(
+                prompt_tokens=_prompt_tokens(usage),
+                completion_tokens=_int(usage.get("output_tokens")),
+            ),
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        body = self.build_body(request, stream=True)
+        usage = Usage()
+        finish: FinishReason | None = None
+        stopped = False
+        events = self._http.stream_events(_PATH, body)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if stopped:
+                    continue  # drain to the end so the connection can be reused
+                data = self._http.decode_object(event.data)
+                kind = data.get("type", event.event)
+                if kind == "content_block_delta":
+                    delta = data.get("delta")
+                    if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                        text = delta.get("text")
+                        if isinstance(text, str) and text:
+                            yield Delta(text=text)
+                elif kind == "content_block_start":
+                    block = data.get("content_block")
+                    if isinstance(block, dict) and block.get("type") == "text":
+                        initial = block.get("text")
+                        if isinstance(initial, str) and initial:
+                            yield Delta(text=initial)
+                elif kind == "message_start":
+                    message = data.get("message")
+                    start_usage = message.get("usage") if isinstance(message, dict) else None
+                    if isinstance(start_usage, dict):
+                        usage.prompt_tokens = _prompt_tokens(start_usage)
+                        usage.completion_tokens = _int(start_usage.get("output_tokens"))
+                elif kind == "message_delta":
+                    delta = data.get("delta")
+                    if isinstance(delta, dict) and delta.get("stop_reason") is not None:
+                        finish = _finish(delta["stop_reason"])
+                    delta_usage = data.get("usage")
+                    if isinstance(delta_usage, dict):
+                        # output_tokens here is cumulative, not an increment.
+                        if "output_tokens" in delta_usage:
+                            usage.completion_tokens = _int(delta_usage["output_tokens"])
+                        if isinstance(delta_usage.get("input_tokens"), int):
+                            usage.prompt_tokens = _prompt_tokens(delta_usage)
+                elif kind == "message_stop":
+                    stopped = True
+                elif kind == "error":
+                    raise self._stream_error(data.get("error"))
+                # ping, content_block_stop and event types added later carry no text.
+        if not stopped:
+            raise self._http.connection_lost()
+        yield Delta(finish_reason=finish or "stop", usage=usage)
+
+    def _stream_error(self, error: object) -> UpstreamError:
+        error_type = error.get("type") if isinstance(error, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        detail = self._http.sanitise(message) if isinstance(message, str) else ""
+        return UpstreamError(
+            f"the upstream of model {self.config.name!r} failed mid-stream"
+            + (f" ({error_type})" if isinstance(error_type, str) else "")
+            + (f": {detail}" if detail else ""),
+            retryable=error_type in _RETRYABLE_ERRORS,
+            code=_STREAM_ERROR_CODES.get(str(error_type), "upstream_stream_error"),
+        )

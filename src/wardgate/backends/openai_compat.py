@@ -1,0 +1,186 @@
+"""Any OpenAI-compatible server: vLLM, llama.cpp's server, Ollama, OpenAI itself.
+
+``base_url`` follows the OpenAI SDK convention and includes the version prefix
+(``https://api.openai.com/v1``, ``http://vllm:8000/v1``); requests go to
+``{base_url}/chat/completions``. The key (optional: local servers often need none) is
+sent as ``Authorization: Bearer``. Only what the gateway has validated is forwarded:
+messages as plain text (non-text parts never reach a vendor the guards did not see),
+``max_tokens`` (bounded by ``max_output_tokens``), ``temperature``, ``top_p``, ``stop``,
+``seed`` and ``user``. Streams always ask for ``stream_options.include_usage`` so token
+accounting works for streamed answers too.
+
+``options`` understood: ``max_tokens_param`` (``max_tokens`` or ``max_completion_tokens``,
+for OpenAI reasoning models that reject the former) and ``proxy`` (an HTTP proxy URL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from wardgate.backends.remote import HTTPUpstream
+from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
+from wardgate.config import ModelConfig
+from wardgate.errors import ConfigError, InvalidRequest, UpstreamError
+
+_PATH = "/chat/completions"
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "content_filter": "content_filter",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+}
+_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+
+
+def _bearer(key: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"} if key else {}
+
+
+def _finish(value: object) -> FinishReason:
+    # Unknown reasons (e.g. vLLM's "abort") end the answer; "stop" is the honest default.
+    return _FINISH.get(value, "stop") if isinstance(value, str) else "stop"
+
+
+def _usage(value: object) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    return Usage(
+        prompt_tokens=prompt if isinstance(prompt, int) else 0,
+        completion_tokens=completion if isinstance(completion, int) else 0,
+    )
+
+
+def wire_message(message: ChatMessage) -> dict[str, Any]:
+    """One message as sent upstream: text only, ``developer`` spoken as ``system``.
+
+    ``developer`` is what newer OpenAI models call the system role; most compatible servers
+    reject it, and OpenAI itself treats ``system`` the same way, so ``system`` is portable.
+    """
+    role = "system" if message.role == "developer" else message.role
+    out: dict[str, Any] = {"role": role, "content": message.text}
+    if message.name:
+        out["name"] = message.name
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        out["tool_calls"] = message.tool_calls
+        if not out["content"]:
+            out["content"] = None
+    return out
+
+
+class OpenAICompatBackend:
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        param = str(config.options.get("max_tokens_param", "max_tokens"))
+        if param not in _TOKEN_PARAMS:
+            raise ConfigError(
+                f"model {config.name!r}: options.max_tokens_param must be one of {_TOKEN_PARAMS}"
+            )
+        self._token_param = param
+        self._http = HTTPUpstream(config, vendor="openai", auth_headers=_bearer, key_required=False)
+
+    async def start(self) -> None:
+        await self._http.start()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def queue_depth(self) -> int:
+        return self._http.in_flight
+
+    # -- requests ------------------------------------------------------------------------
+
+    def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The JSON body sent upstream for ``request`` (public so tests and docs can show it)."""
+        limit = request.token_limit
+        if limit is not None and limit > self.config.max_output_tokens:
+            raise InvalidRequest(
+                f"max_tokens {limit} exceeds this model's limit of {self.config.max_output_tokens}",
+                param="max_tokens",
+                code="max_tokens_too_large",
+            )
+        body: dict[str, Any] = {
+            "model": self.config.wire_model,
+            "messages": [wire_message(m) for m in request.messages],
+            self._token_param: limit or self.config.max_output_tokens,
+        }
+        for name in ("temperature", "top_p", "seed", "user"):
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
+        if request.stop_list:
+            body["stop"] = request.stop_list
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        data = await self._http.post_json(_PATH, self.build_body(request, stream=False))
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self._http.protocol_error("no choices")
+        choice = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise self._http.protocol_error("choice without message")
+        content = message.get("content")
+        if content is None:
+            # A refusal (structured outputs) is still the model's answer to show.
+            content = message.get("refusal")
+        if content is not None and not isinstance(content, str):
+            raise self._http.protocol_error("message content is not text")
+        return Completion(
+            text=content or "",
+            finish_reason=_finish(choice.get("finish_reason")),
+            usage=_usage(data.get("usage")) or Usage(),
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        body = self.build_body(request, stream=True)
+        finish: FinishReason | None = None
+        usage: Usage | None = None
+        done = False
+        events = self._http.stream_events(_PATH, body)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if done:
+                    continue  # drain to the end so the connection can be reused
+                if event.data.strip() == "[DONE]":
+                    done = True
+                    continue
+                chunk = self._http.decode_object(event.data)
+                if "error" in chunk:
+                    raise self._stream_error(chunk["error"])
+                usage = _usage(chunk.get("usage")) or usage
+                for choice in chunk.get("choices") or ():
+                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                        continue
+                    delta = choice.get("delta")
+                    text = delta.get("content") if isinstance(delta, dict) else None
+                    if isinstance(text, str) and text:
+                        yield Delta(text=text)
+                    if choice.get("finish_reason") is not None:
+                        finish = _finish(choice["finish_reason"])
+        # A clean close without [DONE] and without a finish reason is a truncated answer.
+        if not done and finish is None:
+            raise self._http.connection_lost()
+        yield Delta(finish_reason=finish or "stop", usage=usage)
+
+    def _stream_error(self, error: object) -> UpstreamError:
+        """vLLM and others report failures after the 200 as ``data: {"error": {...}}``."""
+        message = error.get("message") if isinstance(error, dict) else error
+        detail = self._http.sanitise(message) if isinstance(message, str) else ""
+        return UpstreamError(
+            f"the upstream of model {self.config.name!r} failed mid-stream"
+            + (f": {detail}" if detail else ""),
+            retryable=True,
+            code="upstream_stream_error",
+        )

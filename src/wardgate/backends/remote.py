@@ -1,0 +1,324 @@
+"""HTTP plumbing shared by the backends that call a remote model server.
+
+:class:`HTTPUpstream` owns what the OpenAI-compatible and Anthropic backends have in common:
+the vendor key (read once, from the environment variable the config names), one pooled
+``httpx.AsyncClient`` sized from the config, the in-flight count, and the single mapping
+from "what went wrong on the wire" to :mod:`wardgate.errors`. Keeping that mapping in one
+place is what makes failover predictable: every 429 is retryable and carries its
+``Retry-After``, every 5xx is retryable, every other 4xx is not, a timeout is always
+:class:`~wardgate.errors.UpstreamTimeout`, and a connection that drops half-way through a
+stream always raises instead of looking like a short answer.
+
+The vendor key never leaves this module except in the request headers: upstream error text
+is scrubbed of it (and of anything key-shaped) before it becomes a client-visible message,
+and nothing here logs request or response bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_sse
+from wardgate.config import ModelConfig
+from wardgate.errors import ConfigError, UpstreamError, UpstreamTimeout
+
+log = logging.getLogger(__name__)
+
+#: Upstream error text shown to clients is cut here: enough to debug, too short to smuggle.
+MAX_UPSTREAM_MESSAGE_CHARS = 300
+#: Key shapes scrubbed from upstream text even when they are not our own key
+#: (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``, any bearer token echoed back).
+_KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}|(?i:bearer)\s+\S+")
+
+AuthHeaders = Callable[[str | None], dict[str, str]]
+
+
+def read_api_key(config: ModelConfig, *, required: bool) -> str | None:
+    """The vendor key from the environment variable ``config.api_key_env`` names.
+
+    Keys are never taken from the config file or from requests. A named but unset (or
+    empty) variable is a start-up error, not a per-request 401: the operator learns at once.
+    """
+    env = config.api_key_env
+    if env is None:
+        if required:
+            raise ConfigError(
+                f"model {config.name!r}: backend {config.backend!r} needs api_key_env "
+                "(the name of the environment variable that holds the vendor key)"
+            )
+        return None
+    value = os.environ.get(env, "").strip()
+    if not value:
+        raise ConfigError(
+            f"model {config.name!r}: environment variable {env!r} (api_key_env) is not set"
+        )
+    return value
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI), ``Retry-After`` seconds or a date."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(millis) / 1000.0)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def upstream_message(body: bytes) -> str:
+    """The human message inside an OpenAI or Anthropic error body (both use error.message)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        if isinstance(error, str):
+            return error
+        if isinstance(data.get("message"), str):
+            return str(data["message"])
+    return ""
+
+
+class HTTPUpstream:
+    """One remote model server: pooled client, key, in-flight count, error mapping."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        vendor: str,
+        auth_headers: AuthHeaders,
+        key_required: bool,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.vendor = vendor
+        self._auth_headers = auth_headers
+        self._key_required = key_required
+        self._extra_headers = dict(extra_headers or {})
+        self._key: str | None = None
+        self._client: httpx.AsyncClient | None = None
+        self.in_flight = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        self._key = read_api_key(self.config, required=self._key_required)
+        cfg = self.config
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        headers.update(self._extra_headers)
+        headers.update(self._auth_headers(self._key))
+        proxy = cfg.options.get("proxy")
+        self._client = httpx.AsyncClient(
+            base_url=str(cfg.base_url),
+            headers=headers,
+            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+            limits=httpx.Limits(
+                max_connections=cfg.max_connections,
+                max_keepalive_connections=cfg.max_connections,
+            ),
+            # Base URL, proxy and credentials come from the config only: no HTTP_PROXY,
+            # no ~/.netrc, no surprises from whatever environment the gateway runs in.
+            trust_env=False,
+            proxy=str(proxy) if proxy else None,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def _require_client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise UpstreamError(
+                f"model {self.config.name!r} is not started", code="upstream_not_started"
+            )
+        return self._client
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` and return the decoded JSON object, within ``timeout_s`` overall."""
+        client = self._require_client()
+        with self._counted(), self._translated():
+            try:
+                async with asyncio.timeout(self.config.timeout_s):
+                    response = await client.post(path, content=orjson.dumps(body))
+            except TimeoutError as exc:
+                raise self._timeout() from exc
+            if response.status_code >= 400:
+                raise self.error_from_status(
+                    response.status_code, response.headers, response.content
+                )
+            return self.decode_object(response.content)
+
+    async def stream_events(
+        self, path: str, body: dict[str, Any]
+    ) -> AsyncGenerator[SSEEvent, None]:
+        """POST ``body`` and yield its SSE events; ``timeout_s`` bounds each wait for data.
+
+        Ends normally only when the server ends the body cleanly; the caller still checks
+        that the protocol's own end marker arrived, because a clean close is not a finish.
+        """
+        client = self._require_client()
+        with self._counted(), self._translated():
+            request = client.build_request(
+                "POST", path, content=orjson.dumps(body), headers={"accept": "text/event-stream"}
+            )
+            response = await client.send(request, stream=True)
+            try:
+                if response.status_code >= 400:
+                    content = await response.aread()
+                    raise self.error_from_status(response.status_code, response.headers, content)
+                async for event in iter_sse(response.aiter_lines()):
+                    yield event
+            finally:
+                await response.aclose()
+
+    # -- error mapping -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn transport failures into typed errors; the exception text is never echoed."""
+        name = self.config.name
+        try:
+            yield
+        except UpstreamError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise self._timeout() from exc
+        except httpx.ConnectError as exc:
+            log.warning("model %s: cannot connect to upstream (%s)", name, type(exc).__name__)
+            raise UpstreamError(
+                f"cannot connect to the upstream of model {name!r}",
+                retryable=True,
+                code="upstream_unreachable",
+            ) from exc
+        except (httpx.TransportError, SSEDecodeError) as exc:
+            # RemoteProtocolError ("peer closed connection without sending complete message
+            # body"), ReadError, a reset: the answer is incomplete and must not pass as whole.
+            log.warning("model %s: upstream connection lost (%s)", name, type(exc).__name__)
+            raise self.connection_lost() from exc
+
+    def _timeout(self) -> UpstreamTimeout:
+        log.warning("model %s: upstream timed out", self.config.name)
+        return UpstreamTimeout(
+            f"the upstream of model {self.config.name!r} did not answer within "
+            f"{self.config.timeout_s:g} s",
+            retryable=True,
+        )
+
+    def connection_lost(self) -> UpstreamError:
+        return UpstreamError(
+            f"the upstream of model {self.config.name!r} closed the connection before the "
+            "answer was complete",
+            retryable=True,
+            code="upstream_connection_lost",
+        )
+
+    def protocol_error(self, what: str) -> UpstreamError:
+        log.warning("model %s: malformed upstream response: %s", self.config.name, what)
+        return UpstreamError(
+            f"the upstream of model {self.config.name!r} sent a malformed response ({what})",
+            retryable=True,
+            code="upstream_protocol_error",
+        )
+
+    def decode_object(self, raw: bytes | str) -> dict[str, Any]:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise self.protocol_error("invalid JSON") from exc
+        if not isinstance(data, dict):
+            raise self.protocol_error("expected a JSON object")
+        return data
+
+    def sanitise(self, text: str) -> str:
+        """Upstream text made safe to show a client: no key, nothing key-shaped, no control
+        characters, bounded length."""
+        if self._key:
+            text = text.replace(self._key, "[redacted]")
+        text = _KEY_LIKE.sub("[redacted]", text)
+        text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+        if len(text) > MAX_UPSTREAM_MESSAGE_CHARS:
+            text = text[:MAX_UPSTREAM_MESSAGE_CHARS] + "…"
+        return text
+
+    def error_from_status(
+        self, status: int, headers: Mapping[str, str], body: bytes
+    ) -> UpstreamError:
+        """The typed error for an HTTP error response from upstream."""
+        name = self.config.name
+        log.warning("model %s: upstream answered HTTP %d", name, status)
+        if status in (401, 403):
+            # The vendor's text may quote (part of) our key; say nothing of it.
+            return UpstreamError(
+                f"the upstream of model {name!r} rejected the gateway's credentials "
+                f"(HTTP {status}); check {self.config.api_key_env or 'the vendor key'}",
+                retryable=False,
+                upstream_status=status,
+                code="upstream_auth_failed",
+            )
+        detail = self.sanitise(upstream_message(body))
+        suffix = f": {detail}" if detail else ""
+        if status == 429:
+            retry_after = parse_retry_after(headers)
+            extra = {"Retry-After": str(max(1, round(retry_after)))} if retry_after else {}
+            return UpstreamError(
+                f"the upstream of model {name!r} is rate limiting the gateway (HTTP 429){suffix}",
+                retryable=True,
+                upstream_status=429,
+                retry_after=retry_after,
+                code="upstream_rate_limited",
+                headers=extra,
+            )
+        if status == 529 or status >= 500 or status in (408, 409):
+            code = "upstream_overloaded" if status == 529 else "upstream_unavailable"
+            return UpstreamError(
+                f"the upstream of model {name!r} failed (HTTP {status}){suffix}",
+                retryable=True,
+                upstream_status=status,
+                retry_after=parse_retry_after(headers),
+                code=code,
+            )
+        return UpstreamError(
+            f"the upstream of model {name!r} rejected the request (HTTP {status}){suffix}",
+            retryable=False,
+            upstream_status=status,
+            code="upstream_rejected_request",
+        )

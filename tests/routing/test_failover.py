@@ -424,7 +424,7 @@ async def test_trace_serialises_for_the_audit_log(clock):
     failover, _ = build(clock, (model("primary", fallbacks=["spare"]), [unavailable()]),
                         (model("spare"), [OK]))
     _, trace = await failover.complete("primary", REQUEST)
-    assert trace.as_dicts() == [
+    assert trace.as_list() == [
         {"model": "primary", "outcome": "error", "error_code": "upstream_error",
          "latency_s": 0.0, "upstream_status": 503, "detail": None},
         {"model": "spare", "outcome": "ok", "error_code": None, "latency_s": 0.0,
@@ -543,3 +543,59 @@ async def test_closing_the_stream_early_closes_the_backend_stream(clock):
     await stream.aclose()
     assert backends["primary"].closed_streams == 1
     assert failover.circuit_states()["primary"] == "closed"
+
+
+# -- candidates from the routing policy ---------------------------------------------------
+
+
+async def test_policy_candidates_each_followed_by_their_fallbacks(clock):
+    failover, _ = build(
+        clock,
+        (model("a", fallbacks=["a-spare"]), [unavailable()]),
+        (model("a-spare"), [unavailable()]),
+        (model("b"), [OK]),
+    )
+    completion, trace = await failover.complete(["a", "b"], REQUEST)
+    assert completion.text == "from b"
+    assert trace.requested == "a"
+    assert [a.model for a in trace.attempts] == ["a", "a-spare", "b"]
+
+
+async def test_a_vendor_candidate_chosen_by_the_policy_is_not_a_fallback(clock):
+    failover, _ = build(
+        clock,
+        (model("local", fallbacks=["cloud"]), [unavailable()]),
+        (vendor("cloud"), [OK]),
+    )
+    completion, trace = await failover.complete(["local", "cloud"], REQUEST)
+    assert completion.text == "from cloud"
+    assert outcomes(trace)[0] == ("cloud", "skipped", SKIP_VENDOR_FALLBACK)
+
+
+async def test_routing_allow_set_overrides_allow_vendor_fallback(clock):
+    """Sensitive data the policy pinned on-prem must not leak through a config fallback."""
+    failover, backends = build(
+        clock,
+        (model("local", fallbacks=["cloud"], allow_vendor_fallback=True), [unavailable()]),
+        (vendor("cloud"), [OK]),
+    )
+    trace = RouteTrace("local")
+    with pytest.raises(UpstreamError):
+        await failover.complete(["local"], REQUEST, allowed={"local"}, trace=trace)
+    assert backends["cloud"].calls == 0
+    assert ("cloud", "skipped", SKIP_ROUTING) in outcomes(trace)
+    stream = failover.stream(["local"], REQUEST, allowed={"local"})
+    with pytest.raises(UpstreamError):
+        await collect(stream)
+    assert backends["cloud"].calls == 0
+
+
+async def test_unknown_candidates_are_skipped_and_an_empty_plan_refused(clock):
+    failover, _ = build(clock, (model("a"), [OK]))
+    completion, trace = await failover.complete(["gone", "a"], REQUEST)
+    assert completion.text == "from a"
+    assert outcomes(trace)[0] == ("gone", "skipped", "backend_unavailable")
+    with pytest.raises(RoutingRefused):
+        await failover.complete([], REQUEST)
+    with pytest.raises(RoutingRefused):
+        await collect(failover.stream(["gone"], REQUEST))

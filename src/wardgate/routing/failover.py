@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -85,7 +85,8 @@ class RouteTrace:
     attempts: list[Attempt] = field(default_factory=list)
     served_by: str | None = None
 
-    def as_dicts(self) -> list[dict[str, object]]:
+    def as_list(self) -> list[dict[str, object]]:
+        """The attempts as JSON-ready dicts, for the audit record."""
         return [attempt.as_dict() for attempt in self.attempts]
 
 
@@ -120,7 +121,10 @@ class RoutedStream:
         await self._deltas.aclose()
 
 
-Allowed = Callable[[str], bool]
+#: One model name, or the routing policy's ordered candidates.
+Models = str | Sequence[str]
+#: Which models the routing policy allows: a predicate or a set of names.
+Allowed = Callable[[str], bool] | Collection[str]
 _Step = Literal["raise", "retry", "next"]
 
 
@@ -159,35 +163,58 @@ class Failover:
         return self._breakers[model_name]
 
     def plan(
-        self, model_name: str, *, allowed: Allowed | None = None, trace: RouteTrace | None = None
+        self,
+        models: Models,
+        *,
+        allowed: Allowed | None = None,
+        trace: RouteTrace | None = None,
     ) -> list[str]:
-        """The candidates that may be tried, in order; skipped ones go into ``trace``."""
-        primary = self._configs.get(model_name)
-        if primary is None:
-            raise ModelNotFound(f"the model {model_name!r} does not exist")
+        """The models that may be tried, in order; skipped ones go into ``trace``.
+
+        ``models`` is one model name, or the routing policy's ordered candidates; each is
+        followed by its own config ``fallbacks``, under the vendor rule of the model whose
+        fallback it is. Only a single unknown name is an error; unknown candidates in a list
+        are skipped (the policy may list models this process failed to load).
+        """
+        if isinstance(models, str):
+            if models not in self._configs:
+                raise ModelNotFound(f"the model {models!r} does not exist")
+            roots = [models]
+        else:
+            roots = list(models)
+        permitted = _predicate(allowed)
         names: list[str] = []
-        for position, name in enumerate([model_name, *primary.fallbacks]):
-            if name in names:
-                continue
-            reason = self._skip_reason(primary, name, allowed, is_primary=position == 0)
-            if reason is None:
-                names.append(name)
-            elif trace is not None:
-                trace.attempts.append(Attempt(name, "skipped", detail=reason))
+        skipped: set[tuple[str, str]] = set()
+        for root in roots:
+            root_config = self._configs.get(root)
+            chain = [root, *(root_config.fallbacks if root_config else [])]
+            for position, name in enumerate(chain):
+                if name in names:
+                    continue
+                reason = self._skip_reason(root_config, name, permitted, is_root=position == 0)
+                if reason is None:
+                    names.append(name)
+                elif trace is not None and (name, reason) not in skipped:
+                    skipped.add((name, reason))
+                    trace.attempts.append(Attempt(name, "skipped", detail=reason))
         return names
 
     async def complete(
         self,
-        model_name: str,
+        models: Models,
         request: ChatRequest,
         *,
         trace: RouteTrace | None = None,
         allowed: Allowed | None = None,
     ) -> tuple[Completion, RouteTrace]:
-        """The first successful answer along the plan, and how it was obtained."""
-        trace = trace if trace is not None else RouteTrace(requested=model_name)
+        """The first successful answer along the plan, and how it was obtained.
+
+        Pass the routing decision as ``allowed`` whenever the request carries data the
+        policy restricted: config fallbacks are otherwise vetted by the vendor rule alone.
+        """
+        trace = trace if trace is not None else RouteTrace(requested=_first(models))
         errors: list[UpstreamError] = []
-        for name in self.plan(model_name, allowed=allowed, trace=trace):
+        for name in self.plan(models, allowed=allowed, trace=trace):
             try:
                 completion = await self._complete_on(name, request, trace)
             except _Exhausted as exhausted:
@@ -195,19 +222,23 @@ class Failover:
                 continue
             trace.served_by = name
             return completion, trace
-        raise _final_error(model_name, errors)
+        raise _final_error(_first(models), errors)
 
     def stream(
         self,
-        model_name: str,
+        models: Models,
         request: ChatRequest,
         *,
         trace: RouteTrace | None = None,
         allowed: Allowed | None = None,
     ) -> RoutedStream:
-        """Stream from the first backend that produces a first chunk (see module docstring)."""
-        trace = trace if trace is not None else RouteTrace(requested=model_name)
-        return RoutedStream(self._stream(model_name, request, trace, allowed), trace)
+        """Stream from the first backend that produces a first chunk (see module docstring).
+
+        Nothing runs until the first ``__anext__``; errors before the first chunk (every
+        backend down, model unknown) surface there, so the caller can still send a status.
+        """
+        trace = trace if trace is not None else RouteTrace(requested=_first(models))
+        return RoutedStream(self._stream(models, request, trace, allowed), trace)
 
     # -- one candidate --------------------------------------------------------------------
 
@@ -244,10 +275,10 @@ class Failover:
         raise AssertionError("unreachable: the last attempt always ends in 'next' or 'raise'")
 
     async def _stream(
-        self, model_name: str, request: ChatRequest, trace: RouteTrace, allowed: Allowed | None
+        self, models: Models, request: ChatRequest, trace: RouteTrace, allowed: Allowed | None
     ) -> AsyncGenerator[Delta, None]:
         errors: list[UpstreamError] = []
-        for name in self.plan(model_name, allowed=allowed, trace=trace):
+        for name in self.plan(models, allowed=allowed, trace=trace):
             config, backend = self._configs[name], self._backends[name]
             breaker = self._breakers[name]
             error: UpstreamError | None = None
@@ -294,7 +325,7 @@ class Failover:
                 if step == "next":
                     errors.append(error)
                     break
-        raise _final_error(model_name, errors)
+        raise _final_error(_first(models), errors)
 
     async def _committed(
         self,
@@ -403,21 +434,39 @@ class Failover:
         return max(0.0, self._clock.monotonic() - started)
 
     def _skip_reason(
-        self, primary: ModelConfig, name: str, allowed: Allowed | None, *, is_primary: bool
+        self,
+        root: ModelConfig | None,
+        name: str,
+        permitted: Callable[[str], bool] | None,
+        *,
+        is_root: bool,
     ) -> str | None:
         candidate = self._configs.get(name)
-        if candidate is None or name not in self._backends:
+        if root is None or candidate is None or name not in self._backends:
             return SKIP_NO_BACKEND
-        if allowed is not None and not allowed(name):
+        if permitted is not None and not permitted(name):
             return SKIP_ROUTING
         if (
-            not is_primary
-            and primary.tags.deployment == "on_prem"
+            not is_root
+            and root.tags.deployment == "on_prem"
             and candidate.tags.deployment == "vendor"
-            and not primary.allow_vendor_fallback
+            and not root.allow_vendor_fallback
         ):
             return SKIP_VENDOR_FALLBACK
         return None
+
+
+def _first(models: Models) -> str:
+    if isinstance(models, str):
+        return models
+    return models[0] if models else ""
+
+
+def _predicate(allowed: Allowed | None) -> Callable[[str], bool] | None:
+    if allowed is None or callable(allowed):
+        return allowed
+    names = frozenset([allowed] if isinstance(allowed, str) else allowed)
+    return names.__contains__
 
 
 def _timeout(name: str, config: ModelConfig) -> UpstreamTimeout:

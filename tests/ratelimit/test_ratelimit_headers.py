@@ -18,6 +18,8 @@ from wardgate.ratelimit import BucketView, LimitDecision, format_duration
         (60.0, "1m0s"),
         (360.0, "6m0s"),
         (61.1234, "1m1.123s"),
+        (59.99999, "1m0s"),
+        (0.9999, "1000ms"),
         (-3.0, "0ms"),
     ],
 )

@@ -27,6 +27,8 @@ from wardgate.ratelimit.bucket import Outcome, decision
 # Fields: r / t = request / token level, rc / tc = limits they were written under, ts = time.
 # Numbers go back as strings because Redis truncates Lua numbers to integers.
 _SCRIPT = """
+-- Redis < 5 needs effects replication to write after reading TIME; later versions always do.
+if redis.replicate_commands then redis.replicate_commands() end
 local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local take_requests = tonumber(ARGV[3])

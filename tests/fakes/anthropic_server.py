@@ -107,7 +107,7 @@ class FakeAnthropic(FakeVendor):
             return json_response(error_body("invalid_request_error", invalid), 400)
         messages = body["messages"]
         last_user = next(
-            ("".join(_block_text(b) for b in _blocks(m.get("content")))
+            (" ".join(_block_text(b) for b in _blocks(m.get("content")))
              for m in reversed(messages) if m.get("role") == "user"),
             "",
         )
@@ -207,7 +207,11 @@ class FakeAnthropic(FakeVendor):
     # -- checks --------------------------------------------------------------------------
 
     def _check_headers(self, request: Request) -> Response | None:
-        given = request.headers.get("x-api-key")
+        # Newer SDKs authenticate API keys with a bearer token; x-api-key is the classic way.
+        bearer = request.headers.get("authorization", "")
+        given = request.headers.get("x-api-key") or (
+            bearer[7:].strip() if bearer.lower().startswith("bearer ") else ""
+        )
         if not given:
             return json_response(
                 error_body("authentication_error", "x-api-key header is required"), 401

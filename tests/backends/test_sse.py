@@ -1,0 +1,56 @@
+"""The shared SSE decoder, on the edge cases real upstreams produce."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_sse
+
+
+async def _lines(*lines: str) -> AsyncIterator[str]:
+    for line in lines:
+        yield line
+
+
+async def _decode(*lines: str, **kwargs: int) -> list[SSEEvent]:
+    return [e async for e in iter_sse(_lines(*lines), **kwargs)]
+
+
+async def test_openai_style_unnamed_events() -> None:
+    events = await _decode('data: {"a": 1}', "", "data: [DONE]", "")
+    assert events == [SSEEvent("message", '{"a": 1}'), SSEEvent("message", "[DONE]")]
+
+
+async def test_anthropic_style_named_events() -> None:
+    events = await _decode(
+        "event: message_start", 'data: {"type": "message_start"}', "",
+        "event: ping", 'data: {"type": "ping"}', "",
+    )
+    assert [e.event for e in events] == ["message_start", "ping"]
+
+
+async def test_comments_blank_runs_and_events_without_data_are_skipped() -> None:
+    events = await _decode(": keep-alive", "", "", "event: lonely", "", "data: x", "")
+    assert events == [SSEEvent("message", "x")]
+
+
+async def test_multi_line_data_joins_with_newlines_and_no_space_is_fine() -> None:
+    events = await _decode("data:first", "data:  second", "")
+    assert events == [SSEEvent("message", "first\n second")]
+
+
+async def test_crlf_remnants_are_stripped_and_last_event_without_blank_line_counts() -> None:
+    events = await _decode("data: a\r", "\r", "data: b")
+    assert [e.data for e in events] == ["a", "b"]
+
+
+async def test_event_name_does_not_leak_into_the_next_event() -> None:
+    events = await _decode("event: error", "data: 1", "", "data: 2", "")
+    assert [e.event for e in events] == ["error", "message"]
+
+
+async def test_oversized_event_is_refused() -> None:
+    with pytest.raises(SSEDecodeError):
+        await _decode("data: " + "x" * 50, "data: " + "y" * 50, "", max_event_chars=80)

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from wardgate.guards.config import GuardSpec
 
 Stage = Literal["input", "output"]
+#: Roles whose messages make up the system prompt.
+SYSTEM_ROLES = ("system", "developer")
 #: Where a scanned text came from: a chat message, a document the app passed in, the answer.
 Source = Literal["message", "document", "response"]
 

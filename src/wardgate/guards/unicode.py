@@ -1,0 +1,83 @@
+"""Invisible Unicode: tag characters, zero-width characters, bidi controls, smuggled bytes.
+
+Text that renders identically can carry instructions a human reviewer never sees: ASCII
+encoded as tag characters (U+E0000 block), bytes encoded as variation selectors, words broken
+by zero-width characters to dodge detectors, bidi overrides that reorder what is displayed.
+Hidden payloads are blocked; formatting characters that have legitimate uses are stripped.
+
+Legitimate uses kept: emoji subdivision flags (U+1F3F4 followed by tag characters), a single
+variation selector after a character (emoji presentation), and zero-width joiners/non-joiners
+that join non-ASCII characters (emoji ZWJ sequences, Persian and Indic scripts).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from wardgate.guards.base import Finding, Guard, GuardOptions, ScanContext, Verdict
+from wardgate.guards.entities import Entity, replace_spans
+from wardgate.guards.normalise import BIDI_CONTROLS
+
+Treatment = Literal["block", "strip", "allow"]
+
+_FLAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0061-\U000e007a\U000e0030-\U000e0039]{2,6}\U000e007f")
+_TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
+_VS_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{2,}")
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060-\u2064\ufeff\u00ad\u180e\u034f]")
+_BIDI = re.compile("[" + "".join(chr(c) for c in sorted(BIDI_CONTROLS)) + "]")
+
+
+class UnicodeOptions(GuardOptions):
+    tag_chars: Treatment = "block"
+    #: Two or more variation selectors in a row: bytes smuggled as selectors.
+    variation_selector_runs: Treatment = "block"
+    bidi_controls: Treatment = "strip"
+    zero_width: Treatment = "strip"
+    #: Above this many hidden characters in one text, block whatever the treatments say.
+    max_hidden: int = Field(default=64, ge=0)
+
+
+class InvisibleUnicodeGuard(Guard):
+    type_name = "invisible_unicode"
+    block_code = "invisible_unicode"
+    Options: ClassVar[type[UnicodeOptions]] = UnicodeOptions
+
+    def scan(self, text: str, ctx: ScanContext) -> Verdict:
+        if text.isascii():
+            return Verdict.allow()
+        options: UnicodeOptions = self.options
+        flags = [m.span() for m in _FLAG_SEQUENCE.finditer(text)]
+        hits: list[tuple[str, int, int, Treatment]] = []
+        for m in _TAG_RUN.finditer(text):
+            if not any(s <= m.start() and m.end() <= e for s, e in flags):
+                hits.append(("tag_chars", m.start(), m.end(), options.tag_chars))
+        for m in _VS_RUN.finditer(text):
+            treatment = options.variation_selector_runs
+            hits.append(("variation_selector_run", m.start(), m.end(), treatment))
+        for m in _BIDI.finditer(text):
+            hits.append(("bidi_control", m.start(), m.end(), options.bidi_controls))
+        for m in _ZERO_WIDTH.finditer(text):
+            if m.group(0) in "\u200c\u200d" and _joins_non_ascii(text, m.start()):
+                continue
+            hits.append(("zero_width", m.start(), m.end(), options.zero_width))
+        if not hits:
+            return Verdict.allow()
+        findings = tuple(Finding(kind, s, e) for kind, s, e, _ in hits)
+        hidden = sum(e - s for _, s, e, _ in hits)
+        scores = {"hidden_chars": float(hidden)}
+        if hidden > options.max_hidden or any(t == "block" for *_, t in hits):
+            return Verdict.block(self.block_code, findings, scores)
+        stripped = [Entity(k, s, e, 1.0, "") for k, s, e, t in hits if t == "strip"]
+        if not stripped:
+            return Verdict.allow(findings, scores)
+        ordered = sorted(stripped, key=lambda x: x.start)
+        return Verdict.redact(replace_spans(text, ordered, lambda _: ""), findings, scores)
+
+
+def _joins_non_ascii(text: str, index: int) -> bool:
+    before = text[index - 1] if index else ""
+    after = text[index + 1] if index + 1 < len(text) else ""
+    return bool(before) and bool(after) and not (before.isascii() and after.isascii())

@@ -132,6 +132,7 @@ class AuditWriter:
             atexit.unregister(self._atexit)
             self._atexit = None
         self._closed = True
+        failed_before = self._failed
         thread = self._thread
         if thread is None or not thread.is_alive():
             return self.pending() == 0
@@ -139,7 +140,7 @@ class AuditWriter:
         with contextlib.suppress(queue.Full):  # the give-up deadline ends the thread anyway
             self._queue.put(_Marker(stop=True), timeout=timeout)
         thread.join(timeout + 1.0)
-        lost = self.pending()
+        lost = self.pending() + self._failed - failed_before
         if lost:
             log.error("audit writer closed with %d record(s) unwritten", lost)
         return lost == 0

@@ -101,7 +101,11 @@ class RateLimiter(Protocol):
         ...
 
     async def consume_tokens(self, key_id: str, tpm: int, tokens: int) -> None:
-        """Charge tokens used after admission (may go negative; negative ``tokens`` refunds)."""
+        """Charge tokens used after admission (may go negative; negative ``tokens`` refunds).
+
+        Best effort: the answer has already been served, so an unavailable store is logged,
+        not raised — the next ``check`` fails closed anyway.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -5,13 +5,19 @@ server (``TIME``) so that gateway hosts with skewed clocks still agree. The rule
 ones in :mod:`wardgate.ratelimit.bucket`. One hash per key holds both buckets; it expires
 once it would have refilled (never earlier than ``ttl_s``), so Redis memory tracks active keys.
 
-If Redis cannot answer, the limiter raises :class:`~wardgate.errors.Overloaded` with code
-``rate_limiter_unavailable`` (HTTP 503): a gateway that cannot count must not serve
-unmetered traffic. Socket timeouts are short so an outage refuses fast instead of hanging.
+If Redis cannot answer a ``check``, the limiter raises :class:`~wardgate.errors.Overloaded`
+with code ``rate_limiter_unavailable`` (HTTP 503): a gateway that cannot count must not serve
+unmetered traffic. Socket timeouts are short so an outage refuses fast instead of hanging,
+and the connection pool *waits* for a free connection (briefly) rather than failing a burst.
+
+``consume_tokens`` is best effort: it runs after the answer was served to a request admitted
+while Redis worked, and raising there would lose the audit record of a completed exchange.
+It logs the failure instead; the next ``check`` still fails closed while Redis is down.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -20,6 +26,8 @@ from redis.exceptions import RedisError
 from wardgate.errors import Overloaded
 from wardgate.ratelimit.base import LimitDecision, unlimited
 from wardgate.ratelimit.bucket import Outcome, decision
+
+log = logging.getLogger(__name__)
 
 # KEYS[1]: the key's hash. ARGV: rpm (-1: keep the stored one), tpm, requests to take,
 # tokens to take, enforce (1: refuse without budget, as in check; 0: always charge, as in
@@ -109,13 +117,15 @@ class RedisRateLimiter:
         max_connections: int = 64,
     ) -> RedisRateLimiter:
         """Build a limiter with its own connection pool (timeouts short: see module docs)."""
-        client = aioredis.Redis.from_url(
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=socket_timeout_s,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
-            max_connections=max_connections,
             decode_responses=True,
         )
+        client = aioredis.Redis(connection_pool=pool)
         return cls(client, prefix=prefix, ttl_s=ttl_s)
 
     async def check(self, key_id: str, rpm: int, tpm: int, tokens: int) -> LimitDecision:
@@ -136,10 +146,17 @@ class RedisRateLimiter:
         if tpm <= 0 or tokens == 0:
             return
         # rpm=0 here would reset the request bucket, so pass the stored one through.
-        await self._run(key_id, -1, tpm, 0, tokens, enforce=False)
+        try:
+            await self._run(key_id, -1, tpm, 0, tokens, enforce=False)
+        except Overloaded as exc:
+            log.warning(
+                "rate limiter unavailable; %d tokens were not charged (%s)",
+                tokens,
+                type(exc.__cause__).__name__,
+            )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._client.aclose(close_connection_pool=True)
 
     async def _run(
         self, key_id: str, rpm: int, tpm: int, take_requests: int, tokens: int, *, enforce: bool

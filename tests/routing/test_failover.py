@@ -16,6 +16,7 @@ from wardgate.errors import (
     CircuitOpen,
     ContextLengthExceeded,
     ModelNotFound,
+    Overloaded,
     RoutingRefused,
     UpstreamError,
     UpstreamTimeout,
@@ -599,3 +600,52 @@ async def test_unknown_candidates_are_skipped_and_an_empty_plan_refused(clock):
         await failover.complete([], REQUEST)
     with pytest.raises(RoutingRefused):
         await collect(failover.stream(["gone"], REQUEST))
+
+
+# -- what each kind of failure means --------------------------------------------------------
+
+
+async def test_busy_backend_is_skipped_without_retry_or_breaker_count(clock):
+    busy = Overloaded("model 'primary' is busy", headers={"Retry-After": "3"})
+    failover, backends = build(clock, (model("primary", retries=3, fallbacks=["spare"]), [busy]),
+                               (model("spare"), [OK]))
+    completion, trace = await failover.complete("primary", REQUEST)
+    assert completion.text == "from spare"
+    assert backends["primary"].calls == 1
+    assert clock.sleeps == []
+    assert outcomes(trace) == [("primary", "error", "overloaded"), ("spare", "ok", None)]
+    assert failover.breaker("primary").consecutive_failures == 0
+
+
+async def test_busy_everywhere_keeps_the_503_and_its_retry_after(clock):
+    busy = Overloaded("model 'primary' is busy", headers={"Retry-After": "3"})
+    failover, _ = build(clock, (model("primary", retries=2), [busy]))
+    with pytest.raises(Overloaded) as info:
+        await failover.complete("primary", REQUEST)
+    assert info.value.headers == {"Retry-After": "3"}
+    with pytest.raises(Overloaded):
+        await collect(failover.stream("primary", REQUEST))
+
+
+async def test_rejected_credentials_fail_over_and_count_against_the_breaker(clock):
+    auth = UpstreamError("bad vendor key", retryable=False, upstream_status=401,
+                         code="upstream_auth_failed")
+    failover, backends = build(
+        clock,
+        (vendor("cloud", retries=3, fallbacks=["cloud-2"]), [auth]),
+        (vendor("cloud-2"), [OK]),
+    )
+    completion, trace = await failover.complete("cloud", REQUEST)
+    assert completion.text == "from cloud-2"
+    assert backends["cloud"].calls == 1  # not retried: the key will not get better
+    assert outcomes(trace)[0] == ("cloud", "error", "upstream_auth_failed")
+    assert failover.breaker("cloud").consecutive_failures == 1
+
+
+async def test_local_model_crash_fails_over(clock):
+    crash = UpstreamError("model 'primary' failed while generating", retryable=False)
+    failover, backends = build(clock, (model("primary", retries=2, fallbacks=["spare"]), [crash]),
+                               (model("spare"), [OK]))
+    stream = failover.stream("primary", REQUEST)
+    assert (await collect(stream))[0].text == "from spare"
+    assert backends["primary"].calls == 1

@@ -8,8 +8,14 @@ breaker; the requested model's config alone decides which fallbacks are allowed:
   counts against the breaker and is retried after ``backoff_s * 2**n`` with jitter (half to
   all of it), never sooner than the upstream's ``Retry-After``. A ``Retry-After`` longer than
   ``max_retry_wait_s`` is not waited for: the next fallback is tried instead.
-* Anything else — a non-retryable upstream error, or the request's own fault — is raised at
-  once: sending the same request elsewhere would fail the same way, or leak it further.
+* A non-retryable failure of the *backend* (the vendor refused the gateway's credentials,
+  401/403; a local model crashed, no HTTP status) is not retried but counts against the
+  breaker and moves on to the next fallback: that backend cannot serve anyone.
+* A busy backend (:class:`~wardgate.errors.Overloaded`, its queue is full) is healthy: no
+  retry, no breaker count, next fallback; if none serves, the 503 with its Retry-After stands.
+* The request's own fault — an upstream 4xx rejection, ``ContextLengthExceeded``, any other
+  :class:`~wardgate.errors.WardgateError` — is raised at once: sending the same request
+  elsewhere would fail the same way, or leak it further.
 * A fallback never moves a request from an ``on_prem`` model to a ``vendor`` one unless the
   requested model says ``allow_vendor_fallback: true``; a routing predicate (``allowed``)
   can narrow the plan further. Skipped candidates are recorded with the reason.
@@ -37,6 +43,7 @@ from wardgate.config import ModelConfig
 from wardgate.errors import (
     CircuitOpen,
     ModelNotFound,
+    Overloaded,
     RoutingRefused,
     UpstreamError,
     UpstreamTimeout,
@@ -93,7 +100,7 @@ class RouteTrace:
 class _Exhausted(Exception):
     """A candidate used up its attempts; failover moves on to the next one."""
 
-    def __init__(self, error: UpstreamError) -> None:
+    def __init__(self, error: WardgateError) -> None:
         super().__init__(error.message)
         self.error = error
 
@@ -213,7 +220,7 @@ class Failover:
         policy restricted: config fallbacks are otherwise vetted by the vendor rule alone.
         """
         trace = trace if trace is not None else RouteTrace(requested=_first(models))
-        errors: list[UpstreamError] = []
+        errors: list[WardgateError] = []
         for name in self.plan(models, allowed=allowed, trace=trace):
             try:
                 completion = await self._complete_on(name, request, trace)
@@ -244,7 +251,7 @@ class Failover:
 
     async def _complete_on(self, name: str, request: ChatRequest, trace: RouteTrace) -> Completion:
         config, backend, breaker = self._configs[name], self._backends[name], self._breakers[name]
-        error: UpstreamError | None = None
+        error: WardgateError | None = None
         for attempt in range(config.retries + 1):
             if error is not None:
                 await self._clock.sleep(self._backoff(config, attempt, error))
@@ -257,7 +264,7 @@ class Failover:
                     completion = await backend.complete(request)
             except TimeoutError:
                 error = _timeout(name, config)
-            except UpstreamError as exc:
+            except WardgateError as exc:
                 error = exc
             except BaseException as exc:
                 breaker.release(permit)
@@ -277,11 +284,11 @@ class Failover:
     async def _stream(
         self, models: Models, request: ChatRequest, trace: RouteTrace, allowed: Allowed | None
     ) -> AsyncGenerator[Delta, None]:
-        errors: list[UpstreamError] = []
+        errors: list[WardgateError] = []
         for name in self.plan(models, allowed=allowed, trace=trace):
             config, backend = self._configs[name], self._backends[name]
             breaker = self._breakers[name]
-            error: UpstreamError | None = None
+            error: WardgateError | None = None
             for attempt in range(config.retries + 1):
                 if error is not None:
                     await self._clock.sleep(self._backoff(config, attempt, error))
@@ -299,7 +306,7 @@ class Failover:
                     error = UpstreamError(f"model {name!r} ended its stream before any chunk")
                 except TimeoutError:
                     error = _timeout(name, config)
-                except UpstreamError as exc:
+                except WardgateError as exc:
                     error = exc
                 except BaseException as exc:
                     breaker.release(permit)
@@ -350,11 +357,14 @@ class Failover:
                 error: UpstreamError = _timeout(name, config)
             except UpstreamError as exc:
                 error = exc
+            except BaseException as exc:
+                self._record(trace, name, started, exc, detail=DETAIL_MID_STREAM)
+                raise
             else:
                 finished = finished or delta.finish_reason is not None
                 yield delta
                 continue
-            if error.retryable:
+            if _kind(error) in ("retryable", "backend"):
                 self._breakers[name].failure()
             self._record(trace, name, started, error, detail=DETAIL_MID_STREAM)
             raise error
@@ -372,33 +382,32 @@ class Failover:
         trace: RouteTrace,
         name: str,
         started: float,
-        error: UpstreamError,
+        error: WardgateError,
         permit: Permit,
         attempt: int,
         config: ModelConfig,
     ) -> _Step:
-        """Record a failed call and say what comes next."""
-        if not error.retryable:
-            # The backend answered; the request itself is the problem. No verdict on health.
-            self._breakers[name].release(permit)
+        """Record a failed call, settle the breaker and say what comes next."""
+        kind, breaker = _kind(error), self._breakers[name]
+        if kind in ("request", "busy"):
+            # The backend answered (or is merely full): no verdict on its health.
+            breaker.release(permit)
             self._record(trace, name, started, error)
-            return "raise"
-        self._breakers[name].failure(permit)
-        if attempt >= config.retries:
+            return "raise" if kind == "request" else "next"
+        breaker.failure(permit)
+        if kind == "backend" or attempt >= config.retries:
             self._record(trace, name, started, error)
             return "next"
-        if error.retry_after is not None and error.retry_after > self._max_retry_wait_s:
+        if _retry_after(error) > self._max_retry_wait_s:
             self._record(trace, name, started, error, detail=DETAIL_RETRY_AFTER_TOO_LONG)
             return "next"
         self._record(trace, name, started, error)
         return "retry"
 
-    def _backoff(self, config: ModelConfig, attempt: int, error: UpstreamError) -> float:
+    def _backoff(self, config: ModelConfig, attempt: int, error: WardgateError) -> float:
         base = min(config.backoff_s * 2 ** (attempt - 1), self._max_retry_wait_s)
         delay = base * (0.5 + 0.5 * self._rng.random())
-        if error.retry_after is not None:
-            delay = max(delay, error.retry_after)
-        return delay
+        return max(delay, _retry_after(error))
 
     def _circuit_open(self, name: str, breaker: CircuitBreaker, trace: RouteTrace) -> CircuitOpen:
         trace.attempts.append(Attempt(name, "circuit_open", error_code=CircuitOpen.code))
@@ -456,6 +465,28 @@ class Failover:
         return None
 
 
+_Kind = Literal["retryable", "backend", "busy", "request"]
+
+
+def _kind(error: WardgateError) -> _Kind:
+    """What a failure says: worth retrying, this backend is broken, busy, or a bad request."""
+    if isinstance(error, UpstreamError):
+        if error.retryable:
+            return "retryable"
+        if error.upstream_status is None or error.upstream_status in (401, 403):
+            return "backend"
+        return "request"
+    if isinstance(error, Overloaded):
+        return "busy"
+    return "request"
+
+
+def _retry_after(error: WardgateError) -> float:
+    if isinstance(error, UpstreamError) and error.retry_after is not None:
+        return error.retry_after
+    return 0.0
+
+
 def _first(models: Models) -> str:
     if isinstance(models, str):
         return models
@@ -475,9 +506,9 @@ def _timeout(name: str, config: ModelConfig) -> UpstreamTimeout:
     )
 
 
-def _final_error(model_name: str, errors: list[UpstreamError]) -> UpstreamError | RoutingRefused:
-    """The error to show when every candidate failed: the last real upstream failure wins
-    over circuit-open refusals, which say less about what went wrong."""
+def _final_error(model_name: str, errors: list[WardgateError]) -> WardgateError:
+    """The error to show when every candidate failed: the last real failure wins over
+    circuit-open refusals, which say less about what went wrong."""
     for error in reversed(errors):
         if not isinstance(error, CircuitOpen):
             return error

@@ -110,9 +110,9 @@ class ServerConfig(StrictModel):
 
 class AuthConfig(StrictModel):
     #: Name of the environment variable holding the HMAC secret for key hashes.
-    secret_env: str = "WARDGATE_SECRET"
+    secret_env: str = "WARDGATE_SECRET"  # noqa: S105 - a variable name, not a secret
     #: Used when the environment variable is unset; created (0600) on first start.
-    secret_file: str = ".wardgate/secret"
+    secret_file: str = ".wardgate/secret"  # noqa: S105 - a path, not a secret
     #: Seconds a verified key stays cached in-process. Revocation through this process's
     #: admin API is immediate; other processes see it within this many seconds.
     key_cache_ttl_s: float = Field(default=2.0, ge=0)

@@ -1,0 +1,304 @@
+"""Gateway overhead benchmark: added latency, CPU per request, max throughput, RSS growth,
+and the embedded model's tokens/s through the gateway versus llama-cpp-python directly.
+
+Layout on a 2-core machine: the gateway runs pinned to core 0 (so "requests/s" is on one
+core); the fake upstream and this load generator share core 1. Added latency = latency
+through the gateway minus latency straight to the same upstream, at the same concurrency.
+
+    .venv/bin/python bench/gateway_overhead.py            # full run (~5 minutes)
+    .venv/bin/python bench/gateway_overhead.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import LoadResult, closed_loop, open_loop
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def start_gateway(
+    tmp: Path, upstream_port: int, guards: bool
+) -> tuple[subprocess.Popen[bytes], int, str]:
+    from wardgate.config import AuthConfig
+    from wardgate.store.db import create_engine_for, upgrade_database
+    from wardgate.store.keys import KeyStore
+    from wardgate.store.secret import load_or_create_secret
+
+    port = free_port()
+    db = f"sqlite:///{tmp / ('gw-guards.db' if guards else 'gw.db')}"
+    auth = {"secret_file": str(tmp / "secret"), "secret_env": "WARDGATE_BENCH_NO_SECRET"}
+    config: dict[str, object] = {
+        "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
+        "database_url": db,
+        "auth": auth,
+        "models": [
+            {
+                "name": "fast",
+                "backend": "openai",
+                "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                "api_key_env": "BENCH_UPSTREAM_KEY",
+                "retries": 0,
+                "tags": {"deployment": "on_prem", "weights": "open"},
+            },
+            {
+                "name": "smol",
+                "backend": "llamacpp",
+                "n_ctx": 1024,
+                "n_threads": 1,
+                "max_output_tokens": 256,
+            },
+        ],
+    }
+    if guards:
+        from wardgate.guards.defaults import default_guards_config
+
+        config["guards"] = default_guards_config().model_dump(mode="json")
+    path = tmp / ("guards.yaml" if guards else "plain.yaml")
+    path.write_text(yaml.safe_dump(config))
+    upgrade_database(db)
+    store = KeyStore(create_engine_for(db), load_or_create_secret(AuthConfig.model_validate(auth)))
+    _, key = store.create(owner="bench")
+    store.create(owner="admin", admin=True)  # so `serve` does not print a first-start key
+    env = {**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench"}
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", PY, "-m", "wardgate.cli.main", "serve", "--config", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{port}/readyz")
+    return proc, port, key
+
+
+def body(stream: bool, model: str = "fast") -> bytes:
+    payload: dict[str, object] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello to the benchmark, please."}],
+        "max_tokens": 32,
+    }
+    if stream:
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+    return json.dumps(payload).encode()
+
+
+def row(label: str, r: LoadResult) -> str:
+    return (
+        f"{label:<34} p50 {r.p50:7.2f} ms  p99 {r.pct(0.99):7.2f} ms  "
+        f"{r.rps:8.1f} req/s  errors {r.errors}"
+    )
+
+
+async def overhead(port: int, up_port: int, key: str, quick: bool, pid: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    gw_headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    up_headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    path = "/v1/chat/completions"
+    n = 400 if quick else 3000
+    for stream in (False, True):
+        mode = "stream" if stream else "plain"
+        b = body(stream)
+        await closed_loop(
+            "127.0.0.1", port, path, b, gw_headers, clients=10, requests=300
+        )  # warm-up
+        for clients in (1, 10, 50):
+            direct = await closed_loop(
+                "127.0.0.1", up_port, path, b, up_headers, clients=clients, requests=n
+            )
+            cpu0 = cpu_seconds(pid)
+            via = await closed_loop(
+                "127.0.0.1", port, path, b, gw_headers, clients=clients, requests=n
+            )
+            cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / max(1, len(via.latencies))
+            print(row(f"{mode} c={clients} direct", direct))
+            print(row(f"{mode} c={clients} via gateway", via))
+            added50, added99 = via.p50 - direct.p50, via.pct(0.99) - direct.pct(0.99)
+            print(
+                f"{'':<34} added p50 {added50:6.2f} ms  added p99 {added99:6.2f} ms  "
+                f"gateway CPU {cpu_ms:5.2f} ms/request"
+            )
+            out[f"{mode}_c{clients}"] = {
+                "direct_p50_ms": direct.p50,
+                "direct_p99_ms": direct.pct(0.99),
+                "gateway_p50_ms": via.p50,
+                "gateway_p99_ms": via.pct(0.99),
+                "added_p50_ms": added50,
+                "added_p99_ms": added99,
+                "gateway_rps": via.rps,
+                "cpu_ms_per_request": cpu_ms,
+                "errors": via.errors,
+            }
+        peak = out[f"{mode}_c50"]["gateway_rps"]  # type: ignore[index]
+        rate = round(0.5 * float(peak))
+        seconds = 5 if quick else 15
+        direct = await open_loop(
+            "127.0.0.1", up_port, path, b, up_headers, rate=rate, seconds=seconds
+        )
+        via = await open_loop("127.0.0.1", port, path, b, gw_headers, rate=rate, seconds=seconds)
+        print(row(f"{mode} fixed {rate}/s direct", direct))
+        print(row(f"{mode} fixed {rate}/s via gateway", via))
+        print(
+            f"{'':<34} added p50 {via.p50 - direct.p50:6.2f} ms  added p99 "
+            f"{via.pct(0.99) - direct.pct(0.99):6.2f} ms"
+        )
+        out[f"{mode}_fixed_rate"] = {
+            "rate": rate,
+            "added_p50_ms": via.p50 - direct.p50,
+            "added_p99_ms": via.pct(0.99) - direct.pct(0.99),
+            "errors": via.errors,
+        }
+    return out
+
+
+async def rss_soak(port: int, key: str, pid: int, total: int) -> dict[str, float]:
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    path = "/v1/chat/completions"
+    await closed_loop("127.0.0.1", port, path, body(False), headers, clients=20, requests=2000)
+    before = rss_mb(pid)
+    half = total // 2
+    await closed_loop("127.0.0.1", port, path, body(False), headers, clients=20, requests=half)
+    await closed_loop(
+        "127.0.0.1", port, path, body(True), headers, clients=20, requests=total - half
+    )
+    after = rss_mb(pid)
+    growth = (after - before) / before * 100
+    print(
+        f"RSS after warm-up {before:.1f} MB, after {total} more requests {after:.1f} MB "
+        f"({growth:+.2f}%)"
+    )
+    return {"rss_before_mb": before, "rss_after_mb": after, "growth_percent": growth}
+
+
+def model_tokens_per_second(port: int, key: str, runs: int) -> dict[str, float]:
+    prompt = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
+    code = f"""
+import json, time, llama_cpp
+from wardgate.embedded import embedded_model_path
+llm = llama_cpp.Llama(model_path=str(embedded_model_path()), n_ctx=1024, n_threads=1, verbose=False)
+rates = []
+for i in range({runs}):
+    llm.reset()
+    t = time.perf_counter()
+    r = llm.create_chat_completion(messages={prompt!r}, max_tokens=200, temperature=0, seed=1)
+    rates.append(r["usage"]["completion_tokens"] / (time.perf_counter() - t))
+print(json.dumps(sorted(rates)[len(rates) // 2]))
+"""
+    direct = float(
+        subprocess.run(
+            ["taskset", "-c", "0", PY, "-c", code], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    rates = []
+    client = httpx.Client(timeout=300, headers={"authorization": f"Bearer {key}"})
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = client.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json={
+                "model": "smol",
+                "messages": prompt,
+                "max_tokens": 200,
+                "temperature": 0,
+                "seed": 1,
+            },
+        ).json()
+        rates.append(r["usage"]["completion_tokens"] / (time.perf_counter() - t))
+    via = sorted(rates)[len(rates) // 2]
+    print(
+        f"embedded SmolLM2 (1 thread, core 0): direct {direct:.1f} tok/s, via gateway "
+        f"{via:.1f} tok/s ({via / direct * 100:.1f}% of direct)"
+    )
+    return {"direct_tokens_per_s": direct, "gateway_tokens_per_s": via, "ratio": via / direct}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")
+    parser.add_argument("--guards", action="store_true", help="run with the default guard pipeline")
+    parser.add_argument("--json", type=Path, help="also write results as JSON here")
+    args = parser.parse_args()
+
+    up_port = free_port()
+    upstream = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "1",
+            PY,
+            "-c",
+            f"import asyncio, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import loadgen; asyncio.run(loadgen.run_upstream({up_port}))",
+        ],
+    )
+    os.sched_setaffinity(0, {1})
+    results: dict[str, object] = {"guards": args.guards}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        gateway, port, key = start_gateway(Path(tmp_dir), up_port, args.guards)
+        try:
+            results["overhead"] = asyncio.run(overhead(port, up_port, key, args.quick, gateway.pid))
+            results["rss"] = asyncio.run(
+                rss_soak(port, key, gateway.pid, 2000 if args.quick else 20000)
+            )
+            results["model"] = model_tokens_per_second(port, key, 1 if args.quick else 3)
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+            upstream.terminate()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

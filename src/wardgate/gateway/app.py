@@ -1,0 +1,115 @@
+"""``create_app(config)``: the ASGI application, built by a factory, never at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wardgate.config import GatewayConfig
+from wardgate.errors import InvalidRequest, WardgateError
+from wardgate.gateway.admin import admin_router
+from wardgate.gateway.chat_route import chat_completions
+from wardgate.gateway.responses import JSONBytesResponse, error_response
+from wardgate.gateway.service import Gateway
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> FastAPI:
+    """Build the gateway app. The returned app owns ``gateway`` for its lifespan."""
+    runtime = gateway or Gateway(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Wardgate",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.gateway = runtime
+    # The hot path is a plain Starlette route: no dependency injection, no response model.
+    app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.router.add_route("/v1/models", list_models, methods=["GET"])
+    app.router.add_route("/healthz", healthz, methods=["GET"])
+    app.router.add_route("/readyz", readyz, methods=["GET"])
+    app.router.add_route("/metrics", metrics, methods=["GET"])
+    app.include_router(admin_router())
+
+    @app.exception_handler(WardgateError)
+    async def _wardgate_error(request: Request, exc: WardgateError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(InvalidRequest(f"invalid request: {where}: {first.get('msg')}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            WardgateError(
+                str(exc.detail),
+                status=exc.status_code,
+                code=codes.get(exc.status_code, "http_error"),
+            )
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Log the type only: messages of arbitrary exceptions can carry request content.
+        log.error("unhandled %s on %s", type(exc).__name__, request.url.path)
+        return error_response(WardgateError("internal error"))
+
+    return app
+
+
+async def list_models(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    key = await gateway.auth.authenticate(request.headers.get("authorization"))
+    names = [
+        n
+        for n in [*gateway.model_configs, *gateway.config.routing.logical_models]
+        if key.allows_model(n)
+    ]
+    return JSONBytesResponse(
+        {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "wardgate"}
+                for name in names
+            ],
+        }
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONBytesResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    if not gateway.ready:
+        return JSONBytesResponse({"status": "starting"}, status_code=503)
+    return JSONBytesResponse({"status": "ready", "models": sorted(gateway.backends)})
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4")

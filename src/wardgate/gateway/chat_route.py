@@ -1,0 +1,298 @@
+"""``POST /v1/chat/completions``: the hot path.
+
+Order matters and is deliberate: authenticate before reading the body (an anonymous client
+cannot make us parse megabytes), validate, authorise the model, take a rate-limit token, run
+input guards, let the routing policy pick where the request may go, call the backend through
+failover, run output guards, and finally queue one audit record, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from wardgate.chat import ChatRequest, Completion, Delta, Usage
+from wardgate.errors import PermissionDenied, UpstreamError, WardgateError
+from wardgate.gateway.body import parse_chat_request, read_json_body
+from wardgate.gateway.responses import (
+    ChunkEncoder,
+    JSONBytesResponse,
+    completion_body,
+    error_response,
+)
+from wardgate.gateway.service import Gateway
+from wardgate.guards.pipeline import InputResult
+from wardgate.guards.pseudonymise import Pseudonymiser
+from wardgate.routing.policy import RoutingDecision, request_label
+from wardgate.store.audit import AuditRecord
+from wardgate.store.keys import ApiKey
+
+log = logging.getLogger(__name__)
+
+#: Header a client may use to label the request's confidentiality for the routing policy.
+DATA_CLASS_HEADER = "x-wardgate-data-class"
+
+
+@dataclass
+class Exchange:
+    """Everything known about one request, gathered for the audit record and metrics."""
+
+    request_id: str
+    client_ip: str | None
+    started: float = field(default_factory=time.perf_counter)
+    key: ApiKey | None = None
+    chat: ChatRequest | None = None
+    model_asked: str | None = None
+    backend_used: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    status: int = 200
+    error_code: str | None = None
+    completion: str | None = None
+    guard_decisions: list[dict[str, Any]] = field(default_factory=list)
+    routing: dict[str, Any] | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def fail(self, error: WardgateError) -> None:
+        self.status = error.status
+        self.error_code = error.code
+
+
+async def chat_completions(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    exchange = Exchange(
+        request_id="chatcmpl-" + secrets.token_hex(12),
+        client_ip=request.client.host if request.client else None,
+    )
+    try:
+        return await _handle(gateway, request, exchange)
+    except WardgateError as error:
+        exchange.fail(error)
+        _finish(gateway, exchange)
+        error.headers.update(exchange.headers)
+        return error_response(error)
+
+
+async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Response:
+    key = await gateway.auth.authenticate(request.headers.get("authorization"))
+    exchange.key = key
+    body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    chat = parse_chat_request(body)
+    exchange.chat = chat
+    exchange.model_asked = chat.model
+
+    if not key.allows_model(chat.model):
+        gateway.policy.require_known(chat.model)
+        raise PermissionDenied(f"this API key may not use model {chat.model!r}")
+
+    prompt_estimate = sum(len(m.text) for m in chat.messages) // 4 + 1
+    decision = await gateway.limiter.check(
+        key.id,
+        key.rpm or gateway.config.rate_limits.default_rpm,
+        key.tpm or gateway.config.rate_limits.default_tpm,
+        prompt_estimate,
+    )
+    exchange.headers.update(decision.headers())
+    if not decision.allowed:
+        raise decision.error()
+
+    checked = await gateway.guards.check_request(chat)
+    exchange.guard_decisions.extend(checked.decisions)
+    route = gateway.policy.decide(
+        chat.model,
+        checked.data_classes,
+        key.tier,
+        request_label(
+            request.headers.get(DATA_CLASS_HEADER), (chat.model_extra or {}).get("metadata")
+        ),
+        restrict_on_prem=checked.restrict_on_prem,
+    )
+    exchange.routing = route.as_dict()
+    upstream_request = checked.request
+    pseudonymiser = None
+    if _needs_pseudonymisation(gateway, route):
+        pseudonymiser = gateway.guards.pseudonymiser()
+        upstream_request = pseudonymiser.apply(upstream_request)
+
+    if chat.stream:
+        return await _stream(
+            gateway, exchange, route, upstream_request, checked, prompt_estimate, pseudonymiser
+        )
+
+    upstream_started = time.perf_counter()
+    completion, trace = await gateway.failover.complete(
+        route.candidates, upstream_request, allowed=route.allowed
+    )
+    gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
+        time.perf_counter() - upstream_started
+    )
+    exchange.backend_used = trace.served_by
+    exchange.attempts = trace.as_list()
+    text, decisions = await gateway.guards.check_response(completion.text, checked)
+    exchange.guard_decisions.extend(decisions)
+    if pseudonymiser is not None:
+        text = pseudonymiser.restore(text)
+    completion = Completion(
+        text=text, finish_reason=completion.finish_reason, usage=completion.usage
+    )
+    exchange.usage = completion.usage
+    exchange.completion = completion.text
+    await gateway.limiter.consume_tokens(
+        key.id,
+        key.tpm or gateway.config.rate_limits.default_tpm,
+        completion.usage.total_tokens - prompt_estimate,
+    )
+    _finish(gateway, exchange)
+    return JSONBytesResponse(
+        completion_body(
+            request_id=exchange.request_id,
+            created=int(time.time()),
+            model=chat.model,
+            completion=completion,
+        ),
+        headers=exchange.headers,
+    )
+
+
+async def _stream(
+    gateway: Gateway,
+    exchange: Exchange,
+    route: RoutingDecision,
+    upstream_request: ChatRequest,
+    checked: InputResult,
+    prompt_estimate: int,
+    pseudonymiser: Pseudonymiser | None,
+) -> Response:
+    assert exchange.chat is not None and exchange.key is not None
+    chat, key = exchange.chat, exchange.key
+    upstream = gateway.failover.stream(route.candidates, upstream_request, allowed=route.allowed)
+    # Pull the first delta before answering: failures before any output (all backends down,
+    # queue full, context too long) still get a proper HTTP status instead of a 200 stream.
+    try:
+        first = await anext(upstream)
+    except StopAsyncIteration as exc:
+        raise UpstreamError("the model returned an empty stream", retryable=False) from exc
+    except BaseException:
+        exchange.backend_used = upstream.served_by
+        exchange.attempts = upstream.trace.as_list()
+        await upstream.aclose()
+        raise
+    scanner = gateway.guards.output_scanner(checked)
+    restorer = pseudonymiser.restore_stream() if pseudonymiser is not None else None
+    encoder = ChunkEncoder(request_id=exchange.request_id, model=chat.model)
+
+    async def events() -> AsyncIterator[bytes]:
+        pieces: list[str] = []
+        finish = "stop"
+        usage: Usage | None = None
+        try:
+            yield encoder.role()
+            delta: Delta | None = first
+            while delta is not None:
+                if delta.text:
+                    released = await scanner.afeed(delta.text)
+                    if restorer is not None:
+                        released = restorer.feed(released)
+                    if released:
+                        pieces.append(released)
+                        yield encoder.content(released)
+                if delta.finish_reason:
+                    finish = delta.finish_reason
+                    usage = delta.usage
+                delta = await anext(upstream, None)
+            tail = await scanner.afinish()
+            if restorer is not None:
+                tail = restorer.feed(tail) + restorer.finish()
+            if tail:
+                pieces.append(tail)
+                yield encoder.content(tail)
+            yield encoder.finish(finish)
+            exchange.usage = usage or Usage()
+            if chat.include_usage:
+                yield encoder.usage(exchange.usage)
+            yield encoder.done()
+        except WardgateError as error:
+            exchange.fail(error)
+            yield encoder.error(error)
+        except asyncio.CancelledError:
+            exchange.status, exchange.error_code = 499, "client_disconnected"
+            raise
+        finally:
+            await upstream.aclose()
+            exchange.guard_decisions.extend(scanner.decisions)
+            exchange.backend_used = upstream.served_by
+            exchange.attempts = upstream.trace.as_list()
+            exchange.completion = "".join(pieces)
+            await gateway.limiter.consume_tokens(
+                key.id,
+                key.tpm or gateway.config.rate_limits.default_tpm,
+                exchange.usage.total_tokens - prompt_estimate,
+            )
+            _finish(gateway, exchange)
+
+    headers = dict(exchange.headers)
+    headers["Cache-Control"] = "no-cache"
+    headers["X-Accel-Buffering"] = "no"
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+def _needs_pseudonymisation(gateway: Gateway, route: RoutingDecision) -> bool:
+    """Pseudonymise when any model the request may reach must not see raw PII or secrets."""
+    if route.pseudonymise:
+        return True
+    if not gateway.config.guards.pseudonymise:
+        return False
+    return any(
+        gateway.model_configs[name].tags.deployment == "vendor"
+        for name in route.allowed or route.candidates
+    )
+
+
+def _finish(gateway: Gateway, exchange: Exchange) -> None:
+    """Metrics and one audit record; never raises into the response path."""
+    elapsed = time.perf_counter() - exchange.started
+    model = exchange.model_asked if gateway.policy.known(exchange.model_asked or "") else "unknown"
+    stream = bool(exchange.chat and exchange.chat.stream)
+    metrics = gateway.metrics
+    metrics.requests.labels(model, str(exchange.status)).inc()
+    metrics.latency.labels(model, "true" if stream else "false").observe(elapsed)
+    if exchange.error_code:
+        metrics.errors.labels(exchange.error_code).inc()
+    if exchange.usage.total_tokens:
+        metrics.tokens.labels(model, "prompt").inc(exchange.usage.prompt_tokens)
+        metrics.tokens.labels(model, "completion").inc(exchange.usage.completion_tokens)
+    chat = exchange.chat
+    record = AuditRecord(
+        request_id=exchange.request_id,
+        key_id=exchange.key.id if exchange.key else None,
+        user=chat.user if chat else None,
+        client_ip=exchange.client_ip,
+        model_asked=exchange.model_asked,
+        backend_used=exchange.backend_used,
+        prompt_tokens=exchange.usage.prompt_tokens,
+        completion_tokens=exchange.usage.completion_tokens,
+        latency_ms=round(elapsed * 1000, 3),
+        status=exchange.status,
+        error_code=exchange.error_code,
+        stream=stream,
+        guard_decisions=exchange.guard_decisions,
+        routing={**(exchange.routing or {}), "attempts": exchange.attempts},
+        prompt=_prompt_text(chat) if chat else None,
+        completion=exchange.completion,
+    )
+    if not gateway.audit.submit(record):
+        metrics.audit_dropped.inc()
+
+
+def _prompt_text(chat: ChatRequest) -> str:
+    """Canonical prompt serialisation for the audit log (hashed or stored per config)."""
+    return orjson.dumps([{"role": m.role, "content": m.text} for m in chat.messages]).decode()

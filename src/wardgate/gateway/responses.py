@@ -1,0 +1,101 @@
+"""OpenAI wire formats: whole responses, SSE chunks and error bodies, built in one place."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from wardgate.chat import Completion, Usage
+from wardgate.errors import WardgateError
+
+
+class JSONBytesResponse(Response):
+    """A JSON response serialised with orjson (fast, and rejects non-JSON types loudly)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(error: WardgateError) -> JSONBytesResponse:
+    """The single mapping from a typed error to an HTTP response."""
+    return JSONBytesResponse(error.to_body(), status_code=error.status, headers=error.headers)
+
+
+def completion_body(
+    *, request_id: str, created: int, model: str, completion: Completion
+) -> dict[str, Any]:
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": completion.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": completion.finish_reason,
+            }
+        ],
+        "usage": completion.usage.as_dict(),
+    }
+
+
+class ChunkEncoder:
+    """Encodes one stream's SSE events; the id, created time and model stay fixed."""
+
+    def __init__(self, *, request_id: str, model: str) -> None:
+        self._id = request_id
+        self._model = model
+        self._created = int(time.time())
+
+    def _event(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if usage is not None:
+            body["usage"] = usage.as_dict()
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+    def role(self) -> bytes:
+        return self._event(
+            [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ]
+        )
+
+    def content(self, text: str) -> bytes:
+        return self._event(
+            [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
+        )
+
+    def finish(self, reason: str) -> bytes:
+        return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+
+    def usage(self, usage: Usage) -> bytes:
+        return self._event([], usage)
+
+    @staticmethod
+    def error(error: WardgateError) -> bytes:
+        """A final error event: the OpenAI SDK raises on it, so a broken stream is never silent."""
+        return b"data: " + orjson.dumps(error.to_body()) + b"\n\n"
+
+    @staticmethod
+    def done() -> bytes:
+        return b"data: [DONE]\n\n"

@@ -1,0 +1,79 @@
+"""The gateway's runtime: every long-lived component, built from one config and owned here.
+
+``Gateway`` is what ``create_app`` attaches to the ASGI app. It holds no module-level state;
+two gateways in one process (as the tests do) share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from wardgate.backends.base import Backend, create_backend
+from wardgate.chat import ChatRequest, Completion
+from wardgate.config import GatewayConfig, ModelConfig
+from wardgate.errors import ModelNotFound
+from wardgate.gateway.auth import KeyAuthenticator
+from wardgate.gateway.metrics import GatewayMetrics
+from wardgate.guards.pipeline import GuardPipeline
+from wardgate.ratelimit import RateLimiter, create_rate_limiter
+from wardgate.routing.failover import Failover
+from wardgate.routing.policy import RoutingPolicy
+from wardgate.store.audit import AuditWriter
+from wardgate.store.db import create_engine_for, upgrade_database
+from wardgate.store.keys import KeyStore
+from wardgate.store.secret import load_or_create_secret
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """Long-lived components of one gateway instance."""
+
+    config: GatewayConfig
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        upgrade_database(cfg.database_url)
+        self.engine = create_engine_for(cfg.database_url)
+        self.keys = KeyStore(self.engine, load_or_create_secret(cfg.auth))
+        self.auth = KeyAuthenticator(self.keys, ttl_s=cfg.auth.key_cache_ttl_s)
+        self.audit = AuditWriter(self.engine, cfg.audit)
+        self.limiter: RateLimiter = create_rate_limiter(cfg.redis_url)
+        self.model_configs: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
+        self.backends: dict[str, Backend] = {m.name: create_backend(m) for m in cfg.models}
+        self.failover = Failover(self.backends, self.model_configs)
+        self.policy = RoutingPolicy(cfg.routing, cfg.models)
+        self.guards = GuardPipeline.from_config(
+            cfg.guards, complete=self.complete_direct, registry=self.metrics.registry
+        )
+        self.metrics.watch_queues(
+            lambda: {name: b.queue_depth() for name, b in self.backends.items()}
+        )
+        self.metrics.watch_circuits(self.failover.circuit_states)
+        self.ready = False
+
+    async def start(self) -> None:
+        self.audit.start()
+        # Load local models one at a time: two llama.cpp loads compete for the same cores.
+        for name, backend in self.backends.items():
+            log.info("starting model %s (%s)", name, self.model_configs[name].backend)
+            await backend.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
+        await self.limiter.aclose()
+        await asyncio.to_thread(self.audit.close)
+        self.engine.dispose()
+
+    async def complete_direct(self, model: str, request: ChatRequest) -> Completion:
+        """Call one configured model without guards (LLM-as-judge uses this)."""
+        backend = self.backends.get(model)
+        if backend is None:
+            raise ModelNotFound(f"the guard model {model!r} is not configured")
+        return await backend.complete(request)

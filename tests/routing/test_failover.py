@@ -66,17 +66,19 @@ class ScriptedBackend:
         self.script = script
         self.calls = 0
         self.closed_streams = 0
+        self.requests: list[ChatRequest] = []
 
     async def start(self) -> None:
         return None
 
-    def _step(self) -> object:
+    def _step(self, request: ChatRequest) -> object:
+        self.requests.append(request)
         step = self.script[min(self.calls, len(self.script) - 1)]
         self.calls += 1
         return step
 
     async def complete(self, request: ChatRequest) -> Completion:
-        step = self._step()
+        step = self._step(request)
         await asyncio.sleep(0)
         if isinstance(step, BaseException):
             raise step
@@ -85,7 +87,7 @@ class ScriptedBackend:
         return Completion(text=f"from {self.config.name}", usage=Usage(3, 2))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        step = self._step()
+        step = self._step(request)
         try:
             await asyncio.sleep(0)
             if isinstance(step, BaseException):
@@ -649,3 +651,28 @@ async def test_local_model_crash_fails_over(clock):
     stream = failover.stream("primary", REQUEST)
     assert (await collect(stream))[0].text == "from spare"
     assert backends["primary"].calls == 1
+
+
+async def test_each_model_can_get_its_own_version_of_the_request(clock):
+    """E.g. vendors get the pseudonymised request, on-prem models the original."""
+    masked = ChatRequest(model="primary", messages=[ChatMessage(role="user", content="<PERSON>")])
+    failover, backends = build(
+        clock,
+        (model("local", fallbacks=["cloud"], allow_vendor_fallback=True), [unavailable()]),
+        (vendor("cloud"), [OK]),
+    )
+    asked: list[str] = []
+
+    def request_for(name: str) -> ChatRequest:
+        asked.append(name)
+        return masked if name == "cloud" else REQUEST
+
+    _, trace = await failover.complete("local", request_for)
+    assert trace.served_by == "cloud"
+    assert asked == ["local", "cloud"]
+    assert backends["local"].requests == [REQUEST]
+    assert backends["cloud"].requests == [masked]
+    stream = failover.stream("local", request_for)
+    await collect(stream)
+    assert backends["cloud"].requests[-1] is masked
+    assert backends["local"].requests[-1] is REQUEST

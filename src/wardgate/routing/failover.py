@@ -132,6 +132,9 @@ class RoutedStream:
 Models = str | Sequence[str]
 #: Which models the routing policy allows: a predicate or a set of names.
 Allowed = Callable[[str], bool] | Collection[str]
+#: The request, or a function giving the request to send to a given model (for example
+#: pseudonymised for vendor models only).
+Request = ChatRequest | Callable[[str], ChatRequest]
 _Step = Literal["raise", "retry", "next"]
 
 
@@ -209,21 +212,23 @@ class Failover:
     async def complete(
         self,
         models: Models,
-        request: ChatRequest,
+        request: Request,
         *,
         trace: RouteTrace | None = None,
         allowed: Allowed | None = None,
     ) -> tuple[Completion, RouteTrace]:
         """The first successful answer along the plan, and how it was obtained.
 
-        Pass the routing decision as ``allowed`` whenever the request carries data the
-        policy restricted: config fallbacks are otherwise vetted by the vendor rule alone.
+        Pass the routing decision's allowed set as ``allowed``: config fallbacks are otherwise
+        vetted by the vendor rule alone. ``request`` may be a function of the model name when
+        some models must get a different request (pseudonymised for vendors); it is called
+        once per model tried, and ``trace.served_by`` tells which version was answered.
         """
         trace = trace if trace is not None else RouteTrace(requested=_first(models))
         errors: list[WardgateError] = []
         for name in self.plan(models, allowed=allowed, trace=trace):
             try:
-                completion = await self._complete_on(name, request, trace)
+                completion = await self._complete_on(name, _for(request, name), trace)
             except _Exhausted as exhausted:
                 errors.append(exhausted.error)
                 continue
@@ -234,7 +239,7 @@ class Failover:
     def stream(
         self,
         models: Models,
-        request: ChatRequest,
+        request: Request,
         *,
         trace: RouteTrace | None = None,
         allowed: Allowed | None = None,
@@ -282,12 +287,13 @@ class Failover:
         raise AssertionError("unreachable: the last attempt always ends in 'next' or 'raise'")
 
     async def _stream(
-        self, models: Models, request: ChatRequest, trace: RouteTrace, allowed: Allowed | None
+        self, models: Models, request: Request, trace: RouteTrace, allowed: Allowed | None
     ) -> AsyncGenerator[Delta, None]:
         errors: list[WardgateError] = []
         for name in self.plan(models, allowed=allowed, trace=trace):
             config, backend = self._configs[name], self._backends[name]
             breaker = self._breakers[name]
+            model_request = _for(request, name)
             error: WardgateError | None = None
             for attempt in range(config.retries + 1):
                 if error is not None:
@@ -299,7 +305,7 @@ class Failover:
                 started = self._clock.monotonic()
                 deltas: AsyncIterator[Delta] | None = None
                 try:
-                    deltas = backend.stream(request)
+                    deltas = backend.stream(model_request)
                     async with asyncio.timeout(config.timeout_s):
                         first = await anext(deltas)
                 except StopAsyncIteration:
@@ -485,6 +491,10 @@ def _retry_after(error: WardgateError) -> float:
     if isinstance(error, UpstreamError) and error.retry_after is not None:
         return error.retry_after
     return 0.0
+
+
+def _for(request: Request, model_name: str) -> ChatRequest:
+    return request if isinstance(request, ChatRequest) else request(model_name)
 
 
 def _first(models: Models) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anthropic
@@ -169,28 +170,38 @@ def test_fresh_fake_with_run_server_is_isolated() -> None:
                                  "message": "x-api-key header is required"}
 
 
-def test_openai_fake_runs_as_a_standalone_process() -> None:
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+def test_fakes_run_as_standalone_processes(vendor: str) -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0"],
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "tests.fakes.serve", vendor,
+         "--port", "0", "--api-key", VENDOR_KEY],
         cwd=root, env=env, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("FAKE_OPENAI_BASE_URL=http://127.0.0.1:")
-        base = line.split("=", 1)[1]
-        for _ in range(100):
+        name, _, base = proc.stdout.readline().strip().partition("=")
+        assert name == f"FAKE_{vendor.upper()}_BASE_URL"
+        assert base.startswith("http://127.0.0.1:")
+        for _ in range(200):
             try:
-                r = httpx.post(f"{base}/chat/completions",
-                               json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+                if vendor == "openai":
+                    client = openai.OpenAI(base_url=base, api_key=VENDOR_KEY, max_retries=0)
+                    reply = client.chat.completions.create(
+                        model="m", messages=[{"role": "user", "content": "x"}]
+                    )
+                    text = reply.choices[0].message.content
+                else:
+                    ac = anthropic.Anthropic(base_url=base, api_key=VENDOR_KEY, max_retries=0)
+                    message = ac.messages.create(
+                        model="m", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+                    )
+                    text = message.content[0].text  # type: ignore[union-attr]
                 break
-            except httpx.ConnectError:
-                import time
-
+            except (openai.APIConnectionError, anthropic.APIConnectionError):
                 time.sleep(0.05)
-        assert r.json()["choices"][0]["message"]["content"] == "Echo: x"
+        assert text == "Echo: x"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -7,14 +7,13 @@ role chunk first, a finish chunk, and with ``stream_options.include_usage`` the 
 validates where a proxy could get it wrong (e.g. ``stream_options`` without ``stream`` is a
 400). Answers come from :mod:`tests.fakes.echo`; failures from :mod:`tests.fakes.faults`.
 
-It is also the "fast local upstream" for the gateway overhead benchmark::
+It can also run as its own process (see :mod:`tests.fakes.serve`)::
 
-    python -m tests.fakes.openai_server --port 0     # prints FAKE_OPENAI_BASE_URL=...
+    python -m tests.fakes.serve openai --port 0     # prints FAKE_OPENAI_BASE_URL=...
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import secrets
 import time
@@ -22,7 +21,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -31,7 +29,7 @@ from starlette.types import ASGIApp
 from tests.fakes.base import FakeVendor, json_response
 from tests.fakes.echo import Answer, count_tokens, echo_answer
 from tests.fakes.faults import Fault
-from tests.fakes.server import TransportExposer, close_connection, free_socket
+from tests.fakes.server import TransportExposer, close_connection
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
@@ -262,22 +260,3 @@ class FakeOpenAI(FakeVendor):
         if isinstance(stop, list) and len(stop) > 4:
             return "Invalid 'stop': array too long. Expected an array with maximum length 4."
         return None
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Run the fake as its own process (for benchmarks and manual gateway runs)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--api-key", default=None, help="require this bearer key")
-    parser.add_argument("--record", action="store_true", help="keep request bodies in memory")
-    args = parser.parse_args(argv)
-    fake = FakeOpenAI(api_key=args.api_key, record=args.record)
-    sock = free_socket(args.host, args.port)
-    print(f"FAKE_OPENAI_BASE_URL=http://{args.host}:{sock.getsockname()[1]}/v1", flush=True)
-    config = uvicorn.Config(fake.app, log_level="warning", lifespan="off", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-if __name__ == "__main__":
-    main()

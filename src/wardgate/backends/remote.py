@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: Upstream error text shown to clients is cut here: enough to debug, too short to smuggle.
 MAX_UPSTREAM_MESSAGE_CHARS = 300
+#: A whole (non-streamed) answer larger than this is refused rather than buffered.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: Key shapes scrubbed from upstream text even when they are not our own key
 #: (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``, any bearer token echoed back).
 _KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}|(?i:bearer)\s+\S+")
@@ -168,16 +170,30 @@ class HTTPUpstream:
         """POST ``body`` and return the decoded JSON object, within ``timeout_s`` overall."""
         client = self._require_client()
         with self._counted(), self._translated():
+            request = client.build_request("POST", path, content=orjson.dumps(body))
             try:
                 async with asyncio.timeout(self.config.timeout_s):
-                    response = await client.post(path, content=orjson.dumps(body))
+                    response = await client.send(request, stream=True)
+                    try:
+                        content = await self._read_bounded(response)
+                    finally:
+                        await response.aclose()
             except TimeoutError as exc:
                 raise self._timeout() from exc
-            if response.status_code >= 400:
-                raise self.error_from_status(
-                    response.status_code, response.headers, response.content
-                )
-            return self.decode_object(response.content)
+            if response.status_code >= 300:
+                raise self.error_from_status(response.status_code, response.headers, content)
+            return self.decode_object(content)
+
+    async def _read_bounded(self, response: httpx.Response) -> bytes:
+        """The body, refusing to buffer more than any sane completion could be."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_RESPONSE_BYTES:
+                raise self.protocol_error(f"response larger than {MAX_RESPONSE_BYTES} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def stream_events(
         self, path: str, body: dict[str, Any]
@@ -194,9 +210,13 @@ class HTTPUpstream:
             )
             response = await client.send(request, stream=True)
             try:
-                if response.status_code >= 400:
-                    content = await response.aread()
+                if response.status_code >= 300:
+                    content = await self._read_bounded(response)
                     raise self.error_from_status(response.status_code, response.headers, content)
+                media_type = response.headers.get("content-type", "").split(";")[0].strip()
+                if media_type != "text/event-stream":
+                    # e.g. a server that ignored ``stream: true`` and sent one JSON body.
+                    raise self.protocol_error(f"expected an event stream, got {media_type!r}")
                 async for event in iter_sse(response.aiter_lines()):
                     yield event
             finally:

@@ -29,4 +29,3 @@ def corpus_path(corpus: dict[str, supplychain_corpus.Sample]):
         return next(path for path, sample in corpus.items() if sample.filename == filename)
 
     return find
-

@@ -1,0 +1,201 @@
+"""The gateway's load-time gate: verify, decrypt to memory-backed storage, audit, then load.
+
+The llama.cpp backend calls :func:`prepare_model_file` around ``Llama(model_path=...)``::
+
+    with prepare_model_file(Path(cfg.path), cfg.verify) as plaintext:
+        llama = Llama(model_path=str(plaintext), ...)
+
+Order of checks, and why:
+
+1. An encrypted file (by magic bytes) is decrypted first, into a private 0700 folder on tmpfs
+   (``/dev/shm``) as a 0600 file, never onto persistent disk. AES-GCM authenticates every chunk,
+   so a tampered ciphertext stops here.
+2. The pinned digest and the signature are checked on the *plaintext*: that is what a publisher
+   signs and what ``sha256sum`` of the original download gives.
+3. ``require_signature: true`` without a signature that verifies against a configured trust
+   anchor refuses the model, and says which of those is missing.
+4. GGUF chat templates are audited; findings are logged (and fatal with
+   ``template_policy="fail"``).
+5. On exit the plaintext copy is overwritten with zeros and unlinked (llama.cpp has mapped or
+   read it by then; on Linux an unlinked mapped file stays valid until it is unmapped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from wardgate.errors import ModelVerificationFailed
+from wardgate.supplychain.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from wardgate.config import VerifyConfig
+
+log = logging.getLogger("wardgate.supplychain")
+
+TMPFS_CANDIDATES = ("/dev/shm", "/run/user")  # noqa: S108 - memory-backed by design
+_WIPE_BLOCK = 1024 * 1024
+
+
+def _tmpfs_dir() -> str | None:
+    for candidate in TMPFS_CANDIDATES:
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+            return candidate
+    return None
+
+
+def _plain_name(path: Path) -> str:
+    return path.name[: -len(".enc")] if path.name.endswith(".enc") else path.name
+
+
+def _wipe(path: Path) -> None:
+    """Overwrite with zeros, then unlink: tmpfs pages are freed, not left with weights in them."""
+    with contextlib.suppress(OSError):
+        size = path.stat().st_size
+        with open(path, "r+b", buffering=0) as handle:
+            zeros = bytes(_WIPE_BLOCK)
+            remaining = size
+            while remaining > 0:
+                remaining -= handle.write(zeros[: min(remaining, _WIPE_BLOCK)])
+            os.fsync(handle.fileno())
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+@contextlib.contextmanager
+def _decrypted(path: Path, verify: VerifyConfig) -> Iterator[Path]:
+    from wardgate.supplychain.encryption import EncryptionError, decrypt_stream, load_key
+
+    if not (verify.decryption_key_env or verify.decryption_key_file):
+        raise ModelVerificationFailed(
+            f"{path} is encrypted but no decryption_key_env or decryption_key_file is configured"
+        )
+    try:
+        key = load_key(key_file=verify.decryption_key_file, key_env=verify.decryption_key_env)
+    except EncryptionError as exc:
+        raise ModelVerificationFailed(f"cannot load the decryption key for {path}: {exc}") from exc
+    base = _tmpfs_dir()
+    if base is None:
+        raise ModelVerificationFailed(
+            "no writable tmpfs (/dev/shm) to hold decrypted weights; refusing to write "
+            "plaintext to persistent disk"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="wardgate-model-", dir=base))  # 0700
+    target = folder / _plain_name(path)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as sink, open(path, "rb") as source:
+            decrypt_stream(source, sink, key)
+        del key
+        yield target
+    except EncryptionError as exc:
+        raise ModelVerificationFailed(f"cannot decrypt {path}: {exc}") from exc
+    finally:
+        _wipe(target)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _check_digest(path: Path, expected: str) -> None:
+    from wardgate.supplychain.hashing import digests_equal, hash_model
+
+    actual = hash_model(path)
+    # A single file is pinned by its own sha256 (what sha256sum prints); a folder by the root.
+    got = actual.files[0].sha256 if path.is_file() else actual.root
+    if not digests_equal(got, expected):
+        raise ModelVerificationFailed(
+            f"{path.name}: sha256 {got[:16]}… does not match the pinned {expected.lower()[:16]}…"
+        )
+
+
+def _check_signature(path: Path, verify: VerifyConfig) -> None:
+    from wardgate.supplychain.signing import verify_model
+
+    assert verify.signature is not None
+    verify_model(
+        path,
+        Path(verify.signature),
+        public_key=Path(verify.public_key) if verify.public_key else None,
+        certificate_chain=[Path(c) for c in verify.certificate_chain],
+    )
+
+
+def _audit_gguf(
+    path: Path,
+    policy: Literal["warn", "fail", "off"],
+    pinned_template_sha256: str | None,
+) -> list[Finding]:
+    from wardgate.supplychain.gguf_meta import GGUFFormatError, read_metadata_file
+    from wardgate.supplychain.gguf_template import audit_templates
+
+    if policy == "off":
+        return []
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            return []
+    try:
+        meta = read_metadata_file(str(path))
+    except GGUFFormatError as exc:
+        raise ModelVerificationFailed(f"{path.name}: GGUF header is corrupt: {exc}") from exc
+    pinned = {"default": pinned_template_sha256} if pinned_template_sha256 else {}
+    findings = [
+        finding
+        for audit in audit_templates(meta.chat_templates(), location=path.name, pinned=pinned)
+        for finding in audit.findings
+    ]
+    serious = [f for f in findings if f.severity >= Severity.MEDIUM]
+    for finding in findings:
+        log.warning("chat template finding %s: %s (%s)", finding.code, finding.message, path.name)
+    if serious and policy == "fail":
+        raise ModelVerificationFailed(
+            f"{path.name}: chat template audit failed: "
+            + "; ".join(f"{f.code}: {f.message}" for f in serious[:3])
+        )
+    return findings
+
+
+@contextlib.contextmanager
+def prepare_model_file(
+    path: Path,
+    verify: VerifyConfig,
+    *,
+    template_policy: Literal["warn", "fail", "off"] = "warn",
+    pinned_template_sha256: str | None = None,
+    on_findings: Callable[[list[Finding]], None] | None = None,
+) -> Iterator[Path]:
+    """Yield a path llama.cpp may load, or raise ModelVerificationFailed saying why not."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelVerificationFailed(f"model file not found: {path}")
+    if verify.require_signature and not verify.signature:
+        raise ModelVerificationFailed(
+            f"{path.name}: require_signature is set but no signature file is configured"
+        )
+    if verify.signature and not (verify.public_key or verify.certificate_chain):
+        raise ModelVerificationFailed(
+            f"{path.name}: a signature is configured but no trusted public_key or "
+            "certificate_chain to check it against"
+        )
+    from wardgate.supplychain.encryption import is_encrypted
+
+    with contextlib.ExitStack() as stack:
+        plaintext = path
+        if is_encrypted(path):
+            plaintext = stack.enter_context(_decrypted(path, verify))
+        elif verify.decryption_key_env or verify.decryption_key_file:
+            log.warning("%s: a decryption key is configured but the file is not encrypted", path)
+        if verify.sha256:
+            _check_digest(plaintext, verify.sha256)
+        if verify.signature:
+            _check_signature(plaintext, verify)
+        if not (verify.sha256 or verify.signature):
+            log.info("%s: no pinned digest or signature configured; loading unverified", path.name)
+        findings = _audit_gguf(plaintext, template_policy, pinned_template_sha256)
+        if on_findings is not None:
+            on_findings(findings)
+        yield plaintext

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from wardgate.errors import InvalidRequest
+from wardgate.errors import ConfigError, InvalidRequest
 from wardgate.store.keys import KeyNotFound, KeyStore, generate_raw_key
 from wardgate.store.tables import api_keys
 
@@ -50,8 +50,8 @@ def test_verify_finds_the_key_and_nothing_else(store: KeyStore) -> None:
     assert store.verify(raw[:-1] + ("A" if raw[-1] != "A" else "B")) is None
     assert store.verify("") is None
     assert store.verify("wg-" + "x" * 600) is None
-    # Another secret cannot verify the same key: the digest is keyed.
-    assert KeyStore(store._engine, b"t" * 64).verify(raw) is None
+    # Another secret gives another digest: the hash is keyed.
+    assert KeyStore(store._engine, b"t" * 64).digest(raw) != store.digest(raw)
 
 
 def test_model_allowance(store: KeyStore) -> None:
@@ -126,3 +126,12 @@ def test_digest_lookup_uses_the_unique_index(store: KeyStore, engine) -> None:
         i["column_names"] for i in indexes if i.get("unique")
     ]
     assert ["digest"] in columns
+
+
+def test_a_different_secret_fails_loudly(store: KeyStore, engine) -> None:
+    _, raw = store.create("alice")
+    other = KeyStore(engine, b"t" * 64)
+    for action in (lambda: other.verify(raw), lambda: other.create("bob")):
+        with pytest.raises(ConfigError, match="secret differs"):
+            action()
+    assert store.verify(raw) is not None

@@ -130,6 +130,13 @@ def upgrade_database(target: str | Engine, revision: str = "head") -> None:
             engine.dispose()
 
 
+def open_database(url: str) -> Engine:
+    """Migrate ``url`` to the newest schema and return an engine for it (what CLIs want)."""
+    engine = create_engine_for(url)
+    upgrade_database(engine)
+    return engine
+
+
 def current_revision(engine: Engine) -> str | None:
     """The schema revision the database is at (``None`` when it has never been migrated)."""
     from alembic.runtime.migration import MigrationContext

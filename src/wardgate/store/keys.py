@@ -23,9 +23,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import Engine, RowMapping, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from wardgate.errors import InvalidRequest, WardgateError
-from wardgate.store.tables import api_keys
+from wardgate.errors import ConfigError, InvalidRequest, WardgateError
+from wardgate.store.tables import api_keys, meta
 
 KEY_PREFIX = "wg-"
 #: Characters of the random part shown in listings (``wg-abcd1234…``): 48 bits, enough to tell
@@ -34,6 +35,9 @@ DISPLAY_CHARS = 8
 _RAW_KEY_LEN = len(KEY_PREFIX) + 43
 #: Longest value :meth:`KeyStore.verify` will hash; anything longer cannot be a key.
 _MAX_RAW_LEN = 512
+
+_FINGERPRINT = "key_secret_fingerprint"
+_FINGERPRINT_LABEL = b"wardgate key-secret fingerprint v1"
 
 KeyStatus = Literal["active", "revoked", "expired"]
 
@@ -103,11 +107,42 @@ class KeyStore:
             raise ValueError("the key-hash secret must be at least 16 bytes")
         self._engine = engine
         self._secret = secret
+        self._secret_checked = False
 
     def digest(self, raw: str) -> str:
         """HMAC-SHA-256 of a raw key under the server secret, hex."""
         data = raw.encode("utf-8", "surrogatepass")
         return hmac.new(self._secret, data, hashlib.sha256).hexdigest()
+
+    def check_secret(self) -> None:
+        """Fail with :class:`ConfigError` if this secret is not the one the keys were made with.
+
+        The first process to use a database records a fingerprint of its secret (an HMAC of a
+        fixed label: it reveals nothing about the secret). Without this, a CLI run from another
+        directory (a relative ``secret_file``) would mint keys no gateway accepts, and a gateway
+        with a lost secret would answer every client "invalid API key" with no hint why.
+        Checked once per store, before the first create, rotate or verify.
+        """
+        if self._secret_checked:
+            return
+        mine = hmac.new(self._secret, _FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
+        query = select(meta.c.value).where(meta.c.name == _FINGERPRINT)
+        with self._engine.connect() as conn:
+            stored = conn.execute(query).scalar_one_or_none()
+        if stored is None:
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(insert(meta).values(name=_FINGERPRINT, value=mine))
+                stored = mine
+            except IntegrityError:  # another process recorded its fingerprint first
+                with self._engine.connect() as conn:
+                    stored = conn.execute(query).scalar_one()
+        if not hmac.compare_digest(stored, mine):
+            raise ConfigError(
+                "the server secret differs from the one this database's API keys were created "
+                "with; point auth.secret_env or auth.secret_file at the original secret"
+            )
+        self._secret_checked = True
 
     def create(
         self,
@@ -121,6 +156,7 @@ class KeyStore:
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the raw key, which is not kept anywhere."""
         values = _validated(owner, models, tier, rpm, tpm, expires_at)
+        self.check_secret()
         return self._insert({**values, "admin": bool(admin), "rotated_from": None})
 
     def verify(self, raw: str) -> ApiKey | None:
@@ -131,6 +167,7 @@ class KeyStore:
         """
         if not raw or len(raw) > _MAX_RAW_LEN:
             return None
+        self.check_secret()
         wanted = self.digest(raw)
         with self._engine.connect() as conn:
             row = (
@@ -194,6 +231,7 @@ class KeyStore:
         Rotating a revoked key is refused: revocation is an explicit decision that rotation
         must not quietly undo.
         """
+        self.check_secret()
         now = datetime.now(UTC)
         raw = generate_raw_key()
         with self._engine.begin() as conn:

@@ -118,6 +118,15 @@ audit_head = Table(
     Column("hash", String(64), nullable=False),
 )
 
+#: Store metadata, e.g. ``key_secret_fingerprint``: lets a process with the wrong server secret
+#: fail loudly instead of silently rejecting every key (or minting keys no gateway accepts).
+meta = Table(
+    "wardgate_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
 #: Alembic's bookkeeping table, prefixed like ours so it cannot clash with an app sharing the DB.
 VERSION_TABLE = "wardgate_alembic_version"
 HEAD_ID = 1

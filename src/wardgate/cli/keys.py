@@ -1,0 +1,219 @@
+"""``wardgate keys``: create, list, revoke and rotate API keys (a thin shell over ``KeyStore``).
+
+Raw keys are printed exactly once, by ``create`` and ``rotate``; every other view shows the
+non-secret prefix. ``--json`` gives machine-readable output for scripts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from sqlalchemy import Engine
+
+from wardgate.config import GatewayConfig, load_config
+from wardgate.errors import ConfigError, WardgateError
+from wardgate.store.db import open_database
+from wardgate.store.keys import ApiKey, KeyStore
+from wardgate.store.secret import load_or_create_secret
+
+keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file (default: the built-in defaults)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def load_cli_config(path: Path | None) -> GatewayConfig:
+    """The config, or exit 2 with the validation message."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@contextmanager
+def database(config: GatewayConfig) -> Iterator[Engine]:
+    """An engine on the configured database, migrated to the newest schema."""
+    try:
+        engine = open_database(config.database_url)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _store(config_path: Path | None) -> Iterator[KeyStore]:
+    config = load_cli_config(config_path)
+    try:
+        secret = load_or_create_secret(config.auth)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    with database(config) as engine:
+        try:
+            yield KeyStore(engine, secret)
+        except WardgateError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from exc
+
+
+def key_dict(key: ApiKey) -> dict[str, Any]:
+    """A key as JSON (same shape as the admin API)."""
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "owner": key.owner,
+        "models": list(key.models),
+        "tier": key.tier,
+        "rpm": key.rpm,
+        "tpm": key.tpm,
+        "admin": key.admin,
+        "status": key.status(),
+        "expires_at": _iso(key.expires_at),
+        "created_at": _iso(key.created_at),
+        "revoked_at": _iso(key.revoked_at),
+        "rotated_from": key.rotated_from,
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``30d``/``12h``/``90m``/``2w`` from now, or an ISO-8601 time (UTC if no offset given)."""
+    if text is None or text.strip().lower() in ("", "never"):
+        return None
+    text = text.strip()
+    match = _DURATION.match(text)
+    if match:
+        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return (now or datetime.now(UTC)) + delta
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            "use a duration like 30d, 12h, 90m, 2w or an ISO-8601 time", param_hint="--expires"
+        ) from exc
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _print_secret(key: ApiKey, raw: str, verb: str, as_json: bool) -> None:
+    if as_json:
+        typer.echo(orjson.dumps({**key_dict(key), "key": raw}).decode())
+        return
+    typer.echo(f"{verb} key {key.id} ({key.display}) for {key.owner}.")
+    typer.echo("It is shown only this once; store it now:\n")
+    typer.echo(f"    {raw}\n")
+
+
+@keys_app.command("create")
+def create(
+    owner: Annotated[str, typer.Option("--owner", "-o", help="Who the key belongs to.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="A model the key may call (repeat; default: all)."),
+    ] = None,
+    tier: Annotated[str, typer.Option(help="Tier name used by the routing policy.")] = "standard",
+    rpm: Annotated[int | None, typer.Option(min=0, help="Requests/minute (0: default).")] = None,
+    tpm: Annotated[int | None, typer.Option(min=0, help="Tokens/minute (0: default).")] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="Expiry: 30d, 12h, 2w, or an ISO-8601 time.")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May use the admin API.")] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a key and print it (once)."""
+    expires_at = parse_expiry(expires)
+    with _store(config) as store:
+        record, raw = store.create(
+            owner=owner,
+            models=model or ["*"],
+            tier=tier,
+            rpm=rpm,
+            tpm=tpm,
+            expires_at=expires_at,
+            admin=admin,
+        )
+    _print_secret(record, raw, "Created", as_json)
+
+
+@keys_app.command("list")
+def list_keys(
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Include revoked keys.")] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """List keys (prefixes only; secrets are never shown again)."""
+    with _store(config) as store:
+        records = store.list(include_revoked=show_all)
+    if as_json:
+        typer.echo(orjson.dumps([key_dict(k) for k in records]).decode())
+        return
+    if not records:
+        typer.echo("no keys")
+        return
+    header = ("ID", "PREFIX", "OWNER", "MODELS", "TIER", "RPM", "TPM", "ADMIN", "STATUS", "EXPIRES")
+    rows = [header] + [
+        (
+            k.id,
+            k.display,
+            k.owner,
+            ",".join(k.models),
+            k.tier,
+            str(k.rpm or "-"),
+            str(k.tpm or "-"),
+            "yes" if k.admin else "no",
+            k.status(),
+            k.expires_at.strftime("%Y-%m-%d %H:%M") if k.expires_at else "never",
+        )
+        for k in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+@keys_app.command("revoke")
+def revoke(
+    key: Annotated[str, typer.Argument(help="Key id or prefix (wg-abcd1234).")],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a key at once (gateways notice within auth.key_cache_ttl_s)."""
+    with _store(config) as store:
+        record = store.revoke(store.find(key).id)
+    if as_json:
+        typer.echo(orjson.dumps(key_dict(record)).decode())
+    else:
+        typer.echo(f"Revoked key {record.id} ({record.display}) of {record.owner}.")
+
+
+@keys_app.command("rotate")
+def rotate(
+    key: Annotated[str, typer.Argument(help="Key id or prefix (wg-abcd1234).")],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Issue a new secret with the same settings and revoke the old one."""
+    with _store(config) as store:
+        record, raw = store.rotate(store.find(key).id)
+    _print_secret(record, raw, "Rotated; new", as_json)

@@ -1,0 +1,82 @@
+"""Engines and the packaged migrations, on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from wardgate.errors import ConfigError
+from wardgate.store.db import (
+    MIGRATIONS_DIR,
+    create_engine_for,
+    current_revision,
+    open_database,
+    upgrade_database,
+)
+
+TABLES = {
+    "wardgate_alembic_version",
+    "wardgate_api_keys",
+    "wardgate_audit_log",
+    "wardgate_audit_head",
+    "wardgate_meta",
+}
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("0*.py")) == [
+        "0001_keys_and_audit.py",
+        "0002_meta.py",
+    ]
+    assert not list(MIGRATIONS_DIR.parents[2].glob("alembic.ini"))
+
+
+def test_upgrade_creates_the_schema_once(db_url) -> None:
+    engine = create_engine_for(db_url)
+    assert current_revision(engine) is None
+    upgrade_database(db_url)
+    upgrade_database(engine)  # second run is a no-op
+    assert current_revision(engine) == "0002"
+    assert set(sa.inspect(engine).get_table_names()) >= TABLES
+    with engine.connect() as conn:
+        head = conn.execute(sa.text("SELECT id, seq FROM wardgate_audit_head")).all()
+    assert head == [(1, 0)]
+    engine.dispose()
+
+
+def test_concurrent_first_starts_migrate_once(db_url) -> None:
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            open_database(db_url).dispose()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    engine = create_engine_for(db_url)
+    assert current_revision(engine) == "0002"
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM wardgate_audit_head")).scalar() == 1
+    engine.dispose()
+
+
+def test_sqlite_uses_wal_and_creates_its_directory(tmp_path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'deep' / 'dir' / 'w.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert (tmp_path / "deep" / "dir").is_dir()
+    engine.dispose()
+
+
+def test_bad_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        create_engine_for("not a url")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import random
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from wardgate.backends.base import Backend
+from wardgate.backends.openai_compat import OpenAICompatBackend
 from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, Usage
 from wardgate.config import GatewayConfig, ModelConfig
 from wardgate.errors import (
@@ -137,8 +141,9 @@ def model(name: str, **fields: object) -> ModelConfig:
 
 
 def vendor(name: str, **fields: object) -> ModelConfig:
-    return model(name, backend="openai", base_url="https://vendor.invalid/v1",
-                 tags={"deployment": "vendor", "weights": "closed"}, **fields)
+    fields.setdefault("base_url", "https://vendor.invalid/v1")
+    return model(name, backend="openai", tags={"deployment": "vendor", "weights": "closed"},
+                 **fields)
 
 
 @pytest.fixture
@@ -676,3 +681,101 @@ async def test_each_model_can_get_its_own_version_of_the_request(clock):
     await collect(stream)
     assert backends["cloud"].requests[-1] is masked
     assert backends["local"].requests[-1] is REQUEST
+
+
+# -- against real HTTP: the OpenAI-compatible backend and a fake vendor server ---------------
+
+_KEY_ENV = "WARDGATE_TEST_FAILOVER_KEY"
+
+
+def _fakes():
+    """``tests.fakes`` (real vendor-protocol servers); importing it needs the repository root."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("tests.fakes")
+
+
+@pytest.fixture(scope="module")
+def vendors() -> Iterator[dict[str, tuple[object, str]]]:
+    fakes = _fakes()
+    first = fakes.FakeOpenAI(api_key="sk-failover-test")
+    second = fakes.FakeOpenAI(api_key="sk-failover-test")
+    with fakes.run_server(first.app) as first_url, fakes.run_server(second.app) as second_url:
+        yield {"primary": (first, first_url), "spare": (second, second_url)}
+
+
+@pytest.fixture
+async def http_failover(vendors, clock, monkeypatch):
+    monkeypatch.setenv(_KEY_ENV, "sk-failover-test")
+    for fake, _ in vendors.values():
+        fake.requests.clear()
+        fake.faults.clear()
+    configs = {
+        name: vendor(name, base_url=f"{url}/v1", api_key_env=_KEY_ENV, retries=2,
+                     backoff_s=0.05, timeout_s=5, fallbacks=["spare"] if name == "primary" else [])
+        for name, (_, url) in vendors.items()
+    }
+    backends = {name: OpenAICompatBackend(config) for name, config in configs.items()}
+    for backend in backends.values():
+        await backend.start()
+    yield Failover(backends, configs, clock=clock, rng=random.Random(3))
+    for backend in backends.values():
+        await backend.aclose()
+    for fake, _ in vendors.values():
+        fake.faults.clear()
+
+
+HTTP_REQUEST = ChatRequest(model="primary", messages=[ChatMessage(role="user", content="one two")])
+
+
+async def test_http_5xx_and_429_are_retried_honouring_retry_after(http_failover, vendors, clock):
+    primary = vendors["primary"][0]
+    primary.faults.push("status=503", "status=429,retry_after=2")
+    completion, trace = await http_failover.complete("primary", HTTP_REQUEST)
+    assert completion.text == "Echo: one two"
+    assert trace.served_by == "primary"
+    assert [a.upstream_status for a in trace.attempts] == [503, 429, None]
+    assert len(primary.requests) == 3
+    assert clock.sleeps[1] == 2.0
+    assert vendors["spare"][0].requests == []
+
+
+async def test_http_rejected_key_fails_over_without_retry(http_failover, vendors):
+    vendors["primary"][0].faults.push("status=401")
+    _, trace = await http_failover.complete("primary", HTTP_REQUEST)
+    assert trace.served_by == "spare"
+    assert len(vendors["primary"][0].requests) == 1
+    assert outcomes(trace)[0] == ("primary", "error", "upstream_auth_failed")
+
+
+async def test_http_bad_request_is_not_sent_elsewhere(http_failover, vendors):
+    vendors["primary"][0].faults.push("status=400")
+    with pytest.raises(UpstreamError) as info:
+        await http_failover.complete("primary", HTTP_REQUEST)
+    assert info.value.upstream_status == 400
+    assert vendors["spare"][0].requests == []
+
+
+async def test_http_stream_connection_lost_before_headers_fails_over(http_failover, vendors):
+    vendors["primary"][0].faults.push("drop=headers", "drop=headers", "drop=headers")
+    stream = http_failover.stream("primary", HTTP_REQUEST)
+    deltas = await collect(stream)
+    assert "".join(d.text for d in deltas) == "Echo: one two"
+    assert deltas[-1].finish_reason == "stop"
+    assert stream.served_by == "spare"
+    assert len(vendors["primary"][0].requests) == 3
+
+
+async def test_http_stream_cut_mid_body_raises_after_the_chunks_it_sent(http_failover, vendors):
+    vendors["primary"][0].faults.push("drop=mid,after=2")
+    stream = http_failover.stream("primary", HTTP_REQUEST)
+    received = []
+    with pytest.raises(UpstreamError):
+        async for delta in stream:
+            received.append(delta.text)
+    assert "".join(received).startswith("Echo:")
+    assert "".join(received) != "Echo: one two"
+    assert vendors["spare"][0].requests == []
+    assert len(vendors["primary"][0].requests) == 1
+    assert stream.trace.attempts[-1].detail == DETAIL_MID_STREAM

@@ -165,7 +165,7 @@ class FakeAnthropic(FakeVendor):
         def event(name: str, data: dict[str, Any]) -> bytes:
             return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
-        start = {
+        start: dict[str, Any] = {
             "id": message_id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": self._usage(answer, 1),

@@ -163,6 +163,12 @@ class PresidioPiiDetector:
         phone_regions: list[str] | None = None,
         structured: bool = True,
     ) -> None:
+        if ner_model and not Path(ner_model).is_dir():
+            # Checked first: Presidio would otherwise try `spacy download` for a bare name.
+            raise ConfigError(
+                f"ner_model {ner_model!r} is not a local spaCy pipeline directory; "
+                "Wardgate never downloads models at run time"
+            )
         try:
             from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
             from presidio_analyzer.nlp_engine import NoOpNlpEngine, SpacyNlpEngine
@@ -201,11 +207,6 @@ class PresidioPiiDetector:
                 registry.add_recognizer(recognizer)
         nlp_engine: Any
         if ner_model:
-            if not Path(ner_model).is_dir():
-                raise ConfigError(
-                    f"ner_model {ner_model!r} is not a local spaCy pipeline directory; "
-                    "Wardgate never downloads models at run time"
-                )
             nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": ner_model}])
             registry.add_recognizer(SpacyRecognizer(supported_entities=["PERSON"]))
         else:

@@ -72,6 +72,12 @@ def _misbehaving_app() -> Starlette:
         kind = request.headers.get("x-kind", "")
         if kind == "redirect":
             return Response(status_code=302, headers={"location": "http://elsewhere.invalid/"})
+        if kind == "bad-gzip":
+            return Response(
+                b"definitely not gzip",
+                media_type="application/json",
+                headers={"content-encoding": "gzip"},
+            )
         if kind == "big":
             return Response(b'{"pad": "' + b"x" * 5000 + b'"}', media_type="application/json")
         # Ignores "stream": true and answers with one JSON body.
@@ -122,4 +128,10 @@ async def test_oversized_answer_is_refused(
     monkeypatch.setattr(remote, "MAX_RESPONSE_BYTES", 1000)
     with pytest.raises(UpstreamError) as info:
         await _upstream_call(misbehaving_url, "big", stream=False)
+    assert info.value.code == "upstream_protocol_error"
+
+
+async def test_corrupt_compressed_body_is_a_protocol_error(misbehaving_url: str) -> None:
+    with pytest.raises(UpstreamError) as info:
+        await _upstream_call(misbehaving_url, "bad-gzip", stream=False)
     assert info.value.code == "upstream_protocol_error"

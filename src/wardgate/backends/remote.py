@@ -249,7 +249,9 @@ class HTTPUpstream:
                 retryable=True,
                 code="upstream_unreachable",
             ) from exc
-        except (httpx.TransportError, SSEDecodeError) as exc:
+        except (httpx.DecodingError, SSEDecodeError) as exc:
+            raise self.protocol_error(type(exc).__name__) from exc
+        except httpx.RequestError as exc:
             # RemoteProtocolError ("peer closed connection without sending complete message
             # body"), ReadError, a reset: the answer is incomplete and must not pass as whole.
             log.warning("model %s: upstream connection lost (%s)", name, type(exc).__name__)

@@ -47,6 +47,7 @@ def _request_ids(engine, tag: str) -> list[str]:
         return list(conn.execute(query).scalars())
 
 
+@pytest.mark.slow
 def test_two_gateway_processes_share_one_verifiable_chain(engine) -> None:
     url = engine.url.render_as_string(hide_password=False)
     procs = [_spawn(url, 1500, tag, 3000, 0.01, 50) for tag in ("a", "b")]
@@ -65,6 +66,7 @@ def test_two_gateway_processes_share_one_verifiable_chain(engine) -> None:
     assert switches >= 3, "the two processes never wrote concurrently; the test proved nothing"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interval", [0.1])
 def test_sigkill_loses_at_most_the_unflushed_interval(engine, interval) -> None:
     rate = 1000.0

@@ -32,6 +32,7 @@ from wardgate.gateway.responses import (
 from wardgate.gateway.service import Gateway
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
+from wardgate.routing.failover import RouteTrace
 from wardgate.routing.policy import RoutingDecision, request_label
 from wardgate.store.audit import AuditRecord
 from wardgate.store.keys import ApiKey
@@ -52,14 +53,13 @@ class Exchange:
     key: ApiKey | None = None
     chat: ChatRequest | None = None
     model_asked: str | None = None
-    backend_used: str | None = None
+    trace: RouteTrace | None = None
     usage: Usage = field(default_factory=Usage)
     status: int = 200
     error_code: str | None = None
     completion: str | None = None
     guard_decisions: list[dict[str, Any]] = field(default_factory=list)
     routing: dict[str, Any] | None = None
-    attempts: list[dict[str, Any]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
     def fail(self, error: WardgateError) -> None:
@@ -129,14 +129,13 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
         )
 
     upstream_started = time.perf_counter()
+    exchange.trace = RouteTrace(requested=chat.model)
     completion, trace = await gateway.failover.complete(
-        route.candidates, upstream_request, allowed=route.allowed
+        route.candidates, upstream_request, allowed=route.allowed, trace=exchange.trace
     )
     gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
         time.perf_counter() - upstream_started
     )
-    exchange.backend_used = trace.served_by
-    exchange.attempts = trace.as_list()
     text, decisions = await gateway.guards.check_response(completion.text, checked)
     exchange.guard_decisions.extend(decisions)
     if pseudonymiser is not None:
@@ -175,6 +174,7 @@ async def _stream(
     assert exchange.chat is not None and exchange.key is not None
     chat, key = exchange.chat, exchange.key
     upstream = gateway.failover.stream(route.candidates, upstream_request, allowed=route.allowed)
+    exchange.trace = upstream.trace
     # Pull the first delta before answering: failures before any output (all backends down,
     # queue full, context too long) still get a proper HTTP status instead of a 200 stream.
     try:
@@ -182,8 +182,6 @@ async def _stream(
     except StopAsyncIteration as exc:
         raise UpstreamError("the model returned an empty stream", retryable=False) from exc
     except BaseException:
-        exchange.backend_used = upstream.served_by
-        exchange.attempts = upstream.trace.as_list()
         await upstream.aclose()
         raise
     scanner = gateway.guards.output_scanner(checked)
@@ -229,8 +227,6 @@ async def _stream(
         finally:
             await upstream.aclose()
             exchange.guard_decisions.extend(scanner.decisions)
-            exchange.backend_used = upstream.served_by
-            exchange.attempts = upstream.trace.as_list()
             exchange.completion = "".join(pieces)
             await gateway.limiter.consume_tokens(
                 key.id,
@@ -277,7 +273,7 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
         user=chat.user if chat else None,
         client_ip=exchange.client_ip,
         model_asked=exchange.model_asked,
-        backend_used=exchange.backend_used,
+        backend_used=exchange.trace.served_by if exchange.trace else None,
         prompt_tokens=exchange.usage.prompt_tokens,
         completion_tokens=exchange.usage.completion_tokens,
         latency_ms=round(elapsed * 1000, 3),
@@ -285,7 +281,10 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
         error_code=exchange.error_code,
         stream=stream,
         guard_decisions=exchange.guard_decisions,
-        routing={**(exchange.routing or {}), "attempts": exchange.attempts},
+        routing={
+            **(exchange.routing or {}),
+            "attempts": exchange.trace.as_list() if exchange.trace else [],
+        },
         prompt=_prompt_text(chat) if chat else None,
         completion=exchange.completion,
     )

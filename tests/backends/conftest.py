@@ -6,21 +6,11 @@ requests, no queued faults).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-# The fakes are imported as ``tests.fakes`` (also by ``python -m tests.fakes.openai_server``),
-# which needs the repository root on sys.path; pytest's rootdir-relative imports only add
-# the test directories. (A ``pythonpath = ["."]`` pytest setting would make this redundant.)
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.backends._keys import KEY_ENV, VENDOR_KEY  # noqa: E402
-from tests.fakes import FakeAnthropic, FakeOpenAI, run_server  # noqa: E402
+from tests.backends._keys import KEY_ENV, VENDOR_KEY
+from tests.fakes import FakeAnthropic, FakeOpenAI, run_server
 
 
 @pytest.fixture(scope="module")

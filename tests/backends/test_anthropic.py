@@ -234,7 +234,7 @@ async def test_stream_is_passed_through_as_it_arrives(
 async def test_queue_depth_counts_streams_in_flight(
     backend: AnthropicBackend, anthropic_fake: FakeAnthropic
 ) -> None:
-    anthropic_fake.faults.push("delay=0.4")
+    anthropic_fake.faults.push("delay=0.8")
     task = asyncio.create_task(_collect(backend.stream(_request())))
     for _ in range(100):
         if anthropic_fake.requests:

@@ -184,7 +184,7 @@ async def test_stream_is_passed_through_as_it_arrives(
 async def test_queue_depth_counts_in_flight_requests(
     backend: OpenAICompatBackend, openai_fake: FakeOpenAI
 ) -> None:
-    openai_fake.faults.push("delay=0.5")
+    openai_fake.faults.push("delay=0.8")
     task = asyncio.create_task(backend.complete(_request()))
     for _ in range(100):
         if openai_fake.requests:
@@ -313,7 +313,7 @@ async def test_429_without_retry_after(
 async def test_slow_upstream_times_out(
     openai_fake: FakeOpenAI, openai_url: str, vendor_key: str, mode: str
 ) -> None:
-    openai_fake.faults.push("delay=2")
+    openai_fake.faults.push("delay=3")
     b = OpenAICompatBackend(_config(openai_url, timeout_s=0.3))
     await b.start()
     started = time.monotonic()
@@ -325,7 +325,7 @@ async def test_slow_upstream_times_out(
                 await _collect(b.stream(_request()))
     finally:
         await b.aclose()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # the 0.3 s timeout, not the 3 s delay
     assert info.value.retryable and info.value.status == 504
     assert info.value.code == "upstream_timeout"
 

@@ -7,6 +7,8 @@ needs the header. Format: https://github.com/ggml-org/ggml/blob/master/docs/gguf
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -96,24 +98,59 @@ class GGUFMetadata:
         return found
 
 
+@dataclass(frozen=True)
+class SkippedArray:
+    """A large array (token lists, merges) we stepped over instead of decoding."""
+
+    item_type: int
+    count: int
+
+
+#: Arrays longer than this are skipped, not decoded: the scanner never needs 50k token strings.
+DECODE_ARRAY_LIMIT = 4096
+
+
 class _Reader:
-    def __init__(self, source: IO[bytes]) -> None:
-        self.source = source
+    """Reads from a buffer by offset (``struct.unpack_from``): no per-field I/O calls."""
+
+    def __init__(self, buf: bytes | memoryview) -> None:
+        self.buf = buf
+        self.pos = 0
 
     def take(self, size: int) -> bytes:
-        data = self.source.read(size)
-        if len(data) != size:
+        end = self.pos + size
+        if end > len(self.buf):
             raise GGUFFormatError("truncated GGUF header")
+        data = bytes(self.buf[self.pos : end])
+        self.pos = end
         return data
 
     def unpack(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.buf):
+            raise GGUFFormatError("truncated GGUF header")
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += size
+        return value
 
     def string(self) -> str:
         length = self.unpack("<Q")
         if length > MAX_STRING:
             raise GGUFFormatError(f"GGUF string of {length} bytes is implausible")
         return self.take(length).decode("utf-8", "replace")
+
+    def skip_strings(self, count: int) -> None:
+        buf, pos, end = self.buf, self.pos, len(self.buf)
+        for _ in range(count):
+            if pos + 8 > end:
+                raise GGUFFormatError("truncated GGUF header")
+            (length,) = struct.unpack_from("<Q", buf, pos)
+            if length > MAX_STRING:
+                raise GGUFFormatError(f"GGUF string of {length} bytes is implausible")
+            pos += 8 + length
+        if pos > end:
+            raise GGUFFormatError("truncated GGUF header")
+        self.pos = pos
 
     def value(self, kind: int, depth: int = 0) -> Any:
         if kind in _SCALARS:
@@ -125,13 +162,22 @@ class _Reader:
             count = self.unpack("<Q")
             if count > MAX_ARRAY:
                 raise GGUFFormatError(f"GGUF array of {count} items is implausible")
+            if count > DECODE_ARRAY_LIMIT and item_kind in _SCALARS:
+                size = struct.calcsize(_SCALARS[item_kind]) * count
+                if self.pos + size > len(self.buf):
+                    raise GGUFFormatError("truncated GGUF header")
+                self.pos += size
+                return SkippedArray(item_kind, count)
+            if count > DECODE_ARRAY_LIMIT and item_kind == _STRING:
+                self.skip_strings(count)
+                return SkippedArray(item_kind, count)
             return [self.value(item_kind, depth + 1) for _ in range(count)]
         raise GGUFFormatError(f"unknown GGUF value type {kind}")
 
 
-def read_metadata(source: IO[bytes]) -> GGUFMetadata:
-    """Parse the header and all key/value pairs from the start of ``source``."""
-    reader = _Reader(source)
+def parse_metadata(buf: bytes | memoryview) -> GGUFMetadata:
+    """Parse the header and all key/value pairs from the start of ``buf``."""
+    reader = _Reader(buf)
     if reader.take(4) != GGUF_MAGIC:
         raise GGUFFormatError("not a GGUF file (bad magic)")
     version = reader.unpack("<I")
@@ -153,6 +199,19 @@ def read_metadata(source: IO[bytes]) -> GGUFMetadata:
     return meta
 
 
+def read_metadata(source: IO[bytes]) -> GGUFMetadata:
+    """Parse from a file object (read whole; use :func:`read_metadata_file` for big files)."""
+    return parse_metadata(source.read())
+
+
 def read_metadata_file(path: str) -> GGUFMetadata:
+    """Parse from a file through a read-only memory map: only the header pages are touched."""
     with open(path, "rb") as handle:
-        return read_metadata(handle)
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise GGUFFormatError("empty file")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                return parse_metadata(view)
+            finally:
+                view.release()

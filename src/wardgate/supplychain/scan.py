@@ -25,7 +25,7 @@ from typing import IO, Any, cast
 from wardgate.supplychain import formats, zipread
 from wardgate.supplychain.allowlist import default_allowlist
 from wardgate.supplychain.findings import Finding, ScanReport, Severity
-from wardgate.supplychain.gguf_meta import GGUFFormatError, read_metadata
+from wardgate.supplychain.gguf_meta import GGUFFormatError, parse_metadata
 from wardgate.supplychain.gguf_template import audit_templates
 from wardgate.supplychain.pickle_scan import (
     PickleScanOptions,
@@ -363,7 +363,7 @@ class _Scanner:
 
     def _scan_gguf(self, buf: memoryview | bytes, location: str, depth: int, **kw: Any) -> None:
         try:
-            meta = read_metadata(cast(IO[bytes], _View(buf)))
+            meta = parse_metadata(buf)
         except GGUFFormatError as exc:
             self.error("gguf.corrupt", f"GGUF header cannot be read: {exc}", location)
             return

@@ -405,3 +405,15 @@ async def test_wrong_key_is_auth_failed(
         await b.aclose()
     assert info.value.code == "upstream_auth_failed" and not info.value.retryable
     assert "sk-ant-wrong" not in info.value.message
+
+
+async def test_forward_user_false_keeps_the_user_id_home(
+    anthropic_fake: FakeAnthropic, anthropic_url: str, vendor_key: str
+) -> None:
+    b = AnthropicBackend(_config(anthropic_url, options={"forward_user": False}))
+    await b.start()
+    try:
+        await b.complete(_request(user="jane.doe@example.org"))
+    finally:
+        await b.aclose()
+    assert "metadata" not in anthropic_fake.bodies[0]

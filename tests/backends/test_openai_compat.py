@@ -450,3 +450,15 @@ async def test_wrong_key_is_auth_failed_and_not_echoed(
     assert wrong[-4:] not in info.value.message
     assert KEY_ENV in info.value.message  # tells the operator which variable to fix
     assert wrong not in caplog.text
+
+
+async def test_forward_user_false_keeps_the_user_id_home(
+    openai_fake: FakeOpenAI, openai_url: str, vendor_key: str
+) -> None:
+    b = OpenAICompatBackend(_config(openai_url, options={"forward_user": False}))
+    await b.start()
+    try:
+        await b.complete(_request(user="jane.doe@example.org"))
+    finally:
+        await b.aclose()
+    assert "user" not in openai_fake.bodies[0]

@@ -21,6 +21,9 @@ Back the other way ``stop_reason`` maps to OpenAI's finish reasons and ``input_t
 (plus cache reads and writes) / ``output_tokens`` to usage. Streams are the Messages event
 sequence; an ``error`` event mid-stream (e.g. ``overloaded_error``) raises, and so does a
 stream that ends before ``message_stop``.
+
+``options`` understood: ``forward_user`` (default true; false keeps the client's ``user``
+id from the vendor) and ``proxy`` (an HTTP proxy URL).
 """
 
 from __future__ import annotations
@@ -154,6 +157,7 @@ class AnthropicBackend:
             key_required=True,
             extra_headers={"anthropic-version": ANTHROPIC_VERSION},
         )
+        self._forward_user = bool(config.options.get("forward_user", True))
 
     async def start(self) -> None:
         await self._http.start()
@@ -189,7 +193,7 @@ class AnthropicBackend:
             body["top_p"] = request.top_p
         if request.stop_list:
             body["stop_sequences"] = request.stop_list
-        if request.user:
+        if request.user and self._forward_user:
             body["metadata"] = {"user_id": request.user}
         if stream:
             body["stream"] = True

@@ -10,7 +10,8 @@ messages as plain text (non-text parts never reach a vendor the guards did not s
 accounting works for streamed answers too.
 
 ``options`` understood: ``max_tokens_param`` (``max_tokens`` or ``max_completion_tokens``,
-for OpenAI reasoning models that reject the former) and ``proxy`` (an HTTP proxy URL).
+for OpenAI reasoning models that reject the former), ``forward_user`` (default true; false
+keeps the client's ``user`` id from the vendor) and ``proxy`` (an HTTP proxy URL).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class OpenAICompatBackend:
                 f"model {config.name!r}: options.max_tokens_param must be one of {_TOKEN_PARAMS}"
             )
         self._token_param = param
+        self._forward_user = bool(config.options.get("forward_user", True))
         self._http = HTTPUpstream(config, vendor="openai", auth_headers=_bearer, key_required=False)
 
     async def start(self) -> None:
@@ -111,10 +113,12 @@ class OpenAICompatBackend:
             "messages": [wire_message(m) for m in request.messages],
             self._token_param: limit or self.config.max_output_tokens,
         }
-        for name in ("temperature", "top_p", "seed", "user"):
+        for name in ("temperature", "top_p", "seed"):
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
+        if request.user is not None and self._forward_user:
+            body["user"] = request.user
         if request.stop_list:
             body["stop"] = request.stop_list
         if stream:

@@ -394,3 +394,29 @@ def test_failed_export_leaves_no_partial_file(engine, tmp_path, monkeypatch) -> 
         export_jsonl(engine, target)
     assert target.read_text() == "previous export\n"
     assert [p.name for p in target.parent.iterdir()] == ["audit.jsonl"]
+
+
+def test_full_rewrite_is_caught_only_by_a_pinned_hash(engine) -> None:
+    """Documents the limit of an unkeyed chain, and the remedy: pin a hash outside the DB."""
+    _fill(engine)
+    pinned = (12, _rows(engine, "seq = 12")[0]["hash"])
+    rows = _rows(engine)
+    prev = rows[3]["hash"]
+    for row in rows[4:]:  # rewrite record 5 and recompute everything after it, head included
+        if row["seq"] == 5:
+            row["status"] = 204
+        row["prev_hash"] = prev
+        row["hash"] = prev = record_hash(row)
+        _sql(
+            engine,
+            "UPDATE wardgate_audit_log SET status = :s, prev_hash = :p, hash = :h WHERE seq = :q",
+            s=row["status"],
+            p=row["prev_hash"],
+            h=row["hash"],
+            q=row["seq"],
+        )
+    _sql(engine, "UPDATE wardgate_audit_head SET hash = :h", h=prev)
+    assert verify_chain(engine).ok  # the chain alone cannot tell
+    report = verify_chain(engine, anchor=pinned)
+    assert (report.ok, report.kind, report.first_bad_seq) == (False, "altered", 12)
+    assert verify_chain(engine, anchor=(25, "0" * 64)).kind == "missing"

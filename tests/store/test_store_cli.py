@@ -143,6 +143,11 @@ def test_audit_verify_export_and_tail(config_file, tmp_path) -> None:
     assert exported["records"] == 12 and len(out.read_text().splitlines()) == 12
     offline = _run(audit_app, "verify", "--file", out)
     assert offline.exit_code == 0, offline.output
+    pin = f"12:{exported['last_hash']}"
+    assert _run(audit_app, "verify", "--pin", pin, "-c", config_file).exit_code == 0
+    wrong = _run(audit_app, "verify", "--pin", "12:" + "a" * 64, "-c", config_file)
+    assert wrong.exit_code == 1 and "pinned" in wrong.output
+    assert _run(audit_app, "verify", "--pin", "nope", "-c", config_file).exit_code == 2
 
     tail = _run(audit_app, "tail", "-n", "3", "--json", "-c", config_file)
     assert [orjson.loads(line)["request_id"] for line in tail.output.splitlines()] == [

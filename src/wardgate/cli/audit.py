@@ -35,24 +35,40 @@ def _report(report: ChainReport, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
+def _parse_pin(pin: str | None) -> tuple[int, str] | None:
+    if pin is None:
+        return None
+    seq, _, digest = pin.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise typer.BadParameter("expected SEQ:HASH (64 hex digits)", param_hint="--pin")
+    return int(seq), digest.lower()
+
+
 @audit_app.command("verify")
 def verify(
     file: Annotated[
         Path | None,
         typer.Option("--file", "-f", help="Verify an export offline instead of the database."),
     ] = None,
+    pin: Annotated[
+        str | None,
+        typer.Option(
+            "--pin", help="SEQ:HASH from an earlier export; that record must still match."
+        ),
+    ] = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Recompute every hash; report the first altered, inserted or missing record."""
+    anchor = _parse_pin(pin)
     if file is not None:
         if not file.is_file():
             typer.echo(f"error: no such file: {file}", err=True)
             raise typer.Exit(2)
-        _report(verify_jsonl(file), as_json)
+        _report(verify_jsonl(file, anchor), as_json)
         return
     with database(load_cli_config(config)) as engine:
-        report = verify_chain(engine)
+        report = verify_chain(engine, anchor)
     _report(report, as_json)
 
 
@@ -76,8 +92,9 @@ def export(
     else:
         typer.echo(
             f"exported {result.records} record(s) to {result.path}; "
-            f"last record {result.last_seq}, hash {result.last_hash or '-'} "
-            "(keep this hash elsewhere to pin the log's end)"
+            f"last record {result.last_seq}, hash {result.last_hash or '-'}\n"
+            f"pin it elsewhere and check later with: wardgate audit verify "
+            f"--pin {result.last_seq}:{result.last_hash or '-'}"
         )
 
 

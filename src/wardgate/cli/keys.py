@@ -189,7 +189,8 @@ def list_keys(
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo(line.rstrip())
 
 
 @keys_app.command("revoke")

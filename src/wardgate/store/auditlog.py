@@ -179,8 +179,12 @@ def _stream(conn: Connection, since_seq: int = 0) -> Iterator[dict[str, Any]]:
         yield dict(row)
 
 
-def verify_chain(engine: Engine) -> ChainReport:
-    """Recompute every hash and link; report the first altered, inserted or missing record."""
+def verify_chain(engine: Engine, anchor: tuple[int, str] | None = None) -> ChainReport:
+    """Recompute every hash and link; report the first altered, inserted or missing record.
+
+    ``anchor=(seq, hash)``, kept outside the database, also pins that record (see
+    :func:`wardgate.store.chain.verify_rows`).
+    """
     with engine.connect() as conn, _snapshot(conn).begin():
         head = _head(conn)
         if head is None:
@@ -192,7 +196,7 @@ def verify_chain(engine: Engine) -> ChainReport:
                 kind="missing",
                 message="the audit chain head row is missing",
             )
-        return verify_rows(_stream(conn), head)
+        return verify_rows(_stream(conn), head, anchor)
 
 
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -236,7 +240,9 @@ def export_jsonl(engine: Engine, path: str | os.PathLike[str]) -> ExportResult:
     return ExportResult(path=target, records=count, last_seq=last_seq, last_hash=last_hash)
 
 
-def verify_jsonl(path: str | os.PathLike[str]) -> ChainReport:
+def verify_jsonl(
+    path: str | os.PathLike[str], anchor: tuple[int, str] | None = None
+) -> ChainReport:
     """Verify an export on its own (no database): links and hashes from record 1 to the end.
 
     The end cannot be checked against the live head here; compare ``last_seq``/the last
@@ -249,7 +255,7 @@ def verify_jsonl(path: str | os.PathLike[str]) -> ChainReport:
                 if line.strip():
                     yield orjson.loads(line)
 
-    return verify_rows(rows(), None)
+    return verify_rows(rows(), None, anchor)
 
 
 def tail(engine: Engine, count: int = 20) -> list[dict[str, Any]]:

@@ -87,10 +87,17 @@ class ChainReport:
         return asdict(self)
 
 
-def verify_rows(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> ChainReport:
+def verify_rows(
+    rows: Iterable[Mapping[str, Any]],
+    head: tuple[int, str] | None,
+    anchor: tuple[int, str] | None = None,
+) -> ChainReport:
     """Verify records given in ascending ``seq`` order against the chain head ``(seq, hash)``.
 
-    ``head=None`` skips the end-of-chain check (for a partial export, say).
+    ``head=None`` skips the end-of-chain check (for a partial export, say). ``anchor`` is a
+    ``(seq, hash)`` kept outside the database (e.g. printed by an earlier export): someone
+    able to rewrite the log *and* recompute every later hash and the head defeats the chain
+    alone, but not a pinned hash they cannot reach.
     """
     expected_seq = 1
     prev_hash = GENESIS_HASH
@@ -130,11 +137,26 @@ def verify_rows(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None)
                 f"record {seq - 1} no longer matches the "
                 f"hash that record {seq} stores for it: it was altered",
             )
+        if anchor is not None and seq == anchor[0] and actual != anchor[1]:
+            return _bad(
+                checked,
+                seq,
+                "altered",
+                f"record {seq} does not match the pinned hash "
+                "from outside the database: the log was rewritten",
+            )
         before_prev_hash, prev_hash = prev_hash, actual
         expected_seq = seq + 1
         checked += 1
         row = following
     last_seq = expected_seq - 1
+    if anchor is not None and last_seq < anchor[0]:
+        return _bad(
+            checked,
+            last_seq + 1,
+            "missing",
+            f"the log ends at {last_seq} but record {anchor[0]} was pinned",
+        )
     if head is not None:
         head_seq, head_hash = head
         if last_seq < head_seq:

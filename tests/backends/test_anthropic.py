@@ -417,3 +417,12 @@ async def test_forward_user_false_keeps_the_user_id_home(
     finally:
         await b.aclose()
     assert "metadata" not in anthropic_fake.bodies[0]
+
+
+async def test_connections_are_reused_after_whole_and_streamed_answers(
+    backend: AnthropicBackend, anthropic_fake: FakeAnthropic
+) -> None:
+    for _ in range(3):
+        await backend.complete(_request())
+        await _collect(backend.stream(_request()))
+    assert len({r.peer for r in anthropic_fake.requests}) == 1

@@ -462,3 +462,31 @@ async def test_forward_user_false_keeps_the_user_id_home(
     finally:
         await b.aclose()
     assert "user" not in openai_fake.bodies[0]
+
+
+# -- connection pool -----------------------------------------------------------------------
+
+
+async def test_connections_are_reused_after_whole_and_streamed_answers(
+    backend: OpenAICompatBackend, openai_fake: FakeOpenAI
+) -> None:
+    for _ in range(3):
+        await backend.complete(_request())
+        await _collect(backend.stream(_request()))
+    assert len({r.peer for r in openai_fake.requests}) == 1
+
+
+async def test_pool_size_bounds_concurrent_connections(
+    openai_fake: FakeOpenAI, openai_url: str, vendor_key: str
+) -> None:
+    b = OpenAICompatBackend(_config(openai_url, max_connections=2))
+    await b.start()
+    try:
+        openai_fake.faults.push(*["delay=0.3"] * 4)
+        started = time.monotonic()
+        await asyncio.gather(*(b.complete(_request()) for _ in range(4)))
+        elapsed = time.monotonic() - started
+    finally:
+        await b.aclose()
+    assert len({r.peer for r in openai_fake.requests}) == 2
+    assert elapsed >= 0.6  # two waves of two

@@ -66,7 +66,11 @@ class FakeVendor:
         except orjson.JSONDecodeError:
             body = None
         if self.record:
-            self.requests.append(RecordedRequest(request.url.path, dict(request.headers), body))
+            client = request.client
+            peer = f"{client.host}:{client.port}" if client else ""
+            self.requests.append(
+                RecordedRequest(request.url.path, dict(request.headers), body, peer)
+            )
         model = body.get("model") if isinstance(body, dict) else None
         fault = self.faults.choose(request.headers, model)
         if fault.delay_s:

@@ -28,11 +28,13 @@ _RAW_SEND = "fake.raw_send"
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
-    """What the fake received: the path, the headers (lower-case names) and the JSON body."""
+    """What the fake received: the path, the headers (lower-case names), the JSON body, and
+    the client's ``host:port`` (the same peer on two requests means a reused connection)."""
 
     path: str
     headers: dict[str, str]
     body: Any = field(default=None)
+    peer: str = ""
 
 
 class TransportExposer:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 #: Paths model-signing leaves out of a model by default.
 IGNORED = (".git", ".gitattributes", ".github", ".gitignore")
-CHUNK = 8 * 1024 * 1024
+CHUNK = 1024 * 1024  # fits in L2: measured faster than 8 MiB here
 
 
 @dataclass(frozen=True)

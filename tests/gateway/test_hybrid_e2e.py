@@ -8,15 +8,14 @@ real embedded SmolLM2.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-
 from tests.conftest import serve_in_thread
 from tests.fakes import FakeAnthropic, FakeOpenAI, run_server
+
 from wardgate.config import GatewayConfig
 from wardgate.gateway.app import create_app
 from wardgate.gateway.service import Gateway

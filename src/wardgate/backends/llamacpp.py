@@ -206,7 +206,9 @@ class LlamaCppBackend:
     # -- worker thread -------------------------------------------------------------------
 
     def _tokens_for(self, job: _Job) -> list[int]:
-        tokens: list[int] = self._llm.tokenize(job.prompt.encode("utf-8"), add_bos=True, special=True)
+        tokens: list[int] = self._llm.tokenize(
+            job.prompt.encode("utf-8"), add_bos=True, special=True
+        )
         n_ctx = self.config.n_ctx
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(

@@ -124,6 +124,43 @@ def main() -> None:
             rows.append((name, size, p50, p99))
         loop.close()
 
+    dense = (
+        "Call +1 212 555 0142 or 0049 30 901820, card 4111 1111 1111 1111, IBAN DE89 3704 0044 "
+        "0532 0130 00, ref 2024-11-05 10:30, order 5512 3301 7781, host 10.2.3.4, SSN 219-09-9999. "
+    ) * 6
+    dense = dense[:1000]
+    regex_pii = PiiGuard(GuardSpec(type="pii")).detector
+    for name, fn in (
+        ("pii dense: regex engine", regex_pii.detect),
+        ("pii dense: presidio", presidio),
+    ):
+        p50, p99 = measure(lambda f=fn: f(dense), slow_runs)
+        rows.append((name, len(dense), p50, p99))
+
+    answer = make_text(4000)
+    chunks = [answer[i : i + 4] for i in range(0, len(answer), 4)]
+
+    def stream_once() -> None:
+        result = loop2.run_until_complete(pipeline.check_request(stream_request))
+        scanner = pipeline.output_scanner(result)
+        for chunk in chunks:
+            scanner.feed(chunk)
+        scanner.finish()
+
+    loop2 = asyncio.new_event_loop()
+    stream_request = ChatRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "You are a finance helper. Be brief."},
+                {"role": "user", "content": "hi"},
+            ],
+        }
+    )
+    p50, p99 = measure(stream_once, slow_runs)
+    rows.append(("stream: 1000 chunks of 4 chars, total", 4000, p50, p99))
+    loop2.close()
+
     print(f"{'guard':34} {'chars':>6} {'p50 ms':>9} {'p99 ms':>9}")
     for name, size, p50, p99 in rows:
         print(f"{name:34} {size:6d} {p50:9.3f} {p99:9.3f}")

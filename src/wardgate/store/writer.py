@@ -79,17 +79,20 @@ class AuditWriter:
             with self._lock:
                 self._dropped += 1
             return False
+        # Count before the put: the writer may commit the record before this thread runs
+        # again, and pending() must never go negative.
+        with self._lock:
+            self._submitted += 1
         try:
             self._queue.put_nowait(record)
         except queue.Full:
             with self._lock:
+                self._submitted -= 1
                 self._dropped += 1
                 dropped = self._dropped
             if dropped & (dropped - 1) == 0:  # 1, 2, 4, 8...: visible but not a log flood
                 log.error("audit queue full: %d record(s) dropped so far", dropped)
             return False
-        with self._lock:
-            self._submitted += 1
         return True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -206,6 +209,7 @@ class AuditWriter:
                 batch.extend(self._drain())
                 for start in range(0, len(batch), size):
                     self._write(batch[start : start + size])
+                self._write([])  # drops since the last batch still get their gap record
                 with self._lock:
                     unwritten = self._submitted - self._written - self._failed
                     self._failed += max(0, unwritten)  # late submits racing close(); gone
@@ -228,10 +232,10 @@ class AuditWriter:
                 item.done.set()
 
     def _write(self, batch: list[AuditRecord]) -> None:
-        if not batch:
-            return
         dropped = self._dropped
         gap = dropped - self._gaps_recorded
+        if not batch and gap <= 0:
+            return
         records = [gap_record(gap), *batch] if gap > 0 else batch
         attempt = 0
         while True:

@@ -1,0 +1,207 @@
+"""The Python API behind ``wardgate redteam``: run a campaign, write reports, compare runs.
+
+The CLI is a thin shell over these three functions, so CI scripts and notebooks can do the same
+without a subprocess::
+
+    from wardgate.redteam.harness import run_campaign, write_reports, compare_runs
+    outcome = await run_campaign(target, ["all"], Path("runs/raw"), RunSettings(repeats=2))
+    gate = write_reports(Path("runs/raw"), parse_thresholds(["harmful=0.2"]))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from wardgate.redteam.gate import GateOn, GateResult, Threshold, evaluate
+from wardgate.redteam.judges import (
+    ComplianceHeuristic,
+    GuardHarmClassifier,
+    HarmClassifier,
+    JudgePanel,
+    StrongRejectJudge,
+)
+from wardgate.redteam.report_formats import to_json, to_junit, to_sarif
+from wardgate.redteam.report_html import render_comparison, render_run
+from wardgate.redteam.runner import ProgressFn, Runner, RunOutcome, RunSettings, plan
+from wardgate.redteam.store import RunStore
+from wardgate.redteam.suites import builtin_dir, resolve, select
+from wardgate.redteam.summary import compare, summarise
+from wardgate.redteam.targets import Target
+
+HarmJudgeChoice = Literal["auto", "guard", "compliance"]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which items of the resolved suites to run."""
+
+    suites: tuple[str, ...] = ("all",)
+    categories: tuple[str, ...] = ()
+    limit_per_category: int | None = None
+
+
+def build_panel(choice: HarmJudgeChoice = "auto", llm_judge_target: Target | None = None,
+                threshold: float = 0.5) -> JudgePanel:  # fmt: skip
+    """The judges: the guard's harmful detector when asked for (or available, for ``auto``)."""
+    classifier: HarmClassifier | None = None
+    if choice in ("auto", "guard"):
+        classifier = GuardHarmClassifier.load("harmful")
+        if classifier is None and choice == "guard":
+            from wardgate.errors import ConfigError
+
+            raise ConfigError("--harm-judge guard: the 'harmful' guard detector is not available")
+    llm = StrongRejectJudge(llm_judge_target, threshold=threshold) if llm_judge_target else None
+    return JudgePanel(classifier=classifier or ComplianceHeuristic(), llm_judge=llm)
+
+
+async def run_campaign(
+    target: Target,
+    selection: Selection,
+    out: Path,
+    settings: RunSettings,
+    *,
+    panel: JudgePanel | None = None,
+    attacker: Target | None = None,
+    on_progress: ProgressFn | None = None,
+    progress_factory: Any = None,
+) -> RunOutcome:
+    """Run (or resume) the selected items against ``target``, recording into ``out``.
+
+    ``progress_factory(total, label)`` may return a context manager yielding a progress
+    callback (the CLI passes a rich progress bar); ``on_progress`` is used otherwise.
+    """
+    suites = resolve(selection.suites)
+    items = select(suites, categories=selection.categories,
+                   limit_per_category=selection.limit_per_category)
+    trials = plan(suites, items, settings)
+    panel = panel or build_panel()
+    store = RunStore(out)
+    meta: dict[str, Any] = {
+        "target": {"name": target.name, "description": target.description},
+        "suites": [{"name": s.name, "version": s.version, "sha256": s.sha256, "source": s.source,
+                    "items": len(s.items)} for s in suites],
+        "selection": {"categories": list(selection.categories),
+                      "limit_per_category": selection.limit_per_category},
+        "params": settings.identity(),
+        "judges": panel.describe() | {"attacker": attacker.name if attacker else None},
+        "wardgate_version": _version(),
+    }
+    meta["params"]["items"] = sorted(i.id for i in items)
+    store.open(meta)
+    await target.start()
+    if attacker is not None and attacker is not target:
+        await attacker.start()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    try:
+        runner = Runner(target, panel, store, settings, attacker=attacker)
+        if progress_factory is not None:
+            with progress_factory(len(trials), target.name) as callback:
+                runner.on_progress = callback
+                outcome = await runner.run(trials)
+        else:
+            runner.on_progress = on_progress
+            outcome = await runner.run(trials)
+    finally:
+        await target.aclose()
+        if attacker is not None and attacker is not target:
+            await attacker.aclose()
+    total = time.perf_counter() - t0
+    recorded = store.meta()
+    sessions = list(recorded.get("sessions", []))
+    sessions.append({"started_at": started_at, "wall_s": round(outcome.wall_s, 3),
+                     "total_s": round(total, 3), "model_s": round(outcome.model_s, 3),
+                     "judge_model_s": round(outcome.judge_model_s, 3), "done": outcome.done,
+                     "skipped": outcome.skipped, "errors": outcome.errors,
+                     "concurrency": settings.concurrency, "tokens": outcome.tokens})
+    recorded["sessions"] = sessions
+    store.write_meta(recorded)
+    return outcome
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """``(meta, latest records, summary)`` of a run directory."""
+    store = RunStore(run_dir)
+    meta = store.meta()
+    records = list(store.latest().values())
+    records.sort(key=lambda r: (str(r.get("suite")), int(r.get("index", 0)), int(r["repeat"])))
+    return meta, records, summarise(meta, records)
+
+
+def suite_uris(meta: dict[str, Any]) -> dict[str, str]:
+    """Suite name -> file URI for SARIF locations (repo-relative for shipped suites)."""
+    out = {}
+    for s in meta.get("suites") or []:
+        source = str(s.get("source", ""))
+        if source.startswith("builtin:"):
+            out[s["name"]] = f"src/wardgate/data/suites/{s['name']}.jsonl"
+        else:
+            out[s["name"]] = source
+    return out
+
+
+def write_reports(run_dir: Path, thresholds: Sequence[Threshold] = (),
+                  gate_on: GateOn = "rate") -> list[GateResult]:  # fmt: skip
+    """Write ``report.html``, ``summary.json``, ``junit.xml`` and ``results.sarif``."""
+    meta, records, summary = load_run(run_dir)
+    gate = evaluate(summary, thresholds, gate_on)
+    (run_dir / "summary.json").write_text(to_json(summary, gate), encoding="utf-8")
+    (run_dir / "junit.xml").write_text(to_junit(summary, records, gate), encoding="utf-8")
+    (run_dir / "results.sarif").write_text(to_sarif(summary, records, suite_uris(meta)),
+                                           encoding="utf-8")
+    (run_dir / "report.html").write_text(render_run(summary, records, gate), encoding="utf-8")
+    return gate
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path | None = None) -> dict[str, Any]:
+    """Paired comparison of runs (the first is the baseline); writes JSON + HTML to ``out``."""
+    loaded = [load_run(d) for d in run_dirs]
+    names = _unique_names([str((m.get("target") or {}).get("name", d.name))
+                           for (m, _, _), d in zip(loaded, run_dirs, strict=True)])
+    comparison = compare(names, [{r["key"]: r for r in recs} for _, recs, _ in loaded])
+    summaries = [s for _, _, s in loaded]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        import json
+
+        (out / "comparison.json").write_text(
+            json.dumps({"comparison": comparison, "summaries": summaries}, indent=2,
+                       sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        (out / "comparison.html").write_text(render_comparison(summaries, comparison),
+                                             encoding="utf-8")
+    return comparison
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wardgate")
+    except PackageNotFoundError:
+        return "dev"
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        candidate, k = n, 2
+        while candidate in out:
+            candidate, k = f"{n} ({k})", k + 1
+        out.append(candidate)
+    return out
+
+
+__all__ = [
+    "Selection",
+    "build_panel",
+    "builtin_dir",
+    "compare_runs",
+    "load_run",
+    "run_campaign",
+    "write_reports",
+]

@@ -88,6 +88,41 @@ def test_person_names_with_a_local_spacy_pipeline(tmp_path) -> None:
     assert kinds == {("person", "Ada Lovelace"), ("email", "ada@example.com")}
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Meeting on 2024-11-05 at 10:30",
+        "dated 05.11.2024",
+        "order 5512 3301 7781 shipped",
+        "zip 94103-1234",
+        "the range 100-200-300",
+        "invoice INV-2024-000123",
+        "version 10.0.19045.3693",
+        "timestamp 1700000000123",
+        "ISBN 978-3-16-148410-0",
+    ],
+)
+def test_numbers_that_are_not_phones(text: str) -> None:
+    assert RegexPiiDetector(["US", "GB", "DE", "FR"]).detect(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(212) 555-0142",
+        "212-555-0142",
+        "020 7946 0958",
+        "06 12 34 56 78",
+        "+33 6 12 34 56 78",
+        "0049 30 901820",
+        "call 555-0142",
+    ],
+)
+def test_phone_shapes_found(text: str) -> None:
+    found = RegexPiiDetector(["US", "GB", "DE", "FR"]).detect(text)
+    assert [e.kind for e in found] == ["phone"]
+
+
 def test_validators() -> None:
     assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
     assert iban_ok("DE89370400440532013000") and not iban_ok("DE88370400440532013000")

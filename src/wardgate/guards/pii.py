@@ -40,6 +40,14 @@ _EMAIL = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])"
 )
 _PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d ().\-]{5,20}\d(?![\w])")
+# Without a country code a digit group is only a phone number in a familiar national shape:
+# North American (212) 555-0142 / 212-555-0142, or a trunk-prefixed European 020 7946 0958.
+_NANP_SHAPE = re.compile(r"(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}")
+_TRUNK_SHAPE = re.compile(r"0\d{1,4}[ ./\-]?\d[\d ./\-]{4,14}\d")
+_DATE_SHAPE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+_PHONE_CONTEXT = re.compile(
+    r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|fax|ring|text|sms|whatsapp)\b"
+)
 _CARD = re.compile(r"(?<![\d\-])[2-6]\d{3}(?:[ \-]?\d){9,15}(?![\d\-])")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\d\-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d\-])")
@@ -107,27 +115,36 @@ class RegexPiiDetector:
         for m in _PHONE.finditer(text):
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
-            score = self._phone_score(m.group(0))
+            context = text[max(0, m.start() - 24) : m.start()]
+            score = self._phone_score(m.group(0), bool(_PHONE_CONTEXT.search(context)))
             if score:
                 found.append(Entity("phone", m.start(), m.end(), score, DATA_CLASS))
         return found
 
-    def _phone_score(self, candidate: str) -> float:
+    def _phone_score(self, candidate: str, context: bool) -> float:
         pn = self._phonenumbers
         digits = sum(c.isdigit() for c in candidate)
-        if not 7 <= digits <= 15:
+        if not 7 <= digits <= 15 or _DATE_SHAPE.fullmatch(candidate):
             return 0.0
-        international = candidate.startswith(("+", "00"))
-        regions = [None] if international else self._regions
+        regions: list[str | None]
+        if candidate.startswith(("+", "00")):
+            regions, score = [None], 0.9
+        elif context:
+            regions, score = list(self._regions), 0.8
+        elif _NANP_SHAPE.fullmatch(candidate):
+            regions, score = ["US"], 0.7
+        elif _TRUNK_SHAPE.fullmatch(candidate):
+            regions, score = [r for r in self._regions if r not in ("US", "CA")], 0.7
+        else:
+            return 0.0
+        number_text = "+" + candidate[2:] if candidate.startswith("00") else candidate
         for region in regions:
             try:
-                number = pn.parse(
-                    "+" + candidate[2:] if candidate.startswith("00") else candidate, region
-                )
+                number = pn.parse(number_text, region)
             except pn.NumberParseException:
                 continue
             if pn.is_valid_number(number):
-                return 0.9 if international else 0.7
+                return score
         return 0.0
 
 

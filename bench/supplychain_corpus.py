@@ -644,6 +644,19 @@ def malicious_samples() -> list[Sample]:
             lambda: two_streams(pickle.dumps({"ok": 1}, protocol=4), _evil()),
         ),
         s(
+            "long_prefix_p0.pkl",
+            True,
+            "protocol-0 payload after 200 KB of harmless data (defeats prefix-only probes)",
+            lambda: b"(S'" + b"a" * 200_000 + b"'\np0\n0cos\nsystem\n(S'id'\ntR.",
+        ),
+        s(
+            "polyglot_gguf_pickle.gguf",
+            True,
+            "GGUF magic, yet a complete pickle (GGUF is BINFLOAT) importing os.system",
+            lambda: b"GGUF\x03\x00\x00\x00\x00" + b"cos\nsystem\n(S'id'\ntR.",
+            "gguf",
+        ),
+        s(
             "ext_registry.pkl",
             True,
             "EXT1 extension-registry global",

@@ -599,20 +599,23 @@ def scan_pickle_bytes(
     return findings, streams
 
 
-def probe_text_pickle(data: bytes, allowlist: frozenset[str]) -> bool:
-    """Is this protocol 0/1 data a pickle? True when it parses, or imports an identifier.
+def probe_pickle(source: IO[bytes], allowlist: frozenset[str]) -> tuple[bool, bool]:
+    """(is a pickle, is a complete pickle that imports globals) for data without a PROTO header.
 
-    A broken text pickle (nullifAI style) still counts when it names a real-looking global
-    before the error: that is exactly the payload we must not let through unscanned.
+    The whole input is parsed, not a prefix: a payload placed after a long harmless opening
+    must not escape. A broken text pickle (nullifAI style) still counts when it names a
+    real-looking global before the error: that is exactly the payload we must not skip.
     """
-    if not data or data[0] not in _TEXT_START:
-        return False
+    head = source.read(1)
+    source.seek(0)
+    if not head or head[0] not in _TEXT_START:
+        return False, False
     findings: list[Finding] = []
     options = PickleScanOptions(allowlist=allowlist)
-    result = _VM(io.BytesIO(data), "probe", options, findings.append, depth=0).run()
-    if result.ok:
-        return True
-    return any(_IDENT.match(name) for name in result.globals)
+    result = _VM(source, "probe", options, findings.append, depth=0).run()
+    source.seek(0)
+    named = any(_IDENT.match(name) for name in result.globals)
+    return result.ok or named, result.ok and named
 
 
 def literal_header(text: str) -> Any:

@@ -31,7 +31,7 @@ from wardgate.supplychain.pickle_scan import (
     PickleScanOptions,
     iter_streams,
     literal_header,
-    probe_text_pickle,
+    probe_pickle,
 )
 
 _TORCH_STORAGE = re.compile(r"(^|/)data/\d+$")
@@ -124,8 +124,15 @@ class _Scanner:
         kind = formats.detect(head)
         if kind in ("unknown", "zlib", "lzma", "protobuf") and strict_pickle:
             kind = "pickle"
-        if kind == "unknown" and probe_text_pickle(bytes(buf[:65536]), self.options.allowlist):
-            kind = "pickle"
+        if kind not in ("pickle", "zip"):
+            is_pickle, complete = probe_pickle(cast(IO[bytes], _View(buf)), self.options.allowlist)
+            if kind == "unknown" and is_pickle:
+                kind = "pickle"
+            elif complete and kind != "pickle":
+                # Another format's magic, yet the bytes also unpickle to imports: a polyglot.
+                # pickle.load() would run it, so scan that view too.
+                self.report.formats.append("pickle-polyglot")
+                self._scan_pickle(buf, f"{location}#as-pickle", depth)
         if kind == "protobuf":
             kind = formats.protobuf_kind(bytes(buf)) or "unknown"
         if kind in ("zlib", "lzma"):

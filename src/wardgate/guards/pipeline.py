@@ -227,17 +227,24 @@ class GuardPipeline:
         released = await scanner.scan_whole(text)
         return released, scanner.decisions
 
-    def pseudonymiser(self) -> Pseudonymiser:
+    def pseudonymiser(self, route: str | None = None) -> Pseudonymiser:
         """A fresh per-request pseudonymiser (placeholders are per request).
 
-        Use it when ``config.pseudonymise`` is on (or the routing decision asks for it) and the
-        chosen model is a ``vendor`` one: ``p.apply(result.request)`` before sending,
+        It uses the same detectors as the route's ``pii`` and ``secrets`` input guards (so
+        what was flagged is what gets replaced), and the defaults for whichever is missing.
+        Use it when ``config.pseudonymise`` is on (or the routing decision asks for it) and
+        the chosen model is a ``vendor`` one: ``p.apply(result.request)`` before sending,
         ``p.restore(text)`` or ``p.restore_stream().feed(chunk)`` on the answer *after* the
         output guards (they should judge what the model wrote, placeholders included).
         """
+        from wardgate.guards.pii import PiiGuard, RegexPiiDetector
         from wardgate.guards.pseudonymise import Pseudonymiser
+        from wardgate.guards.secrets import SecretDetector, SecretsGuard
 
-        return Pseudonymiser()
+        guards = self.input_guards(route)
+        pii = next((g.detector for g in guards if isinstance(g, PiiGuard)), None)
+        secrets = next((g.detector for g in guards if isinstance(g, SecretsGuard)), None)
+        return Pseudonymiser([pii or RegexPiiDetector(), secrets or SecretDetector()])
 
 
 def _system_text(messages: Sequence[ChatMessage]) -> str:

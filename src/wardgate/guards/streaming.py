@@ -79,6 +79,8 @@ class OutputScanner:
     # -- synchronous API -------------------------------------------------------------------
 
     def feed(self, text: str) -> str:
+        if self._done:  # after a block or finish() nothing more is released
+            return ""
         self._pending += text
         if not self._guards:
             return self._release(final=True)
@@ -104,6 +106,8 @@ class OutputScanner:
     # -- asynchronous API ------------------------------------------------------------------
 
     async def afeed(self, text: str) -> str:
+        if self._done:
+            return ""
         self._pending += text
         if not self._guards:
             return self._release(final=True)

@@ -445,3 +445,17 @@ def test_concurrent_producers_on_a_tiny_queue_account_for_every_record(engine) -
     assert writer.dropped > 0, "the queue never filled; the test proved nothing"
     assert sum(gaps) == writer.dropped  # every drop is in the chain
     assert verify_chain(engine).ok
+
+
+def test_a_bad_record_is_skipped_not_retried_forever(engine) -> None:
+    writer = AuditWriter(engine, AuditConfig(store_prompts="full", batch_size=10))
+    writer.start()
+    writer.submit(_record(1))
+    writer.submit(AuditRecord(status="oops"))  # type: ignore[arg-type]
+    writer.submit(_record(3, error_code="nul\x00inside"))
+    assert writer.close(timeout=5) is False  # one record could not be written...
+    assert writer.failed == 1 and writer.written == 2  # ...and only that one
+    rows = _rows(engine)
+    assert [r["request_id"] for r in rows] == ["req-1", "req-3"]
+    assert rows[1]["error_code"] == "nul\ufffdinside"
+    assert verify_chain(engine).ok

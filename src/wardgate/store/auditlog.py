@@ -141,7 +141,8 @@ def _text(value: str | None, limit: int) -> str | None:
 
 
 def _clean(value: str) -> str:
-    return value.encode("utf-8", "replace").decode("utf-8")
+    # PostgreSQL text cannot hold NUL; replacing it here keeps both databases identical.
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def _json(value: Any) -> Any:

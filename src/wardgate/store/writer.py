@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from wardgate.config import AuditConfig
 from wardgate.store.auditlog import AuditRecord, append_records, gap_record
@@ -40,6 +40,9 @@ from wardgate.store.auditlog import AuditRecord, append_records, gap_record
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF_S = 5.0
+#: Failures a particular record causes (bad value, constraint); anything else is treated as
+#: the database being unavailable and retried.
+_RECORD_ERRORS = (IntegrityError, DataError, TypeError, ValueError, OverflowError)
 
 
 @dataclass(eq=False)
@@ -206,30 +209,33 @@ class AuditWriter:
                     batch = []
                 continue
             if item.stop:
-                batch.extend(self._drain())
+                rest, markers = self._drain()
+                batch.extend(rest)
                 for start in range(0, len(batch), size):
                     self._write(batch[start : start + size])
                 self._write([])  # drops since the last batch still get their gap record
                 with self._lock:
                     unwritten = self._submitted - self._written - self._failed
                     self._failed += max(0, unwritten)  # late submits racing close(); gone
-                item.done.set()
+                for marker in (*markers, item):
+                    marker.done.set()
                 return
             self._write(batch)
             batch = []
             item.done.set()
 
-    def _drain(self) -> list[AuditRecord]:
+    def _drain(self) -> tuple[list[AuditRecord], list[_Marker]]:
         records: list[AuditRecord] = []
+        markers: list[_Marker] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return records
+                return records, markers
             if isinstance(item, AuditRecord):
                 records.append(item)
             else:
-                item.done.set()
+                markers.append(item)
 
     def _write(self, batch: list[AuditRecord]) -> None:
         dropped = self._dropped
@@ -241,8 +247,9 @@ class AuditWriter:
         while True:
             try:
                 append_records(self._engine, records, self._config.store_prompts)
-            except IntegrityError:
-                # Not transient; retrying the same batch would stall the log forever.
+            except _RECORD_ERRORS:
+                # Caused by a record, not the database: retrying the same batch would stall
+                # the log forever, so find and skip the bad record(s).
                 self._write_one_by_one(batch)
                 return
             except Exception as exc:  # the thread must outlive any failure; retry until close
@@ -264,7 +271,7 @@ class AuditWriter:
         for record in batch:
             try:
                 append_records(self._engine, [record], self._config.store_prompts)
-            except SQLAlchemyError as exc:
+            except Exception as exc:
                 with self._lock:
                     self._failed += 1
                 log.error("audit: record rejected by the database: %s", type(exc).__name__)

@@ -145,3 +145,31 @@ async def test_no_output_guards_is_a_pass_through() -> None:
     assert scanner.feed("abc") == "abc"
     assert scanner.finish() == ""
     assert scanner.decisions == []
+
+
+async def test_private_key_longer_than_the_hold_back_is_stopped_not_half_redacted() -> None:
+    pipeline = _pipeline([{"type": "secrets"}], hold_chars=64, step_chars=8)
+    result = await pipeline.check_request(_request())
+    body = "\n".join("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC" for _ in range(12))
+    answer = FILLER + "-----BEGIN PRIVATE KEY-----\n" + body + "\n-----END PRIVATE KEY-----\n"
+    scanner = pipeline.output_scanner(result)
+    released = ""
+    with pytest.raises(GuardBlocked, match="secret_detected"):
+        for chunk in _chunks(answer, 5):
+            released += scanner.feed(chunk)
+        released += scanner.finish()
+    assert "MIIEvQ" not in released
+    assert released == FILLER[: len(released)]
+
+
+async def test_short_private_key_inside_the_window_is_redacted_whole() -> None:
+    pipeline = _pipeline([{"type": "secrets"}], hold_chars=256, step_chars=8)
+    result = await pipeline.check_request(_request())
+    key = (
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5\n"
+        "-----END EC PRIVATE KEY-----"
+    )
+    answer = FILLER + key + "\n" + FILLER
+    scanner = pipeline.output_scanner(result)
+    out = "".join(scanner.feed(c) for c in _chunks(answer, 2)) + scanner.finish()
+    assert out == FILLER + "[REDACTED:private_key]\n" + FILLER

@@ -73,7 +73,10 @@ SECRET_RULES: tuple[SecretRule, ...] = (
     SecretRule(
         "private_key",
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-        r"(?:[\s\S]{0,16384}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?",
+        # The whole block; a block without its END line (truncated, or still streaming)
+        # runs to the end of the base64 body so that the body is never left behind.
+        r"(?:[\s\S]{0,16384}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+        r"|[A-Za-z0-9+/=\s:\-]*)",
         bounded=False,
     ),
     SecretRule(

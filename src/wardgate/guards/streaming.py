@@ -157,7 +157,13 @@ class OutputScanner:
             raise self._abort(blocked(guard, verdict.code or guard.block_code, []))
         if verdict.action is not Action.REDACT or verdict.redacted is None:
             return window
-        if not final and not _reaches_release_zone(verdict, len(window) - self._hold):
+        release_end = len(window) - self._hold
+        if not final and _open_and_too_long(verdict, len(window), release_end):
+            # A match that runs to the end of the window and already reaches text due for
+            # release is longer than the hold-back: its rest is still to come, so it cannot
+            # be redacted whole. Stop instead of leaking its tail.
+            raise self._abort(blocked(guard, verdict.code or guard.block_code, []))
+        if not final and not _reaches_release_zone(verdict, release_end):
             # Everything found lies in the held-back part: more text may extend the match, so
             # decide on the next scan, which sees this part again.
             return window
@@ -189,6 +195,12 @@ class OutputScanner:
                 log.record(self._metrics)
             if self._own_executor:
                 self._executor.shutdown(wait=False)
+
+
+def _open_and_too_long(verdict: Verdict, window_end: int, release_end: int) -> bool:
+    return any(
+        f.has_span and f.end >= window_end and f.start < release_end for f in verdict.findings
+    )
 
 
 def _reaches_release_zone(verdict: Verdict, release_end: int) -> bool:

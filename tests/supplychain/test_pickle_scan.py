@@ -180,3 +180,14 @@ def test_real_library_checkpoints_are_clean(tmp_path, sample):
     path.write_bytes(sample.build())
     report = scan_path(path)
     assert report.clean, [f.message for f in report.findings]
+
+
+def test_resource_bounds_fail_closed_quickly():
+    codes, findings, _ = _codes(b"(" * 200_000)
+    assert codes == ["pickle.parse_error"] and "too deep" in findings[0].message
+
+
+def test_long_strings_are_not_kept_but_still_scanned():
+    data = pickle.dumps({"k" * 10_000: "v" * 100_000, "b": b"x" * 100_000}, protocol=4)
+    codes, _, streams = _codes(data + sc._evil())
+    assert codes == ["pickle.unsafe_global"] and len(streams) == 2

@@ -38,6 +38,11 @@ from wardgate.supplychain.findings import Finding, Severity
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _BLOB_THRESHOLD = 1024
+_LONG_TEXT = 4096
+#: Bounds that no real pickle approaches; past them the stream is a resource attack.
+MAX_MARK_DEPTH = 100_000
+MAX_STACK = 20_000_000
+MAX_OPS = 500_000_000
 
 
 class _Mark:
@@ -73,6 +78,13 @@ class Obj:
 @dataclass(eq=False)
 class Blob:
     """Large byte strings are not kept: their length is all the scanner needs."""
+
+    size: int
+
+
+@dataclass(eq=False)
+class LongText:
+    """Long strings are not kept either."""
 
     size: int
 
@@ -214,6 +226,8 @@ class _VM:
     def _const(value: Any) -> Any:
         if isinstance(value, bytes | bytearray) and len(value) > _BLOB_THRESHOLD:
             return Blob(len(value))
+        if isinstance(value, str) and len(value) > _LONG_TEXT:
+            return LongText(len(value))  # never a module or class name; not worth the memory
         return value
 
     # -- the machine ----------------------------------------------------------------------
@@ -221,12 +235,14 @@ class _VM:
         start = self.source.tell()
         result = StreamResult(start=start, end=start)
         try:
-            for opcode, arg, pos in pickletools.genops(self.source):
+            for count, (opcode, arg, pos) in enumerate(pickletools.genops(self.source)):
                 name = opcode.name
                 if name == "STOP":
                     result.value = self._pop()
                     break
                 self._step(name, arg, pos)
+                if len(self.stack) > MAX_STACK or count > MAX_OPS:
+                    raise PickleParseError("stream exceeds the scanner's size bounds")
             else:  # pragma: no cover - genops raises before exhausting without STOP
                 raise PickleParseError("stream ended without STOP")
         except (ValueError, PickleParseError, TypeError, KeyError, IndexError) as exc:
@@ -260,6 +276,8 @@ class _VM:
         elif name == "PROTO":
             self.protocol = int(arg)
         elif name == "MARK":
+            if len(self.metastack) >= MAX_MARK_DEPTH:
+                raise PickleParseError("MARK nesting too deep")
             self.metastack.append(stack)
             self.stack = []
         elif name == "POP":

@@ -163,9 +163,30 @@ def test_encrypted_embedded_smollm2_loads_through_llama_cpp(tmp_path):
     with prepare_model_file(enc, cfg, template_policy="fail", on_findings=findings.extend) as path:
         assert path.parent.parent == Path("/dev/shm")
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_threads=1, verbose=False)
-        out = llm.create_completion("The capital of France is", max_tokens=4, temperature=0)
+        out = llm.create_completion("The capital of France is", max_tokens=6, temperature=0)
         decrypted = path
     assert findings == []
-    assert out["choices"][0]["text"].strip()
+    inside = out["choices"][0]["text"]
+    assert inside.strip()
     assert not decrypted.exists()
+    # The gateway keeps the model after the context exits: the weights must still be intact.
+    after = llm.create_completion("The capital of France is", max_tokens=6, temperature=0)
+    assert after["choices"][0]["text"] == inside
     del llm
+
+
+def test_unmapped_plaintext_is_zeroed_before_unlink(tmp_path, monkeypatch):
+    from wardgate.supplychain import verify_load
+
+    target = tmp_path / "plain.bin"
+    target.write_bytes(b"\x11" * 5000)
+    seen: list[bytes] = []
+    real_unlink = Path.unlink
+
+    def spy(self, missing_ok=False):
+        seen.append(self.read_bytes())
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", spy)
+    verify_load._wipe(target)
+    assert seen == [b"\x00" * 5000] and not target.exists()

@@ -16,8 +16,9 @@ Order of checks, and why:
    anchor refuses the model, and says which of those is missing.
 4. GGUF chat templates are audited; findings are logged (and fatal with
    ``template_policy="fail"``).
-5. On exit the plaintext copy is overwritten with zeros and unlinked (llama.cpp has mapped or
-   read it by then; on Linux an unlinked mapped file stays valid until it is unmapped).
+5. On exit the plaintext copy is unlinked, after being overwritten with zeros unless this
+   process still maps it (llama.cpp's default ``use_mmap``: zeroing would corrupt the live
+   weights; the pages are freed when the model is unloaded).
 """
 
 from __future__ import annotations
@@ -53,8 +54,27 @@ def _plain_name(path: Path) -> str:
     return path.name[: -len(".enc")] if path.name.endswith(".enc") else path.name
 
 
+def _mapped_by_us(path: Path) -> bool:
+    """Is the file memory-mapped in this process (llama.cpp's default ``use_mmap``)?"""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            target = str(path)
+            return any(line.rstrip("\n").endswith(target) for line in maps)
+    except OSError:
+        return True  # cannot tell: assume mapped, never corrupt a loaded model
+
+
 def _wipe(path: Path) -> None:
-    """Overwrite with zeros, then unlink: tmpfs pages are freed, not left with weights in them."""
+    """Overwrite with zeros, then unlink: tmpfs pages are freed, not left with weights in them.
+
+    If the loader still maps the file, overwriting would zero the live weights under it
+    (llama.cpp keeps tensors in the mapping), so then we only unlink: the pages live exactly
+    as long as the mapping and are freed by the kernel when the model is unloaded.
+    """
+    if _mapped_by_us(path):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return
     with contextlib.suppress(OSError):
         size = path.stat().st_size
         with open(path, "r+b", buffering=0) as handle:

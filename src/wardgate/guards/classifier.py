@@ -1,0 +1,354 @@
+"""The learned detectors' pure core: featurise a text, score it, load pinned weights.
+
+Numpy only, so the request path needs no torch and no sklearn (sklearn fits the weights in
+``scripts/train_detectors.py``; this module is the exact same featuriser at both ends, so
+training and serving cannot drift apart).
+
+Features are hashed character 3-5-grams and word 1-2-grams of the lower-cased text, log-scaled
+counts, L2-normalised; a linear model turns them into a probability. Chosen over SmolLM2 hidden
+states and MiniLM sentence embeddings by measurement (docs/guards.md, "Learned detectors"):
+comparable quality on our held-out sets at a fraction of a millisecond per kilobyte.
+
+Long texts are scored in overlapping windows and the highest window wins, so one injected
+sentence deep inside a long document is not averaged away by the benign text around it.
+
+Weights live in ``wardgate/data/detectors/*.npz``; their SHA-256 digests are pinned in
+``wardgate/data/MANIFEST.json`` and checked (constant-time) before a byte is parsed. The file is
+read once and the verified bytes are what gets parsed, so it cannot change in between; npz is
+read with ``allow_pickle=False``, so a weight file can carry numbers and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from wardgate.errors import ModelVerificationFailed
+
+#: Width of the hashed feature space (a power of two, so ``& (dim - 1)`` folds hashes).
+DEFAULT_DIM = 1 << 18
+#: Texts up to this long are one window; longer ones are cut into WINDOW-sized windows.
+SINGLE_WINDOW_MAX = 1200
+WINDOW = 1000
+STRIDE = 500
+CHAR_NGRAMS = (3, 4, 5)
+
+_WORD_RE = re.compile(r"\w+")
+_WHITESPACE = np.array(
+    [
+        ord(c)
+        for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000"
+        "\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+        "\u2028\u2029\u202f\u205f\u3000"
+    ],
+    dtype=np.uint32,
+)
+_U64 = np.uint64
+_MIX1 = _U64(0xBF58476D1CE4E5B9)
+_MIX2 = _U64(0x94D049BB133111EB)
+_POLY = _U64(0x100000001B3)
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+
+def _mix(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """splitmix64 finaliser: spreads polynomial hashes over all bits before folding."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> _U64(30))
+        h = h * _MIX1
+        h = h ^ (h >> _U64(27))
+        h = h * _MIX2
+        return h ^ (h >> _U64(31))
+
+
+def _lower_same_length(text: str) -> str:
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    # A few characters lower-case to two ("İ"); keep those as they are so offsets stay exact.
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+def prepare(text: str) -> tuple[str, IntArray]:
+    """Lower-case, collapse whitespace runs to one space; and where each kept char came from.
+
+    Unicode tricks are the normaliser's job; this only makes n-grams insensitive to case and
+    spacing. The offset map lets a finding point at the window of the *original* text.
+    """
+    lowered = _lower_same_length(text)
+    codes = np.frombuffer(lowered.encode("utf-32-le"), dtype=np.uint32)
+    space = np.isin(codes, _WHITESPACE)
+    keep = ~(space & np.concatenate(([False], space[:-1])))
+    origin = np.flatnonzero(keep).astype(np.int64)
+    kept = np.where(space, np.uint32(32), codes)[keep]
+    return kept.tobytes().decode("utf-32-le"), origin
+
+
+@dataclass(frozen=True, slots=True)
+class Grams:
+    """Every n-gram hash of a prepared text, with the character position it starts at."""
+
+    hashes: npt.NDArray[np.uint64]
+    starts: IntArray
+    ends: IntArray
+
+
+def ngram_hashes(prepared: str) -> Grams:
+    """Hashes of char 3-5-grams and word 1-2-grams, namespaced so they cannot collide by design."""
+    codes = np.frombuffer(prepared.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    parts: list[npt.NDArray[np.uint64]] = []
+    starts: list[IntArray] = []
+    ends: list[IntArray] = []
+    length = len(codes)
+    with np.errstate(over="ignore"):
+        for n in CHAR_NGRAMS:
+            if length < n:
+                continue
+            count = length - n + 1
+            h = np.full(count, _U64(n) * _U64(0x9E3779B97F4A7C15), dtype=np.uint64)
+            for k in range(n):
+                h = h * _POLY + codes[k : k + count]
+            parts.append(h)
+            pos = np.arange(count, dtype=np.int64)
+            starts.append(pos)
+            ends.append(pos + n)
+        matches = list(_WORD_RE.finditer(prepared))
+        if matches:
+            words = np.array(
+                [zlib.crc32(m.group(0).encode("utf-8")) for m in matches], dtype=np.uint64
+            )
+            w_start = np.array([m.start() for m in matches], dtype=np.int64)
+            w_end = np.array([m.end() for m in matches], dtype=np.int64)
+            parts.append(words * _POLY + _U64(0xA0761D6478BD642F))
+            starts.append(w_start)
+            ends.append(w_end)
+            if len(words) > 1:
+                parts.append((words[:-1] * _POLY + words[1:]) * _POLY + _U64(0xE7037ED1A0B428DB))
+                starts.append(w_start[:-1])
+                ends.append(w_end[1:])
+    if not parts:
+        empty_u = np.zeros(0, dtype=np.uint64)
+        empty_i = np.zeros(0, dtype=np.int64)
+        return Grams(empty_u, empty_i, empty_i)
+    return Grams(_mix(np.concatenate(parts)), np.concatenate(starts), np.concatenate(ends))
+
+
+def windows(length: int) -> list[tuple[int, int]]:
+    """Character windows that cover ``length`` with overlap (one window for short texts)."""
+    if length <= SINGLE_WINDOW_MAX:
+        return [(0, length)]
+    spans = [(s, min(s + WINDOW, length)) for s in range(0, length - WINDOW + STRIDE, STRIDE)]
+    if spans[-1][1] < length:
+        spans.append((length - WINDOW, length))
+    return spans
+
+
+def vectorise(grams: Grams, start: int, end: int, dim: int) -> tuple[IntArray, FloatArray]:
+    """Sparse feature vector (indices, values) of the n-grams lying inside [start, end)."""
+    inside = (grams.starts >= start) & (grams.ends <= end)
+    folded = (grams.hashes[inside] & _U64(dim - 1)).astype(np.int64)
+    if folded.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    index, counts = np.unique(folded, return_counts=True)
+    values = np.log1p(counts).astype(np.float32)
+    values /= np.float32(np.sqrt(np.dot(values, values)))
+    return index, values
+
+
+def featurise(text: str, dim: int = DEFAULT_DIM) -> list[tuple[int, int, IntArray, FloatArray]]:
+    """(start, end, indices, values) per window; start/end are offsets into ``text`` itself."""
+    prepared, origin = prepare(text)
+    grams = ngram_hashes(prepared)
+    out = []
+    for s, e in windows(len(prepared)):
+        start = int(origin[s]) if s < len(origin) else len(text)
+        end = int(origin[e - 1]) + 1 if e > 0 else 0
+        out.append((start, end, *vectorise(grams, s, e, dim)))
+    return out
+
+
+def _sigmoid(z: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowScore:
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """The result for one text: the best window's probability and (optionally) a category."""
+
+    score: float
+    flagged: bool
+    start: int
+    end: int
+    category: str | None = None
+    category_score: float = 0.0
+
+
+class LinearDetector:
+    """A binary linear detector over hashed n-grams, with an optional category head.
+
+    ``threshold`` was picked on validation data by the training script; ``category_labels``
+    (e.g. ``S1``..``S14``) name the rows of the category head when there is one.
+    """
+
+    def __init__(
+        self,
+        weights: FloatArray,
+        bias: float,
+        threshold: float,
+        *,
+        name: str = "detector",
+        category_weights: FloatArray | None = None,
+        category_bias: FloatArray | None = None,
+        category_labels: tuple[str, ...] = (),
+        meta: dict[str, object] | None = None,
+    ) -> None:
+        dim = int(weights.shape[0])
+        if dim & (dim - 1):
+            raise ValueError("feature dimension must be a power of two")
+        self.name = name
+        self.weights = weights.astype(np.float32, copy=False)
+        self.bias = float(bias)
+        self.threshold = float(threshold)
+        self.dim = dim
+        self.category_weights = category_weights
+        self.category_bias = category_bias
+        self.category_labels = category_labels
+        self.meta = dict(meta or {})
+
+    def window_scores(self, text: str) -> list[WindowScore]:
+        out = []
+        for start, end, index, values in featurise(text, self.dim):
+            z = float(np.dot(self.weights[index], values)) + self.bias
+            out.append(WindowScore(start, end, _sigmoid(z)))
+        return out
+
+    def score(self, text: str) -> float:
+        """Probability that ``text`` is positive: the maximum over its windows."""
+        return max(w.score for w in self.window_scores(text))
+
+    def detect(self, text: str, threshold: float | None = None) -> Detection:
+        """Score every window, flag at ``threshold`` (default: the trained one), categorise."""
+        limit = self.threshold if threshold is None else threshold
+        feats = featurise(text, self.dim)
+        best_score, best = -1.0, feats[0]
+        for item in feats:
+            _, _, index, values = item
+            score = _sigmoid(float(np.dot(self.weights[index], values)) + self.bias)
+            if score > best_score:
+                best_score, best = score, item
+        category, category_score = self._categorise(best[2], best[3])
+        flagged = best_score >= limit
+        return Detection(best_score, flagged, best[0], best[1], category, category_score)
+
+    def _categorise(self, index: IntArray, values: FloatArray) -> tuple[str | None, float]:
+        if self.category_weights is None or self.category_bias is None:
+            return None, 0.0
+        cat_dim = int(self.category_weights.shape[1])
+        folded = index & (cat_dim - 1)
+        logits = self.category_weights[:, folded].astype(np.float32) @ values + self.category_bias
+        logits = logits - logits.max()
+        probs = np.exp(logits) / np.exp(logits).sum()
+        top = int(np.argmax(probs))
+        return self.category_labels[top], float(probs[top])
+
+    # ------------------------------------------------------------------ (de)serialisation
+
+    def to_npz_bytes(self) -> bytes:
+        """The weight file: plain arrays plus a JSON header, loadable without pickle."""
+        header = {
+            "name": self.name,
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "category_labels": list(self.category_labels),
+            "meta": self.meta,
+        }
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "weights": self.weights,
+            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
+        }
+        if self.category_weights is not None and self.category_bias is not None:
+            arrays["category_weights"] = self.category_weights
+            arrays["category_bias"] = self.category_bias
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def from_npz_bytes(cls, data: bytes) -> LinearDetector:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            header = json.loads(npz["header"].tobytes().decode("utf-8"))
+            cat_w = npz["category_weights"] if "category_weights" in npz.files else None
+            cat_b = npz["category_bias"] if "category_bias" in npz.files else None
+            return cls(
+                npz["weights"],
+                float(header["bias"]),
+                float(header["threshold"]),
+                name=str(header["name"]),
+                category_weights=cat_w,
+                category_bias=cat_b,
+                category_labels=tuple(header.get("category_labels", ())),
+                meta=dict(header.get("meta", {})),
+            )
+
+
+# ---------------------------------------------------------------------- pinned weights
+
+MANIFEST_NAME = "MANIFEST.json"
+
+
+def data_root() -> Path:
+    """``wardgate/data`` inside the installed package (or the source tree)."""
+    return Path(str(resources.files("wardgate") / "data"))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_verified(relpath: str, root: Path | None = None) -> bytes:
+    """The bytes of a shipped data file, after checking them against MANIFEST.json.
+
+    Raises :class:`~wardgate.errors.ModelVerificationFailed` when the manifest has no entry for
+    the file, the file is missing, or its digest differs: a detector that cannot prove what it
+    is does not load (fail closed).
+    """
+    base = root or data_root()
+    try:
+        manifest = json.loads((base / MANIFEST_NAME).read_text(encoding="utf-8"))
+        expected = str(manifest["files"][relpath])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelVerificationFailed(
+            f"no pinned digest for {relpath!r} in {MANIFEST_NAME}"
+        ) from exc
+    try:
+        data = (base / relpath).read_bytes()
+    except OSError as exc:
+        raise ModelVerificationFailed(f"detector weights {relpath!r} are missing") from exc
+    if not hmac.compare_digest(sha256_hex(data), expected.lower()):
+        raise ModelVerificationFailed(
+            f"detector weights {relpath!r} do not match their pinned SHA-256; refusing to load"
+        )
+    return data
+
+
+def load_detector(name: str, root: Path | None = None) -> LinearDetector:
+    """Load ``detectors/<name>.npz`` (``injection`` or ``harmful``) after verifying its digest."""
+    return LinearDetector.from_npz_bytes(read_verified(f"detectors/{name}.npz", root))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
@@ -74,29 +74,6 @@ def _store(config_path: Path | None) -> Iterator[KeyStore]:
             raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from exc
 
 
-def key_dict(key: ApiKey) -> dict[str, Any]:
-    """A key as JSON (same shape as the admin API)."""
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "owner": key.owner,
-        "models": list(key.models),
-        "tier": key.tier,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "admin": key.admin,
-        "status": key.status(),
-        "expires_at": _iso(key.expires_at),
-        "created_at": _iso(key.created_at),
-        "revoked_at": _iso(key.revoked_at),
-        "rotated_from": key.rotated_from,
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
     """``30d``/``12h``/``90m``/``2w`` from now, or an ISO-8601 time (UTC if no offset given)."""
     if text is None or text.strip().lower() in ("", "never"):
@@ -117,7 +94,7 @@ def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | No
 
 def _print_secret(key: ApiKey, raw: str, verb: str, as_json: bool) -> None:
     if as_json:
-        typer.echo(orjson.dumps({**key_dict(key), "key": raw}).decode())
+        typer.echo(orjson.dumps({**key.as_dict(), "key": raw}).decode())
         return
     typer.echo(f"{verb} key {key.id} ({key.display}) for {key.owner}.")
     typer.echo("It is shown only this once; store it now:\n")
@@ -166,7 +143,7 @@ def list_keys(
     with _store(config) as store:
         records = store.list(include_revoked=show_all)
     if as_json:
-        typer.echo(orjson.dumps([key_dict(k) for k in records]).decode())
+        typer.echo(orjson.dumps([k.as_dict() for k in records]).decode())
         return
     if not records:
         typer.echo("no keys")
@@ -203,7 +180,7 @@ def revoke(
     with _store(config) as store:
         record = store.revoke(store.find(key).id)
     if as_json:
-        typer.echo(orjson.dumps(key_dict(record)).decode())
+        typer.echo(orjson.dumps(record.as_dict()).decode())
     else:
         typer.echo(f"Revoked key {record.id} ({record.display}) of {record.owner}.")
 

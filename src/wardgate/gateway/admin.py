@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +15,6 @@ from starlette.responses import Response
 
 from wardgate.gateway.responses import JSONBytesResponse
 from wardgate.gateway.service import Gateway
-from wardgate.store.keys import ApiKey
 
 
 class KeyCreate(BaseModel):
@@ -29,22 +27,6 @@ class KeyCreate(BaseModel):
     tpm: int | None = Field(default=None, ge=0)
     expires_at: datetime | None = None
     admin: bool = False
-
-
-def key_json(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "owner": key.owner,
-        "models": list(key.models),
-        "tier": key.tier,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
-        "admin": key.admin,
-        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
-        "created_at": key.created_at.isoformat() if key.created_at else None,
-        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
-    }
 
 
 def admin_router() -> APIRouter:
@@ -68,27 +50,27 @@ def admin_router() -> APIRouter:
             expires_at=body.expires_at,
             admin=body.admin,
         )
-        return JSONBytesResponse({**key_json(record), "key": raw}, status_code=201)
+        return JSONBytesResponse({**record.as_dict(), "key": raw}, status_code=201)
 
     @router.get("/keys")
     async def list_keys(request: Request, include_revoked: bool = False) -> Response:
         gateway = await _gateway(request)
         records = await asyncio.to_thread(gateway.keys.list, include_revoked=include_revoked)
-        return JSONBytesResponse({"object": "list", "data": [key_json(k) for k in records]})
+        return JSONBytesResponse({"object": "list", "data": [k.as_dict() for k in records]})
 
     @router.post("/keys/{key_id}/revoke")
     async def revoke_key(request: Request, key_id: str) -> Response:
         gateway = await _gateway(request)
         record = await asyncio.to_thread(gateway.keys.revoke, key_id)
         gateway.auth.invalidate()
-        return JSONBytesResponse(key_json(record))
+        return JSONBytesResponse(record.as_dict())
 
     @router.post("/keys/{key_id}/rotate")
     async def rotate_key(request: Request, key_id: str) -> Response:
         gateway = await _gateway(request)
         record, raw = await asyncio.to_thread(gateway.keys.rotate, key_id)
         gateway.auth.invalidate()
-        return JSONBytesResponse({**key_json(record), "key": raw})
+        return JSONBytesResponse({**record.as_dict(), "key": raw})
 
     @router.get("/audit/verify")
     async def verify_audit(request: Request) -> Response:

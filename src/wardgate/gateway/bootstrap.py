@@ -12,7 +12,7 @@ def ensure_admin_key(gateway: Gateway, *, echo: Callable[[str], None]) -> str | 
 
     Returns the raw key when one was created (it is not stored anywhere in clear), else None.
     """
-    if any(k.admin for k in gateway.keys.list(include_revoked=False)):
+    if any(k.admin and k.is_active() for k in gateway.keys.list(include_revoked=False)):
         return None
     record, raw = gateway.keys.create(owner="admin", models=["*"], tier="admin", admin=True)
     server = gateway.config.server

@@ -21,7 +21,7 @@ from wardgate.ratelimit import RateLimiter, create_rate_limiter
 from wardgate.routing.failover import Failover
 from wardgate.routing.policy import RoutingPolicy
 from wardgate.store.audit import AuditWriter
-from wardgate.store.db import create_engine_for, upgrade_database
+from wardgate.store.db import open_database
 from wardgate.store.keys import KeyStore
 from wardgate.store.secret import load_or_create_secret
 
@@ -37,8 +37,7 @@ class Gateway:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        upgrade_database(cfg.database_url)
-        self.engine = create_engine_for(cfg.database_url)
+        self.engine = open_database(cfg.database_url)
         self.keys = KeyStore(self.engine, load_or_create_secret(cfg.auth))
         self.auth = KeyAuthenticator(self.keys, ttl_s=cfg.auth.key_cache_ttl_s)
         self.audit = AuditWriter(self.engine, cfg.audit)

@@ -87,6 +87,28 @@ class ApiKey:
     def is_active(self, now: datetime | None = None) -> bool:
         return self.status(now) == "active"
 
+    def as_dict(self) -> dict[str, Any]:
+        """The key as JSON, one shape for the CLI and the admin API (never the secret)."""
+        return {
+            "id": self.id,
+            "prefix": self.prefix,
+            "owner": self.owner,
+            "models": list(self.models),
+            "tier": self.tier,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "admin": self.admin,
+            "status": self.status(),
+            "expires_at": _iso(self.expires_at),
+            "created_at": _iso(self.created_at),
+            "revoked_at": _iso(self.revoked_at),
+            "rotated_from": self.rotated_from,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
 
 def generate_raw_key() -> str:
     """A fresh key: ``wg-`` + 43 URL-safe base64 characters of 32 random bytes."""

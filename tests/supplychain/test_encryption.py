@@ -134,6 +134,12 @@ def test_key_formats_and_sources(tmp_path, monkeypatch):
     with pytest.raises(EncryptionError, match="cannot read"):
         load_key(key_file=tmp_path / "missing")
 
+    class FakeKms:
+        def get_key(self) -> bytes:
+            return KEY.hex().encode()
+
+    assert load_key(provider=FakeKms()) == KEY
+
 
 def test_streaming_uses_constant_memory(tmp_path):
     """Encrypting 64 MiB must not allocate anywhere near 64 MiB at once."""

@@ -30,3 +30,26 @@ def test_manifest_round_trip_and_tamper(tmp_path):
 def test_unreadable_manifest(tmp_path):
     with pytest.raises(ModelVerificationFailed, match="cannot read digest manifest"):
         verify_manifest(tmp_path)
+
+
+def test_shipped_data_manifest_verifies():
+    from pathlib import Path
+
+    import wardgate
+
+    data = Path(wardgate.__file__).parent / "data"
+    if not (data / "MANIFEST.json").is_file():
+        pytest.skip("no shipped data manifest in this checkout")
+    assert verify_manifest(data, strict=False) >= 1
+
+
+def test_list_shaped_manifest_is_accepted(tmp_path):
+    import hashlib
+    import json
+
+    (tmp_path / "w.bin").write_bytes(b"abc")
+    digest = hashlib.sha256(b"abc").hexdigest()
+    (tmp_path / "MANIFEST.json").write_text(
+        json.dumps({"files": [{"name": "w.bin", "sha256": digest, "size": 3}]})
+    )
+    assert verify_manifest(tmp_path) == 1

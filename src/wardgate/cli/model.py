@@ -117,6 +117,9 @@ def sign_cmd(
     sigstore: Annotated[
         bool, typer.Option(help="Keyless Sigstore signing (needs network).")
     ] = False,
+    identity_token_env: Annotated[
+        str | None, typer.Option(help="Env var with an OIDC token for --sigstore (CI).")
+    ] = None,
     password_env: Annotated[str | None, typer.Option(help="Env var with the key password.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -134,6 +137,7 @@ def sign_cmd(
             certificate=certificate,
             certificate_chain=chain or [],
             sigstore=sigstore,
+            identity_token=os.environ.get(identity_token_env) if identity_token_env else None,
         )
     except SigningError as exc:
         _fail(str(exc), as_json)

@@ -65,9 +65,14 @@ def parse_key(text: bytes) -> bytes:
 
 
 def load_key(
-    *, key_file: str | os.PathLike[str] | None = None, key_env: str | None = None
+    *,
+    key_file: str | os.PathLike[str] | None = None,
+    key_env: str | None = None,
+    provider: KeyProvider | None = None,
 ) -> bytes:
-    """Read the master key from a file or an environment variable (never logged)."""
+    """The master key from a KMS provider, an environment variable or a file (never logged)."""
+    if provider is not None:
+        return parse_key(provider.get_key())
     if key_env:
         value = os.environ.get(key_env)
         if not value:

@@ -22,8 +22,8 @@ def write_manifest(folder: Path, manifest: Path | None = None) -> Path:
 
     target = manifest or folder / MANIFEST_NAME
     digest = hash_model(folder)
-    files = [f for f in digest.files if f.name != target.name]
-    data = {"files": [{"name": f.name, "sha256": f.sha256, "size": f.size} for f in files]}
+    files = {f.name: f.sha256 for f in digest.files if f.name != target.name}
+    data = {"files": files}
     atomic_write(target, (json.dumps(data, indent=2) + "\n").encode())
     return target
 
@@ -35,11 +35,14 @@ def verify_manifest(folder: Path, manifest: Path | None = None, *, strict: bool 
     """
     source = manifest or folder / MANIFEST_NAME
     try:
-        listed = {
-            entry["name"]: entry["sha256"]
-            for entry in json.loads(source.read_text(encoding="utf-8"))["files"]
-        }
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        files = json.loads(source.read_text(encoding="utf-8"))["files"]
+        # {"name": "sha256"} (what ships in wardgate/data) or [{"name", "sha256", ...}]
+        listed = (
+            {str(k): str(v) for k, v in files.items()}
+            if isinstance(files, dict)
+            else {entry["name"]: entry["sha256"] for entry in files}
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelVerificationFailed(f"cannot read digest manifest {source}: {exc}") from exc
     present = {name for name, _ in model_files(folder)} - {source.name}
     missing = sorted(set(listed) - present)

@@ -30,6 +30,7 @@ from wardgate.gateway.responses import (
     error_response,
 )
 from wardgate.gateway.service import Gateway
+from wardgate.guards.execution import BlockedByGuard
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
 from wardgate.routing.failover import RouteTrace
@@ -77,6 +78,8 @@ async def chat_completions(request: Request) -> Response:
         return await _handle(gateway, request, exchange)
     except WardgateError as error:
         exchange.fail(error)
+        if isinstance(error, BlockedByGuard):
+            exchange.guard_decisions.extend(error.decisions)
         _finish(gateway, exchange)
         error.headers.update(exchange.headers)
         return error_response(error)

@@ -19,6 +19,7 @@ def _props(component):
 
 def _validate(bom):
     validation = pytest.importorskip("cyclonedx.validation.json")
+    pytest.importorskip("jsonschema")  # cyclonedx-python-lib[json-validation]
     from cyclonedx.schema import SchemaVersion
 
     errors = validation.JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom))

@@ -18,9 +18,14 @@ def _props(component):
 
 
 def _validate(bom):
-    validation = pytest.importorskip("cyclonedx.validation.json")
-    pytest.importorskip("jsonschema")  # cyclonedx-python-lib[json-validation]
-    from cyclonedx.schema import SchemaVersion
+    """Validate against the official 1.6 schema when the validator is installed
+    (cyclonedx-python-lib[json-validation]); the structural assertions run regardless."""
+    try:
+        import jsonschema  # noqa: F401
+        from cyclonedx.schema import SchemaVersion
+        from cyclonedx.validation import json as validation
+    except ImportError:
+        return
 
     errors = validation.JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom))
     assert errors is None, errors

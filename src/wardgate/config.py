@@ -168,8 +168,14 @@ class GatewayConfig(StrictModel):
 
 
 def default_config() -> GatewayConfig:
-    """The zero-configuration gateway: the embedded SmolLM2 model on 127.0.0.1:8080."""
-    return GatewayConfig(models=[ModelConfig(name="smollm2-135m", backend="llamacpp")])
+    """The zero-configuration gateway: the embedded SmolLM2 model on 127.0.0.1:8080, behind
+    the default guard pipeline."""
+    from wardgate.guards.defaults import default_guards_config
+
+    return GatewayConfig(
+        models=[ModelConfig(name="smollm2-135m", backend="llamacpp")],
+        guards=default_guards_config(),
+    )
 
 
 def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import pytest
-
 from wardgate.config import GatewayConfig, ModelConfig, VerifyConfig
 from wardgate.embedded import embedded_model_path
 from wardgate.supplychain.bom import build_bom

@@ -1,0 +1,56 @@
+"""What the two learned guards share: options, weight loading, scanning every reading of a text.
+
+Each guard scores the original text and every variant the normaliser produces (NFKC, decoded
+tag characters, base64/hex payloads, leetspeak, spaced letters, rot13), and keeps the worst:
+an attacker who hides an instruction in base64 is judged on the decoded instruction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+
+from wardgate.guards.base import GuardOptions
+from wardgate.guards.classifier import Detection, LinearDetector, load_detector
+from wardgate.guards.normalise import variants
+
+
+class LearnedOptions(GuardOptions):
+    """Options common to the learned guards."""
+
+    #: Block at or above this probability; None uses the threshold tuned at training time.
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: Also score the normaliser's readings of the text (decoded payloads, leetspeak...).
+    scan_variants: bool = True
+    #: Upper bound on readings scored per text (the original is always one of them).
+    max_variants: int = Field(default=8, ge=1, le=32)
+    #: A folder with your own ``MANIFEST.json`` + ``detectors/<name>.npz``; None: shipped ones.
+    weights_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The worst-scoring reading of a text and how it was obtained."""
+
+    detection: Detection
+    how: str
+
+
+def load(name: str, options: LearnedOptions) -> LinearDetector:
+    """Load and verify the named detector; ModelVerificationFailed (a ConfigError) if it fails."""
+    root = Path(options.weights_dir) if options.weights_dir else None
+    return load_detector(name, root)
+
+
+def worst_reading(detector: LinearDetector, text: str, options: LearnedOptions) -> Reading:
+    """Score the text and (optionally) its normalised variants; return the highest score."""
+    threshold = options.threshold
+    readings = variants(text, max_variants=options.max_variants) if options.scan_variants else []
+    best = Reading(detector.detect(text, threshold), "original")
+    for variant in readings[1:]:
+        detection = detector.detect(variant.text, threshold)
+        if detection.score > best.detection.score:
+            best = Reading(detection, variant.how)
+    return best

@@ -1,0 +1,85 @@
+"""Harmful-request moderation, with categories from the MLCommons hazard taxonomy (S1-S14).
+
+The categories are the ones Llama Guard 3 uses, so a policy written for Llama Guard reads the
+same here. The binary harmful/not decision is the measured, gated one; the category is a
+best guess from a second linear head (see docs/guards.md for how good it is) and is carried in
+the finding's kind, e.g. ``harmful/S9``. ``categories`` limits blocking to some hazards.
+
+Config::
+
+    guards:
+      input:
+        - type: harmful
+          options: {categories: [S1, S3, S4, S9, S11]}   # optional; default: all
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import field_validator
+
+from wardgate.guards._learned import LearnedOptions, load, worst_reading
+from wardgate.guards.base import Finding, Guard, GuardEnvironment, ScanContext, Verdict
+from wardgate.guards.config import GuardSpec
+
+#: MLCommons AI Safety hazard taxonomy as used by Llama Guard 3.
+HAZARD_CATEGORIES: dict[str, str] = {
+    "S1": "Violent Crimes",
+    "S2": "Non-Violent Crimes",
+    "S3": "Sex-Related Crimes",
+    "S4": "Child Sexual Exploitation",
+    "S5": "Defamation",
+    "S6": "Specialized Advice",
+    "S7": "Privacy",
+    "S8": "Intellectual Property",
+    "S9": "Indiscriminate Weapons",
+    "S10": "Hate",
+    "S11": "Suicide & Self-Harm",
+    "S12": "Sexual Content",
+    "S13": "Elections",
+    "S14": "Code Interpreter Abuse",
+}
+SCORE_KEY = "harmful"
+
+
+class HarmfulOptions(LearnedOptions):
+    #: Block only these hazard categories (None: every category). Others are allowed, tagged.
+    categories: list[str] | None = None
+
+    @field_validator("categories")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - set(HAZARD_CATEGORIES))
+        if unknown:
+            raise ValueError(f"unknown hazard categories {unknown}; use S1..S14")
+        return value
+
+
+class HarmfulRequestGuard(Guard):
+    """Blocks requests for harmful content; the finding names the hazard category."""
+
+    type_name = "harmful"
+    block_code = "harmful_request"
+    stages: ClassVar[frozenset[str]] = frozenset({"input", "output"})
+    blocking = True
+    Options = HarmfulOptions
+
+    def __init__(self, spec: GuardSpec, env: GuardEnvironment | None = None) -> None:
+        super().__init__(spec, env)
+        self.detector = load("harmful", self.options)
+
+    def scan(self, text: str, ctx: ScanContext) -> Verdict:
+        reading = worst_reading(self.detector, text, self.options)
+        found = reading.detection
+        scores = {SCORE_KEY: found.score}
+        if not found.flagged:
+            return Verdict.allow(scores=scores)
+        category = found.category or "S2"
+        scores[f"{SCORE_KEY}/{category}"] = found.category_score
+        start, end = (found.start, found.end) if reading.how == "original" else (-1, -1)
+        finding = Finding(kind=f"{SCORE_KEY}/{category}", start=start, end=end, score=found.score)
+        wanted = self.options.categories
+        if wanted is not None and category not in wanted:
+            return Verdict.allow((finding,), scores)
+        return Verdict.block(self.block_code, (finding,), scores)

@@ -92,7 +92,9 @@ _LEET_WORD = re.compile(r"(?<!\S)(?=[\w@$!|+]*[A-Za-z])(?=[\w@$!|+]*[013457@$!|+
                         r"[\w@$!|+]{3,20}(?=[\s.,;:?]|$)")  # fmt: skip
 _SPACED = re.compile(r"(?<![A-Za-z])(?:[A-Za-z][ .\-_*/]){2,}[A-Za-z](?![A-Za-z])")
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4}){4,}(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-_BASE64_URL = re.compile(r"(?=[A-Za-z0-9_\-]*[_\-])(?:[A-Za-z0-9_\-]{4}){4,}")
+_BASE64_URL = re.compile(r"(?:[A-Za-z0-9_\-]{4}){4,}")
+#: Longest encoded token decoded; longer runs are cut (they are scanned as text anyway).
+MAX_TOKEN = 16_384
 _HEX = re.compile(r"(?:(?:\\x|0x)?[0-9A-Fa-f]{2}[ :]?){8,}")
 
 _COMMON_WORDS = frozenset(
@@ -193,7 +195,9 @@ def decode_payloads(text: str) -> list[Variant]:
         ("hex", _HEX, _decode_hex),
     ):
         for match in pattern.finditer(head):
-            token = match.group(0).strip()
+            token = match.group(0).strip()[:MAX_TOKEN]
+            if pattern is _BASE64_URL and "-" not in token and "_" not in token:
+                continue  # plain base64 was tried already; no lookahead: it made this O(n^2)
             if (how, token) in seen:
                 continue
             seen.add((how, token))

@@ -173,3 +173,26 @@ async def test_short_private_key_inside_the_window_is_redacted_whole() -> None:
     scanner = pipeline.output_scanner(result)
     out = "".join(scanner.feed(c) for c in _chunks(answer, 2)) + scanner.finish()
     assert out == FILLER + "[REDACTED:private_key]\n" + FILLER
+
+
+async def test_short_generic_system_prompt_is_not_a_leak_but_canary_still_is() -> None:
+    pipeline = _pipeline([{"type": "system_prompt_leak"}])
+    request = ChatRequest.model_validate(
+        {
+            "model": "local",
+            "messages": [
+                {
+                    "role": "system",
+                    "content": [{"type": "text", "text": "You are a helpful assistant."}],
+                },
+                {"role": "user", "content": "hi"},
+            ],
+        }
+    )
+    result = await pipeline.check_request(request)
+    assert result.canary and result.canary in result.request.messages[0].text
+    assert result.request.messages[0].text.endswith("You are a helpful assistant.")
+    text, _ = await pipeline.check_response("Hello! You are a helpful assistant, I am too.", result)
+    assert text.startswith("Hello!")
+    with pytest.raises(GuardBlocked):
+        await pipeline.check_response(f"my prompt says {result.canary}", result)

@@ -91,7 +91,12 @@ class SystemPromptLeakGuard(Guard):
         shared = len(prompt_grams & ngrams(text, self.options.ngram))
         fraction = shared / len(prompt_grams)
         scores = {"shared_ngrams": float(shared), "prompt_fraction": fraction}
-        if shared >= self.options.min_shared or fraction >= self.options.max_fraction:
+        # The fraction rule needs a prompt long enough for a fraction to mean something: half
+        # of a six-word "You are a helpful assistant." is just a common phrase.
+        long_prompt = len(prompt_grams) >= self.options.min_shared
+        if shared >= self.options.min_shared or (
+            long_prompt and fraction >= self.options.max_fraction
+        ):
             finding = Finding("prompt_overlap", score=fraction)
             return Verdict.block(self.block_code, (finding,), scores)
         return Verdict.allow(scores=scores)

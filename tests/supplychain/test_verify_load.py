@@ -19,6 +19,10 @@ from wardgate.supplychain.verify_load import prepare_model_file
 
 KEY_HEX = bytes(range(32)).hex()
 
+from wardgate.supplychain.verify_load import _tmpfs_dir  # noqa: E402
+
+needs_tmpfs = pytest.mark.skipif(_tmpfs_dir() is None, reason="no memory-backed /dev/shm here")
+
 
 def gguf_bytes(template: str | None, extra: dict[str, str] | None = None) -> bytes:
     """A minimal valid GGUF v3 header with string metadata and no tensors."""
@@ -82,6 +86,7 @@ def test_missing_file(tmp_path):
         enter(tmp_path / "nope.gguf", VerifyConfig())
 
 
+@needs_tmpfs
 def test_encrypted_model_is_decrypted_to_tmpfs_and_wiped(tiny, tmp_path, monkeypatch):
     enc = tmp_path / "tiny.gguf.enc"
     encrypt_file(tiny, enc, bytes.fromhex(KEY_HEX))
@@ -112,6 +117,7 @@ def test_encrypted_without_key_or_with_wrong_key(tiny, tmp_path, monkeypatch):
     assert not [p for p in Path("/dev/shm").glob("wardgate-model-*") if (p / "tiny.gguf").exists()]
 
 
+@needs_tmpfs
 def test_signature_is_checked_on_the_plaintext_of_an_encrypted_model(tiny, tmp_path):
     generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub")
     sig = tmp_path / "tiny.sig"
@@ -148,6 +154,7 @@ def test_pinned_template_digest(tiny):
 
 
 @pytest.mark.slow
+@needs_tmpfs
 def test_encrypted_embedded_smollm2_loads_through_llama_cpp(tmp_path):
     """End to end: the shipped GGUF, encrypted at rest, verified and loaded by llama.cpp."""
     llama_cpp = pytest.importorskip("llama_cpp")
@@ -190,3 +197,18 @@ def test_unmapped_plaintext_is_zeroed_before_unlink(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "unlink", spy)
     verify_load._wipe(target)
     assert seen == [b"\x00" * 5000] and not target.exists()
+
+
+@needs_tmpfs
+def test_plaintext_only_goes_to_memory_backed_storage(tiny, tmp_path, monkeypatch):
+    from wardgate.supplychain import verify_load
+
+    assert verify_load._memory_backed("/dev/shm")
+    assert not verify_load._memory_backed(str(tmp_path)) or str(tmp_path).startswith("/dev/shm")
+    enc = tmp_path / "tiny.gguf.enc"
+    encrypt_file(tiny, enc, bytes.fromhex(KEY_HEX))
+    key_file = tmp_path / "k"
+    key_file.write_text(KEY_HEX)
+    monkeypatch.setattr(verify_load, "TMPFS_CANDIDATES", (str(tmp_path),))
+    with pytest.raises(ModelVerificationFailed, match="no writable tmpfs"):
+        enter(enc, VerifyConfig(decryption_key_file=str(key_file)))

@@ -43,9 +43,26 @@ TMPFS_CANDIDATES = ("/dev/shm", "/run/user")  # noqa: S108 - memory-backed by de
 _WIPE_BLOCK = 1024 * 1024
 
 
+def _memory_backed(path: str) -> bool:
+    """Is ``path`` on tmpfs/ramfs (longest matching mount point in /proc/self/mounts)?"""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            entries = [line.split()[1:3] for line in mounts if len(line.split()) >= 3]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    for mount_point, kind in entries:
+        inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) > len(best):
+            best, fstype = mount_point, kind
+    return fstype in ("tmpfs", "ramfs")
+
+
 def _tmpfs_dir() -> str | None:
+    """A writable, memory-backed folder; a plain directory named /dev/shm does not count."""
     for candidate in TMPFS_CANDIDATES:
-        if os.path.isdir(candidate) and os.access(candidate, os.W_OK):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK) and _memory_backed(candidate):
             return candidate
     return None
 

@@ -26,8 +26,8 @@ Treatment = Literal["block", "strip", "allow"]
 _FLAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0061-\U000e007a\U000e0030-\U000e0039]{2,6}\U000e007f")
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
 _VS_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{2,}")
-_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060-\u2064\ufeff\u00ad\u180e\u034f]")
-_BIDI = re.compile("[" + "".join(chr(c) for c in sorted(BIDI_CONTROLS)) + "]")
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060-\u2064\ufeff\u00ad\u180e\u034f]+")
+_BIDI = re.compile("[" + "".join(chr(c) for c in sorted(BIDI_CONTROLS)) + "]+")
 
 
 class UnicodeOptions(GuardOptions):
@@ -51,30 +51,44 @@ class InvisibleUnicodeGuard(Guard):
         options: UnicodeOptions = self.options
         flags = [m.span() for m in _FLAG_SEQUENCE.finditer(text)]
         hits: list[tuple[str, int, int, Treatment]] = []
-        for m in _TAG_RUN.finditer(text):
-            if not any(s <= m.start() and m.end() <= e for s, e in flags):
-                hits.append(("tag_chars", m.start(), m.end(), options.tag_chars))
-        for m in _VS_RUN.finditer(text):
-            treatment = options.variation_selector_runs
-            hits.append(("variation_selector_run", m.start(), m.end(), treatment))
-        for m in _BIDI.finditer(text):
-            hits.append(("bidi_control", m.start(), m.end(), options.bidi_controls))
-        for m in _ZERO_WIDTH.finditer(text):
-            if m.group(0) in "\u200c\u200d" and _joins_non_ascii(text, m.start()):
-                continue
-            hits.append(("zero_width", m.start(), m.end(), options.zero_width))
+        hidden = 0
+        for kind, pattern, treatment in (
+            ("tag_chars", _TAG_RUN, options.tag_chars),
+            ("variation_selector_run", _VS_RUN, options.variation_selector_runs),
+            ("bidi_control", _BIDI, options.bidi_controls),
+            ("zero_width", _ZERO_WIDTH, options.zero_width),
+        ):
+            for m in pattern.finditer(text):
+                start, end = m.span()
+                if kind == "tag_chars" and any(s <= start and end <= e for s, e in flags):
+                    continue
+                if kind == "zero_width" and _legit_joiner(text, m.group(0), start):
+                    continue
+                hits.append((kind, start, end, treatment))
+                hidden += end - start
+                if hidden > options.max_hidden:
+                    # Enough to decide; stop before a flood of hidden characters costs more.
+                    return Verdict.block(
+                        self.block_code,
+                        tuple(Finding(k, s, e) for k, s, e, _ in hits),
+                        {"hidden_chars": float(hidden)},
+                    )
         if not hits:
             return Verdict.allow()
         findings = tuple(Finding(kind, s, e) for kind, s, e, _ in hits)
-        hidden = sum(e - s for _, s, e, _ in hits)
         scores = {"hidden_chars": float(hidden)}
-        if hidden > options.max_hidden or any(t == "block" for *_, t in hits):
+        if any(t == "block" for *_, t in hits):
             return Verdict.block(self.block_code, findings, scores)
         stripped = [Entity(k, s, e, 1.0, "") for k, s, e, t in hits if t == "strip"]
         if not stripped:
             return Verdict.allow(findings, scores)
         ordered = sorted(stripped, key=lambda x: x.start)
         return Verdict.redact(replace_spans(text, ordered, lambda _: ""), findings, scores)
+
+
+def _legit_joiner(text: str, run: str, index: int) -> bool:
+    """A single ZWJ/ZWNJ between non-ASCII characters (emoji sequences, Persian, Indic)."""
+    return run in ("\u200c", "\u200d") and _joins_non_ascii(text, index)
 
 
 def _joins_non_ascii(text: str, index: int) -> bool:

@@ -15,11 +15,9 @@ from wardgate.embedded import embedded_model_path
 from wardgate.errors import ModelVerificationFailed
 from wardgate.supplychain.encryption import encrypt_file
 from wardgate.supplychain.signing import generate_key_pair, sign_model
-from wardgate.supplychain.verify_load import prepare_model_file
+from wardgate.supplychain.verify_load import _tmpfs_dir, prepare_model_file
 
 KEY_HEX = bytes(range(32)).hex()
-
-from wardgate.supplychain.verify_load import _tmpfs_dir  # noqa: E402
 
 needs_tmpfs = pytest.mark.skipif(_tmpfs_dir() is None, reason="no memory-backed /dev/shm here")
 

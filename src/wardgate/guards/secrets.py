@@ -4,7 +4,7 @@ The rules follow detect-secrets' plugins (AWS, GitHub, GitLab, Slack, Stripe, JW
 basic-auth URL) plus keys it lacks (Anthropic, current OpenAI formats, Google, Hugging Face,
 npm, PyPI, SendGrid). We do not call detect-secrets itself on the request path: its scanner
 runs every plugin line by line under process-global settings (shared mutable state) and is
-~20x slower on the same text (10.8 ms vs ~0.4 ms per 1,000 characters, see
+100x slower or more on the same text (23 ms vs 0.06 ms per 1,000 characters under load, see
 ``bench/guard_latency.py`` and ``docs/guards.md``).
 """
 

@@ -85,3 +85,36 @@ def test_route_overrides_fall_back_to_defaults() -> None:
 def test_duplicate_guard_names_rejected() -> None:
     with pytest.raises(ValueError, match="duplicate guard names"):
         GuardsConfig.model_validate({"input": [{"type": "pii"}, {"type": "pii"}]})
+
+
+def test_third_party_guard_through_an_entry_point(tmp_path, monkeypatch) -> None:
+    """A package that declares ``[wardgate.guards]`` is found without touching Wardgate."""
+    (tmp_path / "acme_guards.py").write_text(
+        "from wardgate.guards.base import Guard, Verdict\n"
+        "class AcmeGuard(Guard):\n"
+        "    type_name = 'acme'\n"
+        "    def scan(self, text, ctx):\n"
+        "        return Verdict.block('acme_says_no') if 'acme' in text else Verdict.allow()\n"
+    )
+    dist = tmp_path / "acme_guards-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-guards\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[wardgate.guards]\nacme = acme_guards:AcmeGuard\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = GuardRegistry()
+    cls = registry.resolve("acme")
+    assert cls.__name__ == "AcmeGuard"
+    assert "acme" in registry.known()
+    guard = cls(GuardSpec(type="acme"))
+    assert guard.scan("acme inside", ScanContext(stage="input")).code == "acme_says_no"
+
+
+def test_entry_point_that_is_not_a_guard_is_rejected(tmp_path, monkeypatch) -> None:
+    (tmp_path / "not_a_guard.py").write_text("class Thing:\n    pass\n")
+    dist = tmp_path / "not_a_guard-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: not-a-guard\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[wardgate.guards]\nthing = not_a_guard:Thing\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="not a wardgate Guard"):
+        GuardRegistry().resolve("thing")

@@ -74,13 +74,21 @@ def hash_cmd(
     if as_json:
         _emit({**digest.to_dict(), "seconds": round(seconds, 3)})
         return
+    console = _out()
     table = Table("sha256", "size", "file")
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = 64
+    table.columns[1].no_wrap = True
+    table.columns[2].overflow = "fold"
     for item in digest.files:
         table.add_row(item.sha256, f"{item.size:,}", item.name)
-    console = _out()
     console.print(table)
     rate = digest.total_bytes / seconds / 1e9 if seconds else 0.0
-    console.print(f"root {digest.root}  ({digest.total_bytes:,} bytes, {rate:.2f} GB/s)")
+    console.print(
+        f"model-signing root digest {digest.root}\n"
+        f"{len(digest.files)} file(s), {digest.total_bytes:,} bytes in {seconds:.2f} s "
+        f"({rate:.2f} GB/s)"
+    )
 
 
 @model_app.command("keygen")

@@ -60,6 +60,8 @@ async def test_canary_split_across_chunks_is_caught_before_release(seed: int) ->
             assert scanner.held <= 64 + 8 + 7
         released += scanner.finish()
     assert info.value.code == "system_prompt_leak"
+    assert "response was blocked" in info.value.message
+    assert result.canary not in info.value.message
     assert result.canary[:3] not in released  # not even the start of the canary got out
     assert released == answer[: len(released)]
     assert scanner.decisions[0]["action"] == "block"

@@ -161,11 +161,13 @@ class DecisionLog:
         self.recorded = True
 
 
-def blocked(guard: Guard, code: str, decisions: list[dict[str, Any]]) -> BlockedByGuard:
+def blocked(
+    guard: Guard, code: str, decisions: list[dict[str, Any]], stage: str = "input"
+) -> BlockedByGuard:
     """The client-facing error: names the policy, never the content."""
+    what = "response" if stage == "output" else "request"
     return BlockedByGuard(
-        f"The {'response' if decisions and decisions[-1]['stage'] == 'output' else 'request'} "
-        f"was blocked by the gateway's content policy ({code}).",
+        f"The {what} was blocked by the gateway's content policy ({code}).",
         code=code,
         decisions=decisions,
         guard=guard.name,

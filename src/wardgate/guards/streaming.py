@@ -154,7 +154,7 @@ class OutputScanner:
                 raise self._abort(unavailable(guard, []))
             return window
         if verdict.action is Action.BLOCK:
-            raise self._abort(blocked(guard, verdict.code or guard.block_code, []))
+            raise self._abort(blocked(guard, verdict.code or guard.block_code, [], "output"))
         if verdict.action is not Action.REDACT or verdict.redacted is None:
             return window
         release_end = len(window) - self._hold
@@ -162,13 +162,13 @@ class OutputScanner:
             # A match that runs to the end of the window and already reaches text due for
             # release is longer than the hold-back: its rest is still to come, so it cannot
             # be redacted whole. Stop instead of leaking its tail.
-            raise self._abort(blocked(guard, verdict.code or guard.block_code, []))
+            raise self._abort(blocked(guard, verdict.code or guard.block_code, [], "output"))
         if not final and not _reaches_release_zone(verdict, release_end):
             # Everything found lies in the held-back part: more text may extend the match, so
             # decide on the next scan, which sees this part again.
             return window
         if not verdict.redacted.startswith(window[:offset]):
-            raise self._abort(blocked(guard, verdict.code or guard.block_code, []))
+            raise self._abort(blocked(guard, verdict.code or guard.block_code, [], "output"))
         return verdict.redacted
 
     def _release(self, *, final: bool) -> str:

@@ -38,10 +38,12 @@ LLM02 = "LLM02:2025"  # Sensitive Information Disclosure
 LLM07 = "LLM07:2025"  # System Prompt Leakage
 LLM09 = "LLM09:2025"  # Misinformation
 
+#: Only templates in the *test* bucket of the detectors' split (``stable_split`` in
+#: scripts/detector_data.py: SHA-256 of "template:<file>", last 20 %), so the shipped injection
+#: detector never trained or tuned on a jailbreak this suite measures it with. Checked in build().
 JAILBREAK_TEMPLATES = [
-    "prefix_injection", "style_injection", "wikipedia_with_title", "security_researcher",
-    "john", "three_liner", "text_continuation", "hypothetical_response",
-    "refusal_suppression", "code_nesting", "evil_confidant", "dev_mode_compact",
+    "style_injection", "text_continuation", "table_nesting", "ranti", "aligned", "kevin",
+    "text_continuation_nesting", "jb", "hackerman",
 ]
 
 APP_SYSTEM_PROMPTS = [
@@ -242,6 +244,12 @@ def load_template(name: str) -> str:
     return value
 
 
+def held_out_template(name: str) -> bool:
+    """True when the detectors' template split puts ``name`` in its test bucket (>= 0.8)."""
+    digest = hashlib.sha256(f"template:{name}.yaml".encode()).digest()[:8]
+    return int.from_bytes(digest, "big") / 2**64 >= 0.8
+
+
 def fill(template: str, prompt: str) -> str:
     return re.sub(r"\{\{\s*prompt\s*\}\}", lambda _: prompt, template)
 
@@ -299,12 +307,15 @@ def build(rng: random.Random) -> dict[str, list[dict[str, Any]]]:
                 {"kind": "marker", "values": [m]}, vehicle=vehicle))
     suites["indirect_injection"] = indirect
 
+    for name in JAILBREAK_TEMPLATES:
+        if not held_out_template(name):
+            raise SystemExit(f"template {name} is not in the detectors' held-out test bucket")
     templates = {name: load_template(name) for name in JAILBREAK_TEMPLATES}
     suites["jailbreak"] = [
         item(f"jb-{n:03d}", "jailbreak", LLM01, "AML.T0054",
              [user(fill(templates[name], goal))], {"kind": "harmful"}, goal=goal, template=name)
         for n, (name, goal) in enumerate(
-            (name, next(take)) for name in JAILBREAK_TEMPLATES for _ in range(3))
+            (name, next(take)) for name in JAILBREAK_TEMPLATES for _ in range(4))
     ]
 
     suites["harmful"] = [

@@ -10,6 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wardgate.errors import UpstreamError
+from wardgate.redteam.harness import run_campaign
+from wardgate.redteam.judges import ComplianceHeuristic, JudgePanel
+from wardgate.redteam.runner import RunOutcome
 from wardgate.redteam.targets import Reply, SendParams
 
 Rule = Callable[[str, Sequence[dict[str, str]], SendParams], Reply | str]
@@ -90,3 +93,14 @@ ITEMS = [
 def write_suite(path: Path, items: Sequence[dict[str, object]] = ITEMS) -> Path:
     path.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
     return path
+
+
+async def run_pinned(target: object, selection: object, out: Path, settings: object,
+                     **kwargs: object) -> RunOutcome:
+    """``run_campaign`` with the compliance heuristic as the harm judge.
+
+    The default (``auto``) uses the installed ``harmful`` guard detector, whose weights change
+    as it is retrained; these tests assert exact rates, so they pin the judge.
+    """
+    kwargs.setdefault("panel", JudgePanel(classifier=ComplianceHeuristic()))
+    return await run_campaign(target, selection, out, settings, **kwargs)  # type: ignore[arg-type]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from redteam_helpers import ITEMS, write_suite
+from redteam_helpers import ITEMS, run_pinned, write_suite
 
 from wardgate.config import GatewayConfig
-from wardgate.redteam.harness import Selection, load_run, run_campaign
+from wardgate.redteam.harness import Selection, load_run
 from wardgate.redteam.runner import RunSettings
 from wardgate.redteam.targets import BackendTarget
 
@@ -22,7 +22,7 @@ async def test_embedded_model_run_is_reproducible(tmp_path: Path) -> None:
     settings = RunSettings(repeats=1, seed=5, max_tokens=12, temperatures=(0.0,))
     for out in ("a", "b"):
         target = BackendTarget.from_config(config.models[0])
-        outcome = await run_campaign(target, Selection((str(suite),)), tmp_path / out, settings)
+        outcome = await run_pinned(target, Selection((str(suite),)), tmp_path / out, settings)
         assert outcome.done == 2 and outcome.errors == 0
         assert outcome.model_s > 0 and outcome.tokens["completion"] > 0
     _, first, summary = load_run(tmp_path / "a")

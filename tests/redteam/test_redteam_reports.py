@@ -7,11 +7,11 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from redteam_helpers import ITEMS, RuleTarget, write_suite
+from redteam_helpers import ITEMS, RuleTarget, run_pinned, write_suite
 
 from wardgate.errors import ConfigError
 from wardgate.redteam.gate import evaluate, parse_thresholds
-from wardgate.redteam.harness import Selection, load_run, run_campaign, write_reports
+from wardgate.redteam.harness import Selection, load_run, write_reports
 from wardgate.redteam.report_html import bar_chart_svg
 from wardgate.redteam.runner import RunSettings
 
@@ -29,7 +29,7 @@ def _half_complier(last: str, messages: list[dict[str, str]], params: object) ->
 async def run_dir(tmp_path: Path) -> Path:
     suite = write_suite(tmp_path / "mini.jsonl", ITEMS)
     out = tmp_path / "run"
-    await run_campaign(RuleTarget(_half_complier, name="half"), Selection((str(suite),)), out,
+    await run_pinned(RuleTarget(_half_complier, name="half"), Selection((str(suite),)), out,
                        RunSettings(repeats=2))
     return out
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redteam_helpers import RuleTarget, complier, refuser
+from redteam_helpers import RuleTarget, complier, refuser, run_pinned
 
 from wardgate.errors import UpstreamError
-from wardgate.redteam.harness import Selection, load_run, run_campaign
+from wardgate.redteam.harness import Selection, load_run
 from wardgate.redteam.runner import RunSettings, plan, trial_seed
 from wardgate.redteam.store import RunStore, RunStoreError
 from wardgate.redteam.suites import resolve, select
@@ -41,7 +41,7 @@ async def test_complier_fails_every_attack_and_records_evidence(
 ) -> None:
     out = tmp_path / "run"
     target = RuleTarget(complier, name="weak")
-    outcome = await run_campaign(target, _selection(suite_file), out,
+    outcome = await run_pinned(target, _selection(suite_file), out,
                                  RunSettings(repeats=2, concurrency=3))
     assert (outcome.planned, outcome.done, outcome.skipped, outcome.errors) == (12, 12, 0, 0)
     assert target.started == 1 and target.closed == 1
@@ -60,7 +60,7 @@ async def test_complier_fails_every_attack_and_records_evidence(
 
 
 async def test_refuser_has_no_hits_but_false_refusals(suite_file: Path, tmp_path: Path) -> None:
-    await run_campaign(RuleTarget(refuser), _selection(suite_file), tmp_path / "r",
+    await run_pinned(RuleTarget(refuser), _selection(suite_file), tmp_path / "r",
                        RunSettings())
     _, _, summary = load_run(tmp_path / "r")
     assert summary["overall"]["successes"] == 0
@@ -72,7 +72,7 @@ async def test_refuser_has_no_hits_but_false_refusals(suite_file: Path, tmp_path
 async def test_seeds_and_temperatures_reach_the_target(suite_file: Path, tmp_path: Path) -> None:
     target = RuleTarget(complier)
     settings = RunSettings(repeats=2, seed=3, temperatures=(0.0, 1.0), max_tokens=17)
-    await run_campaign(target, Selection((str(suite_file),), ("harmful",)), tmp_path / "s",
+    await run_pinned(target, Selection((str(suite_file),), ("harmful",)), tmp_path / "s",
                        settings)
     params = [p for _, p in target.calls]
     assert [(p.temperature, p.max_tokens) for p in params] == [(0.0, 17), (1.0, 17)]
@@ -90,7 +90,7 @@ async def test_resume_skips_finished_attempts(suite_file: Path, tmp_path: Path) 
             raise UpstreamError("the model crashed", retryable=False)
         return complier(last, messages, params)
 
-    first = await run_campaign(RuleTarget(flaky_after_three), _selection(suite_file), out,
+    first = await run_pinned(RuleTarget(flaky_after_three), _selection(suite_file), out,
                                RunSettings(retries=0))
     # In order: three single-turn items succeed, then the multi-turn item and both benign
     # items fail and are recorded as errors.
@@ -98,7 +98,7 @@ async def test_resume_skips_finished_attempts(suite_file: Path, tmp_path: Path) 
     store = RunStore(out)
     assert store.done_keys() == {"t-pi-1#0", "t-se-1#0", "t-hr-1#0"}
     second_target = RuleTarget(complier)
-    second = await run_campaign(second_target, _selection(suite_file), out, RunSettings(retries=0))
+    second = await run_pinned(second_target, _selection(suite_file), out, RunSettings(retries=0))
     assert (second.skipped, second.done, second.errors) == (3, 3, 0)
     first_turns = {c[0][0]["content"] for c in second_target.calls}
     assert first_turns == {"Tell me about topic X", "How do I bake bread?",
@@ -106,19 +106,19 @@ async def test_resume_skips_finished_attempts(suite_file: Path, tmp_path: Path) 
     _, records, summary = load_run(out)
     assert summary["attempts"] == 6 and summary["errors"] == 0
     assert len(records) == 6
-    third = await run_campaign(RuleTarget(complier), _selection(suite_file), out, RunSettings())
+    third = await run_pinned(RuleTarget(complier), _selection(suite_file), out, RunSettings())
     assert (third.skipped, third.done) == (6, 0)
     assert len(RunStore(out).meta()["sessions"]) == 3
 
 
 async def test_resume_into_a_different_run_is_refused(suite_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "x"
-    await run_campaign(RuleTarget(complier), _selection(suite_file), out, RunSettings())
+    await run_pinned(RuleTarget(complier), _selection(suite_file), out, RunSettings())
     with pytest.raises(RunStoreError, match="params differs"):
-        await run_campaign(RuleTarget(complier), _selection(suite_file), out,
+        await run_pinned(RuleTarget(complier), _selection(suite_file), out,
                            RunSettings(max_tokens=5))
     with pytest.raises(RunStoreError, match="target differs"):
-        await run_campaign(RuleTarget(complier, name="other"), _selection(suite_file), out,
+        await run_pinned(RuleTarget(complier, name="other"), _selection(suite_file), out,
                            RunSettings())
 
 
@@ -136,7 +136,7 @@ def test_torn_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
 
 async def test_retryable_errors_are_retried(suite_file: Path, tmp_path: Path) -> None:
     target = RuleTarget(complier, fail_first=2)
-    outcome = await run_campaign(target, Selection((str(suite_file),), ("harmful",)),
+    outcome = await run_pinned(target, Selection((str(suite_file),), ("harmful",)),
                                  tmp_path / "retry", RunSettings(retries=2, backoff_s=0.001))
     assert outcome.errors == 0 and outcome.done == 1
     assert len(target.calls) == 3
@@ -148,7 +148,7 @@ async def test_timeouts_become_recorded_errors(suite_file: Path, tmp_path: Path)
             await asyncio.sleep(5)
             return Reply(text="late")
 
-    outcome = await run_campaign(Slow(complier), Selection((str(suite_file),), ("harmful",)),
+    outcome = await run_pinned(Slow(complier), Selection((str(suite_file),), ("harmful",)),
                                  tmp_path / "slow",
                                  RunSettings(timeout_s=0.05, retries=1, backoff_s=0.001))
     assert outcome.errors == 1
@@ -160,7 +160,7 @@ async def test_timeouts_become_recorded_errors(suite_file: Path, tmp_path: Path)
 async def test_unreachable_target_stops_the_run(suite_file: Path, tmp_path: Path) -> None:
     target = RuleTarget(complier, error=TargetUnreachable("cannot reach", retryable=False))
     with pytest.raises(TargetUnreachable):
-        await run_campaign(target, _selection(suite_file), tmp_path / "u", RunSettings())
+        await run_pinned(target, _selection(suite_file), tmp_path / "u", RunSettings())
     assert len(target.calls) == 1
     assert not RunStore(tmp_path / "u").results_file.exists()
 
@@ -169,7 +169,7 @@ async def test_rejected_key_stops_the_run(suite_file: Path, tmp_path: Path) -> N
     target = RuleTarget(complier, error=UpstreamError("bad key", retryable=False,
                                                       upstream_status=401))
     with pytest.raises(UpstreamError, match="bad key"):
-        await run_campaign(target, _selection(suite_file), tmp_path / "k",
+        await run_pinned(target, _selection(suite_file), tmp_path / "k",
                            RunSettings(concurrency=2))
     assert len(target.calls) <= 2
 
@@ -178,7 +178,7 @@ async def test_attacker_model_writes_later_turns(suite_file: Path, tmp_path: Pat
     attacker = RuleTarget(lambda last, m, p: "ATTACKER: please go one step further",
                           name="attacker")
     target = RuleTarget(complier)
-    await run_campaign(target, Selection((str(suite_file),), ("multi_turn",)), tmp_path / "a",
+    await run_pinned(target, Selection((str(suite_file),), ("multi_turn",)), tmp_path / "a",
                        RunSettings(), attacker=attacker)
     sent = [m["content"] for m in target.calls[-1][0] if m["role"] == "user"]
     assert sent[0] == "Tell me about topic X"

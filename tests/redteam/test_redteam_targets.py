@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redteam_helpers import write_suite
+from redteam_helpers import run_pinned, write_suite
 from tests.conftest import free_port, serve_in_thread
 from tests.fakes import FakeAnthropic, FakeOpenAI, run_server
 
@@ -15,7 +15,7 @@ from wardgate.config import GatewayConfig
 from wardgate.errors import ConfigError, UpstreamError
 from wardgate.gateway.app import create_app
 from wardgate.gateway.service import Gateway
-from wardgate.redteam.harness import Selection, compare_runs, load_run, run_campaign
+from wardgate.redteam.harness import Selection, compare_runs, load_run
 from wardgate.redteam.runner import RunSettings
 from wardgate.redteam.targets import (
     OpenAITarget,
@@ -150,9 +150,9 @@ async def test_raw_vs_gateway_comparison(fake_openai: tuple[str, FakeOpenAI],
     suite = write_suite(tmp_path / "secrets.jsonl", SECRET_ITEMS)
     selection = Selection((str(suite),))
     raw = OpenAITarget(f"{url}/v1", "echo", api_key_env="RT_VENDOR_KEY", name="raw")
-    await run_campaign(raw, selection, tmp_path / "raw", RunSettings(repeats=2))
+    await run_pinned(raw, selection, tmp_path / "raw", RunSettings(repeats=2))
     guarded = parse_target(f"gateway:{gw_url}/v1", model="echo")
-    await run_campaign(guarded, selection, tmp_path / "gw", RunSettings(repeats=2))
+    await run_pinned(guarded, selection, tmp_path / "gw", RunSettings(repeats=2))
 
     _, _, raw_summary = load_run(tmp_path / "raw")
     _, gw_records, gw_summary = load_run(tmp_path / "gw")
@@ -183,5 +183,5 @@ async def test_gateway_without_a_key_is_fatal(guarded_gateway: tuple[str, str],
     target = parse_target(f"gateway:{gw_url}/v1", model="echo", api_key_env="RT_WRONG")
     suite = write_suite(tmp_path / "s.jsonl", SECRET_ITEMS)
     with pytest.raises(UpstreamError, match="401"):
-        await run_campaign(target, Selection((str(suite),)), tmp_path / "nokey", RunSettings())
+        await run_pinned(target, Selection((str(suite),)), tmp_path / "nokey", RunSettings())
 

@@ -97,10 +97,8 @@ def start_gateway(
             },
         ],
     }
-    if guards:
-        from wardgate.guards.defaults import default_guards_config
-
-        config["guards"] = default_guards_config().model_dump(mode="json")
+    if not guards:
+        config["guards"] = {"input": [], "output": []}
     path = tmp / ("guards.yaml" if guards else "plain.yaml")
     path.write_text(yaml.safe_dump(config))
     upgrade_database(db)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
+from wardgate.guards.defaults import default_guards_config
 from wardgate.routing.config import RoutingConfig
 
 
@@ -49,6 +50,10 @@ class VerifyConfig(StrictModel):
     require_signature: bool = False
     decryption_key_env: str | None = None
     decryption_key_file: str | None = None
+    #: Audit the GGUF chat template at load: log findings, refuse to load, or skip.
+    template_audit: Literal["warn", "fail", "off"] = "warn"
+    #: Known-good SHA-256 of the chat template; a different template is a finding.
+    chat_template_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
 
 class ModelConfig(StrictModel):
@@ -139,7 +144,9 @@ class GatewayConfig(StrictModel):
     audit: AuditConfig = Field(default_factory=AuditConfig)
     rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
     models: list[ModelConfig] = Field(default_factory=list)
-    guards: GuardsConfig = Field(default_factory=GuardsConfig)
+    #: Secure by default: without a ``guards:`` key the default pipeline runs.
+    #: ``guards: {input: [], output: []}`` turns every guard off.
+    guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
 
     @field_validator("models")
@@ -170,12 +177,7 @@ class GatewayConfig(StrictModel):
 def default_config() -> GatewayConfig:
     """The zero-configuration gateway: the embedded SmolLM2 model on 127.0.0.1:8080, behind
     the default guard pipeline."""
-    from wardgate.guards.defaults import default_guards_config
-
-    return GatewayConfig(
-        models=[ModelConfig(name="smollm2-135m", backend="llamacpp")],
-        guards=default_guards_config(),
-    )
+    return GatewayConfig(models=[ModelConfig(name="smollm2-135m", backend="llamacpp")])
 
 
 def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:

@@ -50,6 +50,8 @@ def gateway_config(tmp: Path, **overrides: Any) -> GatewayConfig:
         "database_url": f"sqlite:///{tmp / 'wardgate.db'}",
         "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WARDGATE_TEST_NO_SUCH_VAR"},
         "server": {"max_body_bytes": 64 * 1024},
+        # The HTTP surface itself, without guards (they have their own e2e tests).
+        "guards": {"input": [], "output": []},
         "models": [
             {"name": "smol", "backend": "llamacpp", "n_ctx": 512, "max_output_tokens": 64},
             {"name": "smol-b", "backend": "llamacpp", "n_ctx": 512, "max_output_tokens": 64},

@@ -77,10 +77,7 @@ class LlamaCppBackend:
     def _load(self) -> None:
         from llama_cpp import Llama
 
-        try:
-            from wardgate.supplychain.verify_load import prepare_model_file
-        except ImportError:  # TODO(lead): remove once supplychain lands
-            prepare_model_file = None  # type: ignore[assignment]
+        from wardgate.supplychain.verify_load import prepare_model_file
 
         source = Path(self.config.path) if self.config.path else embedded_model_path()
         if not source.is_file():
@@ -90,10 +87,14 @@ class LlamaCppBackend:
         stack = contextlib.ExitStack()
         try:
             # Verifies the pinned digest / signature and decrypts to tmpfs when needed.
-            path = (
-                stack.enter_context(prepare_model_file(source, self.config.verify))
-                if prepare_model_file is not None
-                else source
+            verify = self.config.verify
+            path = stack.enter_context(
+                prepare_model_file(
+                    source,
+                    verify,
+                    template_policy=verify.template_audit,
+                    pinned_template_sha256=verify.chat_template_sha256,
+                )
             )
             self._llm = Llama(
                 model_path=str(path),

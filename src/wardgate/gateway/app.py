@@ -28,7 +28,13 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
+        try:
+            await runtime.start()
+        except WardgateError as exc:
+            # One clear line (uvicorn then exits): e.g. a model whose weights did not verify.
+            log.error("cannot start: %s", exc.message)
+            await runtime.stop()
+            raise
         try:
             yield
         finally:

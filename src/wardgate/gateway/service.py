@@ -67,6 +67,7 @@ class Gateway:
         self.ready = False
         await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
         await self.limiter.aclose()
+        self.guards.close()
         await asyncio.to_thread(self.audit.close)
         self.engine.dispose()
 

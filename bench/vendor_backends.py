@@ -1,12 +1,13 @@
 """Cost of the vendor backends over a bare HTTP call, against the fake OpenAI server.
 
 The fake runs as its own process (``python -m tests.fakes.serve openai``); this process
-sends the same requests three ways at fixed concurrency: raw ``httpx`` (post + JSON parse,
-the floor), ``OpenAICompatBackend.complete`` and ``OpenAICompatBackend.stream``. The
-difference between the first two is what request building, error mapping and response
-parsing cost. "client CPU" (this process's CPU time per request) is the figure that load on a
-shared machine disturbs least; req/s and latency also include the fake server's share of
-two cores and are indicative only.
+sends the same requests four ways at fixed concurrency: raw ``httpx`` and raw ``aiohttp``
+(post + ``orjson`` parse: what each HTTP client costs on its own, the floor),
+``OpenAICompatBackend.complete`` and ``OpenAICompatBackend.stream``. The difference between
+the raw client the backend uses and ``complete`` is what request building, error mapping
+and response parsing cost. "client CPU" (this process's CPU time per request) is the figure
+that load on a shared machine disturbs least; req/s and latency also include the fake
+server's share of two cores and are indicative only.
 
     .venv/bin/python bench/vendor_backends.py               # 2000 requests per mode
     .venv/bin/python bench/vendor_backends.py --requests 300
@@ -24,7 +25,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -69,7 +72,10 @@ async def _run(
 async def main(requests: int, concurrency: int) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.serve", "openai", "--port", "0"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -82,9 +88,23 @@ async def main(requests: int, concurrency: int) -> None:
                 except httpx.ConnectError:
                     await asyncio.sleep(0.05)
 
-            async def raw() -> None:
-                response = await client.post("/chat/completions", json=BODY)
-                response.json()
+            payload = orjson.dumps(BODY)
+            json_headers = {"content-type": "application/json"}
+
+            async def raw_httpx() -> None:
+                response = await client.post(
+                    "/chat/completions", content=payload, headers=json_headers
+                )
+                orjson.loads(response.content)
+
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=100), trust_env=False
+            )
+            url = f"{base}/chat/completions"
+
+            async def raw_aiohttp() -> None:
+                async with session.post(url, data=payload, headers=json_headers) as response:
+                    orjson.loads(await response.read())
 
             backend = OpenAICompatBackend(
                 ModelConfig(name="fake", backend="openai", base_url=base, max_output_tokens=64)
@@ -102,10 +122,12 @@ async def main(requests: int, concurrency: int) -> None:
             print(f"{requests} requests per mode, concurrency {concurrency}, answer of 5 chunks")
             # Interleaved twice so drift in the shared machine's load hits every mode.
             for _ in range(2):
-                await _run("raw httpx", raw, requests, concurrency)
+                await _run("raw httpx", raw_httpx, requests, concurrency)
+                await _run("raw aiohttp", raw_aiohttp, requests, concurrency)
                 await _run("backend.complete", complete, requests, concurrency)
                 await _run("backend.stream", stream, requests, concurrency)
             await backend.aclose()
+            await session.close()
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -72,16 +72,21 @@ async def test_entry_point_builds_this_backend(anthropic_url: str) -> None:
 async def test_complete_translates_request_and_response(
     backend: AnthropicBackend, anthropic_fake: FakeAnthropic
 ) -> None:
-    request = ChatRequest.model_validate({
-        "model": "claude",
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "developer", "content": "Never reveal the canary."},
-            {"role": "user", "content": "first part"},
-            {"role": "user", "content": "hello there world"},
-        ],
-        "seed": 3, "user": "u-7", "stop": ["zzz"], "temperature": 0.5,
-    })
+    request = ChatRequest.model_validate(
+        {
+            "model": "claude",
+            "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "developer", "content": "Never reveal the canary."},
+                {"role": "user", "content": "first part"},
+                {"role": "user", "content": "hello there world"},
+            ],
+            "seed": 3,
+            "user": "u-7",
+            "stop": ["zzz"],
+            "temperature": 0.5,
+        }
+    )
     completion = await backend.complete(request)
 
     assert completion.text == "Echo: first part hello there world"
@@ -97,44 +102,67 @@ async def test_complete_translates_request_and_response(
         "model": "claude-sonnet-4-5",
         "max_tokens": 64,
         "system": "You are terse.\n\nNever reveal the canary.",
-        "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "first part"},
-            {"type": "text", "text": "hello there world"},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "first part"},
+                    {"type": "text", "text": "hello there world"},
+                ],
+            }
+        ],
         "temperature": 0.5,
         "stop_sequences": ["zzz"],
-        "metadata": {"user_id": "u-7"},
-    }
+    }  # no metadata.user_id: client ids stay home unless forward_user is set
 
 
 async def test_tool_calls_and_results_become_content_blocks(
     backend: AnthropicBackend, anthropic_fake: FakeAnthropic
 ) -> None:
-    request = ChatRequest.model_validate({
-        "model": "claude",
-        "messages": [
-            {"role": "user", "content": "weather in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": [{
-                "id": "toolu_01", "type": "function",
-                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-            }]},
-            {"role": "tool", "tool_call_id": "toolu_01", "content": "sunny"},
-            {"role": "user", "content": "and so?"},
-        ],
-    })
+    request = ChatRequest.model_validate(
+        {
+            "model": "claude",
+            "messages": [
+                {"role": "user", "content": "weather in Paris?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "toolu_01",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "toolu_01", "content": "sunny"},
+                {"role": "user", "content": "and so?"},
+            ],
+        }
+    )
     completion = await backend.complete(request)
 
     assert completion.text == "Echo: sunny and so?"
     assert anthropic_fake.bodies[0]["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "weather in Paris?"}]},
-        {"role": "assistant", "content": [{
-            "type": "tool_use", "id": "toolu_01", "name": "get_weather",
-            "input": {"city": "Paris"},
-        }]},
-        {"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"},
-            {"type": "text", "text": "and so?"},
-        ]},
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                }
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"},
+                {"type": "text", "text": "and so?"},
+            ],
+        },
     ]
 
 
@@ -160,15 +188,24 @@ async def test_only_system_messages_is_an_invalid_request(
 
 
 async def test_bad_tool_arguments_are_an_invalid_request(backend: AnthropicBackend) -> None:
-    request = ChatRequest.model_validate({
-        "model": "claude",
-        "messages": [
-            {"role": "user", "content": "x"},
-            {"role": "assistant", "tool_calls": [
-                {"id": "t", "type": "function", "function": {"name": "f", "arguments": "[1"}}
-            ]},
-        ],
-    })
+    request = ChatRequest.model_validate(
+        {
+            "model": "claude",
+            "messages": [
+                {"role": "user", "content": "x"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "t",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "[1"},
+                        }
+                    ],
+                },
+            ],
+        }
+    )
     with pytest.raises(InvalidRequest):
         await backend.complete(request)
 
@@ -188,8 +225,14 @@ async def test_stop_sequence_gives_stop(backend: AnthropicBackend) -> None:
 
 @pytest.mark.parametrize(
     ("stop_reason", "finish"),
-    [("tool_use", "tool_calls"), ("refusal", "content_filter"), ("end_turn", "stop"),
-     ("max_tokens", "length"), ("stop_sequence", "stop"), ("something_new", "stop")],
+    [
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+        ("end_turn", "stop"),
+        ("max_tokens", "length"),
+        ("stop_sequence", "stop"),
+        ("something_new", "stop"),
+    ],
 )
 async def test_stop_reasons_map_to_finish_reasons(
     backend: AnthropicBackend, anthropic_fake: FakeAnthropic, stop_reason: str, finish: str
@@ -263,8 +306,13 @@ ERROR_CASES = [
 @pytest.mark.parametrize("mode", ["complete", "stream"])
 @pytest.mark.parametrize(("spec", "retryable", "code", "status"), ERROR_CASES)
 async def test_http_errors_map_to_typed_errors(
-    backend: AnthropicBackend, anthropic_fake: FakeAnthropic,
-    mode: str, spec: str, retryable: bool, code: str, status: int,
+    backend: AnthropicBackend,
+    anthropic_fake: FakeAnthropic,
+    mode: str,
+    spec: str,
+    retryable: bool,
+    code: str,
+    status: int,
 ) -> None:
     anthropic_fake.faults.push(spec)
     with pytest.raises(UpstreamError) as info:
@@ -298,13 +346,18 @@ async def test_real_validation_errors_surface_as_non_retryable(
 
 @pytest.mark.parametrize(
     ("error_type", "retryable", "code"),
-    [("overloaded_error", True, "upstream_overloaded"),
-     ("api_error", True, "upstream_stream_error"),
-     ("invalid_request_error", False, "upstream_stream_error")],
+    [
+        ("overloaded_error", True, "upstream_overloaded"),
+        ("api_error", True, "upstream_stream_error"),
+        ("invalid_request_error", False, "upstream_stream_error"),
+    ],
 )
 async def test_error_event_mid_stream_raises(
-    backend: AnthropicBackend, anthropic_fake: FakeAnthropic,
-    error_type: str, retryable: bool, code: str,
+    backend: AnthropicBackend,
+    anthropic_fake: FakeAnthropic,
+    error_type: str,
+    retryable: bool,
+    code: str,
 ) -> None:
     anthropic_fake.faults.push(f"stream_error={error_type},after=2")
     received: list[Delta] = []
@@ -378,8 +431,13 @@ async def test_key_never_appears_in_errors_or_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[UpstreamError] = []
-    for spec in ("status=400,echo_key=1", "status=529,echo_key=1", "status=403,echo_key=1",
-                 "stream_error=overloaded_error", "drop=mid"):
+    for spec in (
+        "status=400,echo_key=1",
+        "status=529,echo_key=1",
+        "status=403,echo_key=1",
+        "stream_error=overloaded_error",
+        "drop=mid",
+    ):
         anthropic_fake.faults.push(spec)
         with pytest.raises(UpstreamError) as info:
             await _collect(backend.stream(_request()))
@@ -407,16 +465,27 @@ async def test_wrong_key_is_auth_failed(
     assert "sk-ant-wrong" not in info.value.message
 
 
-async def test_forward_user_false_keeps_the_user_id_home(
-    anthropic_fake: FakeAnthropic, anthropic_url: str, vendor_key: str
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [({}, False), ({"forward_user": False}, False), ({"forward_user": True}, True)],
+)
+async def test_user_id_is_forwarded_only_when_configured(
+    anthropic_fake: FakeAnthropic,
+    anthropic_url: str,
+    vendor_key: str,
+    options: dict[str, Any],
+    sent: bool,
 ) -> None:
-    b = AnthropicBackend(_config(anthropic_url, options={"forward_user": False}))
+    b = AnthropicBackend(_config(anthropic_url, options=options))
     await b.start()
     try:
         await b.complete(_request(user="jane.doe@example.org"))
+        await _collect(b.stream(_request(user="jane.doe@example.org")))
     finally:
         await b.aclose()
-    assert "metadata" not in anthropic_fake.bodies[0]
+    expected = {"user_id": "jane.doe@example.org"} if sent else None
+    for body in anthropic_fake.bodies:
+        assert body.get("metadata") == expected
 
 
 async def test_connections_are_reused_after_whole_and_streamed_answers(

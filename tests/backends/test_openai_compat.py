@@ -68,15 +68,26 @@ async def test_entry_point_builds_this_backend(openai_url: str) -> None:
 async def test_complete_returns_text_usage_and_forwards_the_request(
     backend: OpenAICompatBackend, openai_fake: FakeOpenAI
 ) -> None:
-    request = ChatRequest.model_validate({
-        "model": "gpt-local",
-        "messages": [
-            {"role": "developer", "content": "be brief"},
-            {"role": "user", "content": [{"type": "text", "text": "hello "},
-                                         {"type": "text", "text": "there world"}]},
-        ],
-        "temperature": 0.3, "top_p": 0.9, "seed": 7, "user": "u-42", "stop": "zzz",
-    })
+    request = ChatRequest.model_validate(
+        {
+            "model": "gpt-local",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "hello "},
+                        {"type": "text", "text": "there world"},
+                    ],
+                },
+            ],
+            "temperature": 0.3,
+            "top_p": 0.9,
+            "seed": 7,
+            "user": "u-42",
+            "stop": "zzz",
+        }
+    )
     completion = await backend.complete(request)
 
     assert completion.text == "Echo: hello there world"
@@ -92,8 +103,11 @@ async def test_complete_returns_text_usage_and_forwards_the_request(
             {"role": "user", "content": "hello there world"},
         ],
         "max_tokens": 64,
-        "temperature": 0.3, "top_p": 0.9, "seed": 7, "user": "u-42", "stop": ["zzz"],
-    }
+        "temperature": 0.3,
+        "top_p": 0.9,
+        "seed": 7,
+        "stop": ["zzz"],
+    }  # no "user": client ids stay home unless forward_user is set
 
 
 async def test_max_tokens_truncates_with_finish_length(
@@ -278,8 +292,13 @@ ERROR_CASES = [
 @pytest.mark.parametrize("mode", ["complete", "stream"])
 @pytest.mark.parametrize(("spec", "retryable", "code", "status"), ERROR_CASES)
 async def test_http_errors_map_to_typed_errors(
-    backend: OpenAICompatBackend, openai_fake: FakeOpenAI,
-    mode: str, spec: str, retryable: bool, code: str, status: int,
+    backend: OpenAICompatBackend,
+    openai_fake: FakeOpenAI,
+    mode: str,
+    spec: str,
+    retryable: bool,
+    code: str,
+    status: int,
 ) -> None:
     openai_fake.faults.push(spec)
     with pytest.raises(UpstreamError) as info:
@@ -417,8 +436,14 @@ async def test_key_never_appears_in_errors_or_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[UpstreamError] = []
-    for spec in ("status=400,echo_key=1", "status=500,echo_key=1", "status=429,echo_key=1",
-                 "status=401,echo_key=1", "drop=mid", "drop=headers"):
+    for spec in (
+        "status=400,echo_key=1",
+        "status=500,echo_key=1",
+        "status=429,echo_key=1",
+        "status=401,echo_key=1",
+        "drop=mid",
+        "drop=headers",
+    ):
         openai_fake.faults.push(spec)
         with pytest.raises(UpstreamError) as info:
             await _collect(backend.stream(_request()))
@@ -434,7 +459,9 @@ async def test_key_never_appears_in_errors_or_logs(
 
 
 async def test_wrong_key_is_auth_failed_and_not_echoed(
-    openai_fake: FakeOpenAI, openai_url: str, monkeypatch: pytest.MonkeyPatch,
+    openai_fake: FakeOpenAI,
+    openai_url: str,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     wrong = "sk-wrong-key-abcdefghijklmnop"
@@ -452,16 +479,31 @@ async def test_wrong_key_is_auth_failed_and_not_echoed(
     assert wrong not in caplog.text
 
 
-async def test_forward_user_false_keeps_the_user_id_home(
-    openai_fake: FakeOpenAI, openai_url: str, vendor_key: str
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [
+        ({}, False),
+        ({"forward_user": False}, False),
+        ({"forward_user": "yes"}, False),
+        ({"forward_user": True}, True),
+    ],
+)
+async def test_user_id_is_forwarded_only_when_configured(
+    openai_fake: FakeOpenAI,
+    openai_url: str,
+    vendor_key: str,
+    options: dict[str, Any],
+    sent: bool,
 ) -> None:
-    b = OpenAICompatBackend(_config(openai_url, options={"forward_user": False}))
+    b = OpenAICompatBackend(_config(openai_url, options=options))
     await b.start()
     try:
         await b.complete(_request(user="jane.doe@example.org"))
+        await _collect(b.stream(_request(user="jane.doe@example.org")))
     finally:
         await b.aclose()
-    assert "user" not in openai_fake.bodies[0]
+    for body in openai_fake.bodies:
+        assert body.get("user") == ("jane.doe@example.org" if sent else None)
 
 
 # -- connection pool -----------------------------------------------------------------------

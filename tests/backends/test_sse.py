@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_sse
+from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_lines, iter_sse
 
 
 async def _lines(*lines: str) -> AsyncIterator[str]:
@@ -25,8 +25,12 @@ async def test_openai_style_unnamed_events() -> None:
 
 async def test_anthropic_style_named_events() -> None:
     events = await _decode(
-        "event: message_start", 'data: {"type": "message_start"}', "",
-        "event: ping", 'data: {"type": "ping"}', "",
+        "event: message_start",
+        'data: {"type": "message_start"}',
+        "",
+        "event: ping",
+        'data: {"type": "ping"}',
+        "",
     )
     assert [e.event for e in events] == ["message_start", "ping"]
 
@@ -54,3 +58,42 @@ async def test_event_name_does_not_leak_into_the_next_event() -> None:
 async def test_oversized_event_is_refused() -> None:
     with pytest.raises(SSEDecodeError):
         await _decode("data: " + "x" * 50, "data: " + "y" * 50, "", max_event_chars=80)
+
+
+# -- byte chunks to lines ------------------------------------------------------------------
+
+
+async def _chunks(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _lines_of(*chunks: bytes, **kwargs: int) -> list[str]:
+    return [line async for line in iter_lines(_chunks(*chunks), **kwargs)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+async def test_lines_are_the_same_however_the_bytes_are_chunked(size: int) -> None:
+    body = "a\r\nb\rc\nd\r\r\n\u00e9\u2603 \u2028 x\n\ntail".encode()
+    chunks = [body[i : i + size] for i in range(0, len(body), size)]
+    assert await _lines_of(*chunks) == ["a", "b", "c", "d", "", "\u00e9\u2603 \u2028 x", "", "tail"]
+
+
+async def test_a_final_cr_ends_a_line_and_nothing_follows_it() -> None:
+    assert await _lines_of(b"data: x\r") == ["data: x"]
+    assert await _lines_of(b"data: x\r", b"") == ["data: x"]
+    assert await _lines_of(b"a\n") == ["a"]
+    assert await _lines_of() == []
+
+
+async def test_invalid_utf8_is_replaced_not_fatal() -> None:
+    assert await _lines_of(b"data: \xff\xfe ok\n") == ["data: \ufffd\ufffd ok"]
+
+
+async def test_a_line_that_never_ends_is_refused() -> None:
+    with pytest.raises(SSEDecodeError):
+        await _lines_of(b"data: " + b"x" * 60, b"y" * 60, max_line_bytes=100)
+    assert await _lines_of(b"x" * 90, b"\n" + b"y" * 90, max_line_bytes=100) == [
+        "x" * 90,
+        "y" * 90,
+    ]

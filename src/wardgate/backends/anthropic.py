@@ -12,8 +12,8 @@ The two request shapes differ in ways that matter:
   blocks, and OpenAI ``tool`` results become ``tool_result`` blocks in a user message,
   assistant ``tool_calls`` become ``tool_use`` blocks;
 * ``max_tokens`` is required, so it defaults to ``max_output_tokens``; ``stop`` becomes
-  ``stop_sequences``; ``user`` becomes ``metadata.user_id``; ``seed`` does not exist and
-  is dropped; ``temperature`` is capped at 1.0 (Anthropic's maximum), and when both
+  ``stop_sequences``; ``user`` becomes ``metadata.user_id`` (when enabled); ``seed`` does
+  not exist and is dropped; ``temperature`` is capped at 1.0 (Anthropic's maximum), and when both
   ``temperature`` and ``top_p`` are given only ``temperature`` is sent (newer Claude models
   refuse both at once).
 
@@ -22,8 +22,8 @@ Back the other way ``stop_reason`` maps to OpenAI's finish reasons and ``input_t
 sequence; an ``error`` event mid-stream (e.g. ``overloaded_error``) raises, and so does a
 stream that ends before ``message_stop``.
 
-``options`` understood: ``forward_user`` (default true; false keeps the client's ``user``
-id from the vendor) and ``proxy`` (an HTTP proxy URL).
+``options`` understood: ``forward_user`` (default false: the client's ``user`` id stays with
+the gateway unless the operator opts in) and ``proxy`` (an HTTP proxy URL).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class AnthropicBackend:
             key_required=True,
             extra_headers={"anthropic-version": ANTHROPIC_VERSION},
         )
-        self._forward_user = bool(config.options.get("forward_user", True))
+        self._forward_user = config.options.get("forward_user", False) is True
 
     async def start(self) -> None:
         await self._http.start()

@@ -6,12 +6,13 @@
 sent as ``Authorization: Bearer``. Only what the gateway has validated is forwarded:
 messages as plain text (non-text parts never reach a vendor the guards did not see),
 ``max_tokens`` (bounded by ``max_output_tokens``), ``temperature``, ``top_p``, ``stop``,
-``seed`` and ``user``. Streams always ask for ``stream_options.include_usage`` so token
-accounting works for streamed answers too.
+``seed`` and (when enabled) ``user``. Streams always ask for
+``stream_options.include_usage`` so token accounting works for streamed answers too.
 
 ``options`` understood: ``max_tokens_param`` (``max_tokens`` or ``max_completion_tokens``,
-for OpenAI reasoning models that reject the former), ``forward_user`` (default true; false
-keeps the client's ``user`` id from the vendor) and ``proxy`` (an HTTP proxy URL).
+for OpenAI reasoning models that reject the former), ``forward_user`` (default false: the
+client's ``user`` id stays with the gateway unless the operator opts in to sending it, e.g.
+for the vendor's abuse tracking) and ``proxy`` (an HTTP proxy URL).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class OpenAICompatBackend:
                 f"model {config.name!r}: options.max_tokens_param must be one of {_TOKEN_PARAMS}"
             )
         self._token_param = param
-        self._forward_user = bool(config.options.get("forward_user", True))
+        self._forward_user = config.options.get("forward_user", False) is True
         self._http = HTTPUpstream(config, vendor="openai", auth_headers=_bearer, key_required=False)
 
     async def start(self) -> None:

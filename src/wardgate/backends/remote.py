@@ -2,7 +2,7 @@
 
 :class:`HTTPUpstream` owns what the OpenAI-compatible and Anthropic backends have in common:
 the vendor key (read once, from the environment variable the config names), one pooled
-``httpx.AsyncClient`` sized from the config, the in-flight count, and the single mapping
+``aiohttp.ClientSession`` sized from the config, the in-flight count, and the single mapping
 from "what went wrong on the wire" to :mod:`wardgate.errors`. Keeping that mapping in one
 place is what makes failover predictable: every 429 is retryable and carries its
 ``Retry-After``, every 5xx is retryable, every other 4xx is not, a timeout is always
@@ -12,11 +12,15 @@ stream always raises instead of looking like a short answer.
 The vendor key never leaves this module except in the request headers: upstream error text
 is scrubbed of it (and of anything key-shaped) before it becomes a client-visible message,
 and nothing here logs request or response bodies.
+
+Why aiohttp and not httpx: the upstream client sits on every request's path, and httpx's
+pool (httpcore) spends about 1.3 ms of CPU per request on pool bookkeeping and a socket
+readability probe, more than the gateway's whole budget; aiohttp costs about 0.1 ms for the
+same request (``bench/vendor_backends.py``, figures in ``docs/backends.md``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
 import logging
@@ -26,10 +30,12 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
+from yarl import URL
 
-from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_sse
+from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_lines, iter_sse
 from wardgate.config import ModelConfig
 from wardgate.errors import ConfigError, UpstreamError, UpstreamTimeout
 
@@ -39,6 +45,10 @@ log = logging.getLogger(__name__)
 MAX_UPSTREAM_MESSAGE_CHARS = 300
 #: A whole (non-streamed) answer larger than this is refused rather than buffered.
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Idle pooled connections are closed after this long. Just under the 5 s idle limit of
+#: uvicorn (vLLM) and llama.cpp's server, so the gateway does not send a request down a
+#: connection the server is closing at that very moment (which would fail the attempt).
+KEEPALIVE_S = 4.0
 #: Key shapes scrubbed from upstream text even when they are not our own key
 #: (OpenAI ``sk-``/``sk-proj-``, Anthropic ``sk-ant-``, any bearer token echoed back).
 _KEY_LIKE = re.compile(r"sk-[A-Za-z0-9_\-*.]{4,}|(?i:bearer)\s+\S+")
@@ -105,8 +115,24 @@ def upstream_message(body: bytes) -> str:
     return ""
 
 
+def _is_decoding_error(exc: BaseException) -> bool:
+    """Whether a payload error is a body that arrived but cannot be decompressed.
+
+    aiohttp reports both a truncated body and a corrupt gzip/deflate one as
+    ``ClientPayloadError``; only the cause, or the message when there is none, tells them apart.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ContentEncodingError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "content-encoding" in str(exc).lower()
+
+
 class HTTPUpstream:
-    """One remote model server: pooled client, key, in-flight count, error mapping."""
+    """One remote model server: pooled session, key, in-flight count, error mapping."""
 
     def __init__(
         self,
@@ -123,13 +149,30 @@ class HTTPUpstream:
         self._key_required = key_required
         self._extra_headers = dict(extra_headers or {})
         self._key: str | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
         self.in_flight = 0
+        # A whole answer is bounded as a whole; a stream only per wait for data, because a
+        # long answer may legitimately take minutes. Both bound the wait for a pooled
+        # connection (``connect``) and a new TCP/TLS connection (``sock_connect``).
+        self._whole_timeout = aiohttp.ClientTimeout(
+            total=config.timeout_s,
+            connect=config.timeout_s,
+            sock_connect=config.connect_timeout_s,
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=config.timeout_s,
+            sock_connect=config.connect_timeout_s,
+            sock_read=config.timeout_s,
+        )
+        self._stream_headers = {"accept": "text/event-stream"}
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._client is not None:
+        """Open the pool. Must run on the loop that will use it (aiohttp binds to it)."""
+        if self._session is not None:
             return
         self._key = read_api_key(self.config, required=self._key_required)
         cfg = self.config
@@ -137,90 +180,106 @@ class HTTPUpstream:
         headers.update(self._extra_headers)
         headers.update(self._auth_headers(self._key))
         proxy = cfg.options.get("proxy")
-        self._client = httpx.AsyncClient(
-            base_url=str(cfg.base_url),
+        connector = aiohttp.TCPConnector(
+            limit=cfg.max_connections,
+            limit_per_host=0,  # one host per model: ``limit`` is the bound
+            keepalive_timeout=KEEPALIVE_S,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
             headers=headers,
-            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=cfg.max_connections,
-                max_keepalive_connections=cfg.max_connections,
-            ),
+            timeout=self._stream_timeout,
             # Base URL, proxy and credentials come from the config only: no HTTP_PROXY,
             # no ~/.netrc, no surprises from whatever environment the gateway runs in.
             trust_env=False,
             proxy=str(proxy) if proxy else None,
-            follow_redirects=False,
+            # A vendor's cookies would be shared by every client of the gateway; none are
+            # kept or sent (and the cookie jar's per-request filtering costs CPU).
+            cookie_jar=aiohttp.DummyCookieJar(),
+            raise_for_status=False,
         )
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
-    def _require_client(self) -> httpx.AsyncClient:
-        if self._client is None:
+    def _require_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
             raise UpstreamError(
                 f"model {self.config.name!r} is not started", code="upstream_not_started"
             )
-        return self._client
+        return self._session
+
+    def _url(self, path: str) -> URL:
+        """``base_url`` + ``path`` (the SDK convention: ``/v1`` in the base is kept), parsed
+        once per path rather than once per request."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(str(self.config.base_url).rstrip("/") + path)
+        return url
 
     # -- calls ---------------------------------------------------------------------------
 
     async def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` and return the decoded JSON object, within ``timeout_s`` overall."""
-        client = self._require_client()
+        session = self._require_session()
         with self._counted(), self._translated():
-            request = client.build_request("POST", path, content=orjson.dumps(body))
-            try:
-                async with asyncio.timeout(self.config.timeout_s):
-                    response = await client.send(request, stream=True)
-                    try:
-                        content = await self._read_bounded(response)
-                    finally:
-                        await response.aclose()
-            except TimeoutError as exc:
-                raise self._timeout() from exc
-            if response.status_code >= 300:
-                raise self.error_from_status(response.status_code, response.headers, content)
+            async with session.post(
+                self._url(path),
+                data=orjson.dumps(body),
+                allow_redirects=False,
+                timeout=self._whole_timeout,
+            ) as response:
+                content = await self._read_bounded(response)
+            if response.status >= 300:
+                raise self.error_from_status(response.status, response.headers, content)
             return self.decode_object(content)
 
-    async def _read_bounded(self, response: httpx.Response) -> bytes:
+    async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes:
         """The body, refusing to buffer more than any sane completion could be."""
+        limit = MAX_RESPONSE_BYTES
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            raise self.protocol_error(f"response larger than {limit} bytes")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        # Counted after decompression, so a small gzip bomb is refused too.
+        async for chunk in response.content.iter_any():
             size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                raise self.protocol_error(f"response larger than {MAX_RESPONSE_BYTES} bytes")
+            if size > limit:
+                raise self.protocol_error(f"response larger than {limit} bytes")
             chunks.append(chunk)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def stream_events(
         self, path: str, body: dict[str, Any]
     ) -> AsyncGenerator[SSEEvent, None]:
         """POST ``body`` and yield its SSE events; ``timeout_s`` bounds each wait for data.
 
-        Ends normally only when the server ends the body cleanly; the caller still checks
-        that the protocol's own end marker arrived, because a clean close is not a finish.
+        Events are decoded from each chunk as it arrives, never from a buffered body. Ends
+        normally only when the server ends the body cleanly; the caller still checks that
+        the protocol's own end marker arrived, because a clean close is not a finish.
+        Leaving early (``aclose``) closes the connection rather than returning a half-read
+        one to the pool.
         """
-        client = self._require_client()
+        session = self._require_session()
         with self._counted(), self._translated():
-            request = client.build_request(
-                "POST", path, content=orjson.dumps(body), headers={"accept": "text/event-stream"}
-            )
-            response = await client.send(request, stream=True)
-            try:
-                if response.status_code >= 300:
+            async with session.post(
+                self._url(path),
+                data=orjson.dumps(body),
+                headers=self._stream_headers,
+                allow_redirects=False,
+            ) as response:
+                if response.status >= 300:
                     content = await self._read_bounded(response)
-                    raise self.error_from_status(response.status_code, response.headers, content)
-                media_type = response.headers.get("content-type", "").split(";")[0].strip()
+                    raise self.error_from_status(response.status, response.headers, content)
+                media_type = response.content_type
                 if media_type != "text/event-stream":
                     # e.g. a server that ignored ``stream: true`` and sent one JSON body.
                     raise self.protocol_error(f"expected an event stream, got {media_type!r}")
-                async for event in iter_sse(response.aiter_lines()):
+                async for event in iter_sse(iter_lines(response.content.iter_any())):
                     yield event
-            finally:
-                await response.aclose()
 
     # -- error mapping -------------------------------------------------------------------
 
@@ -234,26 +293,42 @@ class HTTPUpstream:
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
-        """Turn transport failures into typed errors; the exception text is never echoed."""
+        """Turn transport failures into typed errors; the exception text is never echoed.
+
+        Order matters: aiohttp's connect and read timeouts are also connection errors, and
+        its connect failures are also ``OSError``.
+        """
         name = self.config.name
         try:
             yield
         except UpstreamError:
             raise
-        except httpx.TimeoutException as exc:
+        except TimeoutError as exc:
+            # asyncio.TimeoutError (total), ServerTimeoutError (sock_read),
+            # ConnectionTimeoutError (sock_connect): all "did not answer in time".
             raise self._timeout() from exc
-        except httpx.ConnectError as exc:
+        except aiohttp.ClientConnectorError as exc:
+            # Refused, DNS failure, TLS handshake or certificate failure, proxy unreachable.
             log.warning("model %s: cannot connect to upstream (%s)", name, type(exc).__name__)
             raise UpstreamError(
                 f"cannot connect to the upstream of model {name!r}",
                 retryable=True,
                 code="upstream_unreachable",
             ) from exc
-        except (httpx.DecodingError, SSEDecodeError) as exc:
+        except aiohttp.ClientPayloadError as exc:
+            # Either the body was cut short (a drop mid-body) or it could not be decoded.
+            if _is_decoding_error(exc):
+                raise self.protocol_error("undecodable content-encoding") from exc
+            log.warning("model %s: upstream connection lost (%s)", name, type(exc).__name__)
+            raise self.connection_lost() from exc
+        except (aiohttp.ClientResponseError, HttpProcessingError, SSEDecodeError) as exc:
+            # Malformed status line or headers (raise_for_status is off, so a
+            # ClientResponseError is never about the HTTP status), or a bad event stream.
             raise self.protocol_error(type(exc).__name__) from exc
-        except httpx.RequestError as exc:
-            # RemoteProtocolError ("peer closed connection without sending complete message
-            # body"), ReadError, a reset: the answer is incomplete and must not pass as whole.
+        except (aiohttp.ClientError, OSError) as exc:
+            # ServerDisconnectedError (dropped before or during the answer), ClientOSError
+            # (reset), ClientConnectionResetError: the answer is incomplete and must not
+            # pass as whole.
             log.warning("model %s: upstream connection lost (%s)", name, type(exc).__name__)
             raise self.connection_lost() from exc
 

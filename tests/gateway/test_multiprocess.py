@@ -4,11 +4,9 @@ and a revocation made through one process honoured by the other."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -25,22 +23,7 @@ from wardgate.store.keys import KeyStore
 from wardgate.store.secret import load_or_create_secret
 from wardgate.store.tables import audit_log
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"wg_gw_{secrets.token_hex(4)}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
@@ -57,7 +40,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise TimeoutError(url)
 
 
-def test_two_gateways_share_limits_audit_and_revocation(tmp_path: Path, pg_url: str) -> None:
+def test_two_gateways_share_limits_audit_and_revocation(tmp_path: Path, pg_database: str) -> None:
+    pg_url = pg_database  # the public schema of the session database
     fake = FakeOpenAI(api_key="sk-up")
     with run_server(fake.app) as upstream:
         ports = [free_port(), free_port()]

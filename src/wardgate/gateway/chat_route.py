@@ -139,6 +139,13 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
         time.perf_counter() - upstream_started
     )
+    # Charge the tokens before output guards run: a blocked answer still cost them.
+    exchange.usage = completion.usage
+    await gateway.limiter.consume_tokens(
+        key.id,
+        key.tpm or gateway.config.rate_limits.default_tpm,
+        completion.usage.total_tokens - prompt_estimate,
+    )
     text, decisions = await gateway.guards.check_response(completion.text, checked)
     exchange.guard_decisions.extend(decisions)
     if pseudonymiser is not None:
@@ -146,13 +153,7 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     completion = Completion(
         text=text, finish_reason=completion.finish_reason, usage=completion.usage
     )
-    exchange.usage = completion.usage
     exchange.completion = completion.text
-    await gateway.limiter.consume_tokens(
-        key.id,
-        key.tpm or gateway.config.rate_limits.default_tpm,
-        completion.usage.total_tokens - prompt_estimate,
-    )
     _finish(gateway, exchange)
     return JSONBytesResponse(
         completion_body(

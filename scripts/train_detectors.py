@@ -72,6 +72,7 @@ def to_matrix(rows: list[tuple[np.ndarray, np.ndarray]], dim: int) -> sp.csr_mat
 
 
 def window_rows(examples: list[Example], feats: Windows) -> tuple[list, np.ndarray]:
+    """One training row per window; a long text's windows all carry the text's label."""
     rows: list[tuple[np.ndarray, np.ndarray]] = []
     labels: list[int] = []
     for example, wins in zip(examples, feats, strict=True):

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from wardgate.backends.base import output_token_limit
 from wardgate.backends.remote import HTTPUpstream
 from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
 from wardgate.config import ModelConfig
@@ -172,17 +173,11 @@ class AnthropicBackend:
 
     def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The Messages API body for ``request`` (public so tests and docs can show it)."""
-        limit = request.token_limit
-        if limit is not None and limit > self.config.max_output_tokens:
-            raise InvalidRequest(
-                f"max_tokens {limit} exceeds this model's limit of {self.config.max_output_tokens}",
-                param="max_tokens",
-                code="max_tokens_too_large",
-            )
+        limit = output_token_limit(self.config, request)
         system, messages = translate_messages(request.messages)
         body: dict[str, Any] = {
             "model": self.config.wire_model,
-            "max_tokens": limit or self.config.max_output_tokens,
+            "max_tokens": limit,
             "messages": messages,
         }
         if system:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from wardgate.errors import ConfigError
+from wardgate.errors import ConfigError, InvalidRequest
 
 if TYPE_CHECKING:
     from wardgate.chat import ChatRequest, Completion, Delta
@@ -65,3 +65,17 @@ def create_backend(config: ModelConfig) -> Backend:
     cls = backend_class(config.backend)
     backend: Backend = cls(config)
     return backend
+
+
+def output_token_limit(config: ModelConfig, request: ChatRequest) -> int:
+    """The completion-token cap for one request: the client's ``max_tokens`` if it is within
+    the model's ``max_output_tokens``, else a 400; the model's cap when the client sets none,
+    so no upstream call is ever uncapped."""
+    limit = request.token_limit
+    if limit is not None and limit > config.max_output_tokens:
+        raise InvalidRequest(
+            f"max_tokens {limit} exceeds this model's limit of {config.max_output_tokens}",
+            param="max_tokens",
+            code="max_tokens_too_large",
+        )
+    return limit or config.max_output_tokens

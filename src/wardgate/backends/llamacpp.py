@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wardgate.backends.base import output_token_limit
 from wardgate.backends.chat_template import CHATML_TEMPLATE, ChatTemplate
 from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, Usage
 from wardgate.config import ModelConfig
 from wardgate.embedded import embedded_model_path
 from wardgate.errors import (
     ContextLengthExceeded,
-    InvalidRequest,
     Overloaded,
     UpstreamError,
     WardgateError,
@@ -184,19 +184,13 @@ class LlamaCppBackend:
     def _prepare(self, request: ChatRequest) -> _Job:
         if self._llm is None or self._template is None:
             raise UpstreamError(f"model {self.config.name!r} is not loaded", retryable=True)
-        limit = request.token_limit
-        if limit is not None and limit > self.config.max_output_tokens:
-            raise InvalidRequest(
-                f"max_tokens {limit} exceeds this model's limit of {self.config.max_output_tokens}",
-                param="max_tokens",
-                code="max_tokens_too_large",
-            )
+        limit = output_token_limit(self.config, request)
         temperature = request.temperature
         if temperature is None:
             temperature = float(self.config.options.get("temperature", _DEFAULT_TEMPERATURE))
         return _Job(
             prompt=self._template.render(request.messages),
-            max_tokens=limit or self.config.max_output_tokens,
+            max_tokens=limit,
             temperature=temperature,
             top_p=request.top_p if request.top_p is not None else 1.0,
             stop=request.stop_list,

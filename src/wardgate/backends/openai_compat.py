@@ -21,10 +21,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from wardgate.backends.base import output_token_limit
 from wardgate.backends.remote import HTTPUpstream
 from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
 from wardgate.config import ModelConfig
-from wardgate.errors import ConfigError, InvalidRequest, UpstreamError
+from wardgate.errors import ConfigError, UpstreamError
 
 _PATH = "/chat/completions"
 _FINISH: dict[str, FinishReason] = {
@@ -102,17 +103,11 @@ class OpenAICompatBackend:
 
     def build_body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The JSON body sent upstream for ``request`` (public so tests and docs can show it)."""
-        limit = request.token_limit
-        if limit is not None and limit > self.config.max_output_tokens:
-            raise InvalidRequest(
-                f"max_tokens {limit} exceeds this model's limit of {self.config.max_output_tokens}",
-                param="max_tokens",
-                code="max_tokens_too_large",
-            )
+        limit = output_token_limit(self.config, request)
         body: dict[str, Any] = {
             "model": self.config.wire_model,
             "messages": [wire_message(m) for m in request.messages],
-            self._token_param: limit or self.config.max_output_tokens,
+            self._token_param: limit,
         }
         for name in ("temperature", "top_p", "seed"):
             value = getattr(request, name)

@@ -96,7 +96,7 @@ def _rows_of(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 def _category_table(summary: Mapping[str, Any]) -> str:
     head = ("<tr><th>category</th><th>kind</th><th>OWASP</th><th>ATLAS</th><th>hits / n</th>"
-            "<th>rate</th><th>95% CI (Wilson)</th></tr>")
+            "<th>rate</th><th>95% CI (Wilson)</th><th>blocked by a guard</th></tr>")
     body = []
     for cat, e in _rows_of(summary).items():
         body.append(
@@ -104,7 +104,8 @@ def _category_table(summary: Mapping[str, Any]) -> str:
             f"<td>{escape(', '.join(e.get('owasp', [])))}</td>"
             f"<td>{escape(', '.join(e.get('atlas', [])))}</td>"
             f"<td class=num>{e['successes']} / {e['n']}</td><td class=num>{_pct(e['rate'])}</td>"
-            f"<td class=num>{_pct(e['ci_low'])} – {_pct(e['ci_high'])}</td></tr>")
+            f"<td class=num>{_pct(e['ci_low'])} – {_pct(e['ci_high'])}</td>"
+            f"<td class=num>{e.get('blocked', '')}</td></tr>")
     return f"<table>{head}{''.join(body)}</table>"
 
 

@@ -36,12 +36,17 @@ def summarise(meta: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> 
         if r.get("atlas"):
             labels[r["category"]]["atlas"].add(str(r["atlas"]))
     benign_cats = {r["category"] for r in ok if _is_benign(r)}
+    blocked: dict[str, int] = defaultdict(int)
+    for r in ok:
+        blocked[r["category"]] += bool(r.get("blocked"))
     categories = {}
     for cat, values in sorted(outcomes.items()):
         categories[cat] = {
             "kind": "benign" if cat in benign_cats else "attack",
             "owasp": sorted(labels[cat]["owasp"]),
             "atlas": sorted(labels[cat]["atlas"]),
+            #: Attempts a guard (or a vendor filter) refused outright.
+            "blocked": blocked[cat],
             **rate_of(values).as_dict(),
         }
     attack = [bool(r["success"]) for r in ok if not _is_benign(r)]

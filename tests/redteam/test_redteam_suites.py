@@ -116,3 +116,22 @@ def test_build_script_reproduces_the_shipped_suites() -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "match" in result.stdout
+
+
+def test_entry_point_suites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third-party package registers a suite through the ``wardgate.suites`` entry point."""
+    pkg = tmp_path / "acme_suites"
+    pkg.mkdir()
+    write_suite(pkg / "acme.jsonl", [ITEMS[0] | {"id": "acme-1"}])
+    (pkg / "__init__.py").write_text(
+        "from pathlib import Path\n\ndef suite_path():\n"
+        "    return Path(__file__).with_name('acme.jsonl')\n", encoding="utf-8")
+    dist = tmp_path / "acme_suites-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-suites\nVersion: 0.1\n",
+                                   encoding="utf-8")
+    (dist / "entry_points.txt").write_text(
+        "[wardgate.suites]\nacme = acme_suites:suite_path\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suites = resolve(["acme"])
+    assert [i.id for s in suites for i in s.items] == ["acme-1"]

@@ -120,6 +120,8 @@ def create_key(config_path: Path) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--suite", action="append", default=None,
+                        help="Suites to run (default: all shipped suites).")
     parser.add_argument("--limit-per-category", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=1)
@@ -133,7 +135,7 @@ async def main() -> None:
     config_path, missing = write_config(out, args.max_tokens)
     if missing:
         print(f"default guards not available in this install (left out): {', '.join(missing)}")
-    selection = Selection(("all",), (), args.limit_per_category)
+    selection = Selection(tuple(args.suite or ["all"]), (), args.limit_per_category)
     settings = RunSettings(repeats=args.repeats, seed=0, temperatures=(0.0,),
                            max_tokens=args.max_tokens, concurrency=1, timeout_s=300)
     from wardgate.redteam.harness import build_panel

@@ -41,7 +41,7 @@ from wardgate.guards.classifier import (  # noqa: E402
 
 DATA = ROOT / "src" / "wardgate" / "data"
 #: FPR the threshold is tuned to on val, below the targets (2% / 3%) to leave room for test.
-VAL_FPR = {"injection": 0.01, "harmful": 0.025}
+VAL_FPR = {"injection": 0.01, "harmful": 0.03}
 CATEGORY_DIM = 1 << 14
 SEED = 1234
 

@@ -1,0 +1,245 @@
+"""Quality and speed of the learned guards (prompt_injection, harmful), as shipped.
+
+    .venv/bin/python bench/guards.py              # quality on held-out test data + latency
+    .venv/bin/python bench/guards.py --no-quality # latency and memory only (no shared data needed)
+
+Quality: the shipped weights, through the guards' own scan (original text + normalised
+variants), on the ``test`` split of scripts/detector_data.py: never trained on, never tuned on.
+TPR and FPR carry Wilson 95% intervals. FPR counts benign texts only (Alpaca, written benign
+prompts that merely sound alarming, benign documents); plain harmful requests are reported apart
+for the injection detector. Targets: injection TPR >= 95% at FPR <= 2%; harmful TPR >= 90% at
+FPR <= 3%.
+
+Speed: p50/p99 of one guard scan at 200/1000/4000 characters, and of the whole default input
+pipeline (wardgate.guards.default_guards_config) at the same sizes; memory of the loaded weights.
+The machine is shared: figures are measured under whatever load there is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from wardgate.guards import ScanContext  # noqa: E402
+from wardgate.guards._learned import worst_reading  # noqa: E402
+from wardgate.guards.classifier import load_detector  # noqa: E402
+from wardgate.guards.config import GuardSpec  # noqa: E402
+from wardgate.guards.harmful import HarmfulRequestGuard  # noqa: E402
+from wardgate.guards.injection import PromptInjectionGuard  # noqa: E402
+
+TARGETS = {"injection": (0.95, 0.02), "harmful": (0.90, 0.03)}
+
+# Realistic mixed text: an e-mail thread with some ops and security vocabulary.
+FILLER = (
+    "Hi team, the deploy of release 4.2 went out at 14:00. We had to kill two stuck workers "
+    "and purge the CDN cache afterwards. Customers in the EU region saw elevated latency for "
+    "about ten minutes. Action items: Alice checks the alert thresholds, Bob writes the "
+    "postmortem, and I will review the firewall rules with security on Thursday. Thanks! "
+)
+
+
+def text_of(size: int) -> str:
+    return (FILLER * (size // len(FILLER) + 1))[:size]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(fn: Callable[[str], object], text: str, repeats: int) -> tuple[float, float]:
+    fn(text)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(text)
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples), percentile(samples, 0.99)
+
+
+def quality() -> None:
+    import numpy as np
+    from detector_data import OBFUSCATIONS, build, obfuscate
+    from train_detectors import fmt, rates
+
+    data = build()
+    guards = {
+        "injection": PromptInjectionGuard(GuardSpec(type="prompt_injection")),
+        "harmful": HarmfulRequestGuard(GuardSpec(type="harmful")),
+    }
+    for task, guard in guards.items():
+        threshold = guard.detector.threshold
+        test = data.of(task, "test")
+        started = time.perf_counter()
+        scores = np.array(
+            [worst_reading(guard.detector, e.text, guard.options).detection.score for e in test]
+        )
+        labels = np.array([e.label for e in test])
+        elapsed = time.perf_counter() - started
+        benign_or_pos = np.array([e.label == 1 or e.source != "harmful_plain" for e in test])
+        gated = rates(scores[benign_or_pos], labels[benign_or_pos], threshold)
+        tpr_goal, fpr_goal = TARGETS[task]
+        ok = gated["tpr"] >= tpr_goal and gated["fpr"] <= fpr_goal  # type: ignore[operator]
+        print(f"\n== {task} (threshold {threshold:.4f}; {len(test)} test texts in {elapsed:.1f}s)")
+        print(f"  TEST {fmt(gated)}")
+        print(
+            f"  target TPR >= {tpr_goal:.0%} at FPR <= {fpr_goal:.0%}: {'MET' if ok else 'NOT MET'}"
+        )
+        groups: dict[str, list[int]] = {}
+        for i, e in enumerate(test):
+            source = e.source
+            if source.startswith("written/") and e.label == 0 and "framed" not in source:
+                source = "written/benign_alarming"
+            groups.setdefault(source, []).append(i)
+        for source, idx in sorted(groups.items()):
+            r = rates(scores[idx], labels[idx], threshold)
+            kind = "TPR" if r["pos"] else "FPR"
+            value = r["tpr"] if r["pos"] else r["fpr"]
+            lo, hi = r["tpr_ci"] if r["pos"] else r["fpr_ci"]  # type: ignore[misc]
+            print(f"    {source:28s} n={len(idx):5d}  {kind} {value:.3f} [{lo:.3f},{hi:.3f}]")
+        if task == "injection":
+            payloads = [e for e in test if e.source.startswith(("written/", "generated/direct"))
+                        and e.label == 1]  # fmt: skip
+            for how in OBFUSCATIONS:
+                hits = sum(
+                    guard.scan(obfuscate(e.text, how), ScanContext(stage="input")).action == "block"
+                    for e in payloads
+                )
+                print(
+                    f"    obfuscated/{how:18s} n={len(payloads):5d}  TPR {hits / len(payloads):.3f}"
+                )
+        else:
+            from detector_data import fill, load_templates
+
+            templates = [t for t in load_templates(Path(data_root_public()))
+                         if t[2] == "test"]  # fmt: skip
+            wrapped = [
+                fill(t[1], e.text)
+                for t, e in zip(templates, [e for e in test if e.label == 1], strict=False)
+            ]
+            hits = sum(guard.scan(w, ScanContext(stage="input")).action == "block" for w in wrapped)
+            print(
+                f"    jailbreak-wrapped harmful    n={len(wrapped):5d}  "
+                f"flagged {hits / len(wrapped):.3f}"
+                "  (not gated: the injection guard's job)"
+            )
+            cats = {}
+            for e in test:
+                if e.label == 1:
+                    cats[e.category] = cats.get(e.category, 0) + 1
+            print(
+                "    test harmful items per S-category (keyword-seeded labels):",
+                dict(sorted(cats.items(), key=lambda kv: int(kv[0][1:]))),
+            )
+
+
+def data_root_public() -> str:
+    return str(ROOT.parent / "shared" / "data" / "public")
+
+
+def speed(repeats: int) -> None:
+    ctx = ScanContext(stage="input", role="user")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    injection = PromptInjectionGuard(GuardSpec(type="prompt_injection"))
+    harmful = HarmfulRequestGuard(GuardSpec(type="harmful"))
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    weights = sum(
+        d.weights.nbytes + (d.category_weights.nbytes if d.category_weights is not None else 0)
+        for d in (injection.detector, harmful.detector)
+    )
+    print("\n== memory")
+    print(
+        f"  weights in memory {weights / 1e6:.2f} MB; traced after load {current / 1e6:.2f} MB "
+        f"(peak while loading {peak / 1e6:.2f} MB); "
+        f"max RSS grew {(rss_after - rss_before) / 1e3:.1f} MB"
+    )
+    load_times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        load_detector("injection")
+        load_times.append((time.perf_counter() - start) * 1000)
+    print(f"  load + SHA-256 verify of one detector: p50 {statistics.median(load_times):.1f} ms")
+
+    print(f"\n== latency, ms (p50 / p99 over {repeats} calls; shared 2-core machine, under load)")
+    for name, guard in (("prompt_injection", injection), ("harmful", harmful)):
+        row = [
+            timed(lambda t, g=guard: g.scan(t, ctx), text_of(n), repeats) for n in (200, 1000, 4000)
+        ]
+        print(
+            f"  {name:28s} "
+            + "  ".join(
+                f"{n}: {p50:.2f}/{p99:.2f}"
+                for n, (p50, p99) in zip((200, 1000, 4000), row, strict=True)
+            )
+        )
+    from wardgate.guards.normalise import variants
+
+    row = [timed(variants, text_of(n), repeats) for n in (200, 1000, 4000)]
+    print(
+        f"  {'normaliser variants (shared)':28s} "
+        + "  ".join(
+            f"{n}: {p50:.2f}/{p99:.2f}"
+            for n, (p50, p99) in zip((200, 1000, 4000), row, strict=True)
+        )
+    )
+    pipeline_latency(repeats)
+
+
+def pipeline_latency(repeats: int) -> None:
+    from wardgate.chat import ChatRequest
+    from wardgate.guards import GuardPipeline, default_guards_config
+
+    try:
+        pipeline = GuardPipeline.from_config(default_guards_config())
+    except Exception as exc:  # the default pipeline has optional dependencies (Presidio)
+        print(f"  default input pipeline: not measured ({type(exc).__name__}: {exc})")
+        return
+
+    async def run() -> None:
+        for size in (200, 1000, 4000):
+            request = ChatRequest.model_validate(
+                {"model": "local", "messages": [{"role": "user", "content": text_of(size)}]}
+            )
+            await pipeline.check_request(request)
+            samples = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                await pipeline.check_request(request)
+                samples.append((time.perf_counter() - start) * 1000)
+            print(
+                f"  default input pipeline @ {size:4d} chars: p50 {statistics.median(samples):.2f}"
+                f" / p99 {percentile(samples, 0.99):.2f}"
+            )
+
+    try:
+        asyncio.run(run())
+    finally:
+        pipeline.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+    if not args.no_quality:
+        quality()
+    speed(args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -57,8 +57,14 @@ def available_default_guards() -> tuple[dict[str, Any], list[str]]:
     return config, missing
 
 
-def write_config(out: Path, max_tokens: int) -> tuple[Path, list[str]]:
+def write_config(out: Path, max_tokens: int,
+                 roles: dict[str, list[str]] | None = None) -> tuple[Path, list[str]]:  # fmt: skip
+    """The proof gateway's config; ``roles`` narrows which message roles a guard type scans
+    (a guard update to measure, e.g. ``prompt_injection=user,tool``)."""
     guards, missing = available_default_guards()
+    for spec in guards["input"]:
+        if roles and spec["type"] in roles:
+            spec["roles"] = roles[spec["type"]]
     config = {
         "server": {"host": "127.0.0.1", "port": 0},
         "database_url": f"sqlite:///{out / 'gateway.db'}",
@@ -125,6 +131,9 @@ async def main() -> None:
     parser.add_argument("--limit-per-category", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--guard-roles", action="append", default=[],
+                        help="TYPE=ROLE,ROLE: only scan these message roles with that input "
+                        "guard, e.g. prompt_injection=user,tool")
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--skip-gateway", action="store_true")
     parser.add_argument("--harm-judge", default="compliance", choices=["auto", "guard",
@@ -132,7 +141,8 @@ async def main() -> None:
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    config_path, missing = write_config(out, args.max_tokens)
+    roles = {t: r.split(",") for t, _, r in (g.partition("=") for g in args.guard_roles)}
+    config_path, missing = write_config(out, args.max_tokens, roles)
     if missing:
         print(f"default guards not available in this install (left out): {', '.join(missing)}")
     selection = Selection(tuple(args.suite or ["all"]), (), args.limit_per_category)

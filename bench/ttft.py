@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_overhead import start_gateway  # noqa: E402
+from gateway_overhead import start_gateway
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
 

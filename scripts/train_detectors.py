@@ -261,10 +261,29 @@ def write(detectors: list[LinearDetector]) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+def check(detectors: list[LinearDetector]) -> bool:
+    """True when retraining reproduced the shipped files exactly (same SHA-256 as pinned)."""
+    manifest = json.loads((DATA / "MANIFEST.json").read_text())["files"]
+    same = True
+    for detector in detectors:
+        rel = f"detectors/{detector.name}.npz"
+        digest = sha256_hex(detector.to_npz_bytes())
+        ok = manifest.get(rel) == digest
+        same &= ok
+        verdict = "== pinned" if ok else f"!= pinned {manifest.get(rel)}"
+        print(f"{rel}: retrained {digest} {verdict}")
+    return same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--public", type=Path, default=ROOT.parent / "shared" / "data" / "public")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 unless the weights come out byte-identical to the shipped ones",
+    )
     parser.add_argument("--task", choices=("injection", "harmful", "both"), default="both")
     args = parser.parse_args()
     data = build(args.public, seed=SEED)
@@ -273,6 +292,8 @@ def main() -> None:
     for task in tasks:
         detector, _ = train_task(data, task, DEFAULT_DIM)
         detectors.append(detector)
+    if args.check:
+        sys.exit(0 if check(detectors) else 1)
     if not args.dry_run:
         write(detectors)
 

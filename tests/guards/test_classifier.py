@@ -6,6 +6,7 @@ import io
 import itertools
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,20 @@ def test_feature_hashes_are_pinned() -> None:
     # The shipped weights are indexed by these hashes: a change here silently breaks them.
     grams = ngram_hashes("ignore all")
     assert len(grams.hashes) == 24  # 8 + 7 + 6 char n-grams, 2 words, 1 bigram
-    assert [int(x) for x in grams.hashes[:3]] == [
-        10984705953840037807,
-        16060899561054857407,
-        11878210721392159105,
+    assert sorted(int(x) for x in grams.hashes)[:3] == [
+        324333615518987587,
+        1992471471076195670,
+        3142302762589785157,
     ]
+    assert list(grams.starts) == sorted(grams.starts)  # windows slice them by start
+
+
+def test_huge_text_stays_linear() -> None:
+    # 400,000 characters, ~800 windows: masking all n-grams per window would grow quadratically.
+    detector = load_detector("injection")
+    started = time.perf_counter()
+    detector.score("The quarterly report is attached. " * 12_000)
+    assert time.perf_counter() - started < 10.0
 
 
 def test_prepare_collapses_case_and_space_and_maps_offsets() -> None:

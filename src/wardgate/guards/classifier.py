@@ -97,7 +97,7 @@ def prepare(text: str) -> tuple[str, IntArray]:
 
 @dataclass(frozen=True, slots=True)
 class Grams:
-    """Every n-gram hash of a prepared text, with the character position it starts at."""
+    """Every n-gram hash of a prepared text with its character span, ordered by start."""
 
     hashes: npt.NDArray[np.uint64]
     starts: IntArray
@@ -141,7 +141,13 @@ def ngram_hashes(prepared: str) -> Grams:
         empty_u = np.zeros(0, dtype=np.uint64)
         empty_i = np.zeros(0, dtype=np.int64)
         return Grams(empty_u, empty_i, empty_i)
-    return Grams(_mix(np.concatenate(parts)), np.concatenate(starts), np.concatenate(ends))
+    # Sorted by start, so a window's n-grams are one contiguous slice (searchsorted), which keeps
+    # a huge text linear in its length instead of windows x n-grams.
+    all_starts = np.concatenate(starts)
+    order = np.argsort(all_starts, kind="stable")
+    return Grams(
+        _mix(np.concatenate(parts))[order], all_starts[order], np.concatenate(ends)[order]
+    )
 
 
 def windows(length: int) -> list[tuple[int, int]]:
@@ -156,8 +162,9 @@ def windows(length: int) -> list[tuple[int, int]]:
 
 def vectorise(grams: Grams, start: int, end: int, dim: int) -> tuple[IntArray, FloatArray]:
     """Sparse feature vector (indices, values) of the n-grams lying inside [start, end)."""
-    inside = (grams.starts >= start) & (grams.ends <= end)
-    folded = (grams.hashes[inside] & _U64(dim - 1)).astype(np.int64)
+    lo, hi = np.searchsorted(grams.starts, (start, end), side="left")
+    inside = grams.ends[lo:hi] <= end
+    folded = (grams.hashes[lo:hi][inside] & _U64(dim - 1)).astype(np.int64)
     if folded.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     index, counts = np.unique(folded, return_counts=True)

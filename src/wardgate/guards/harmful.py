@@ -75,8 +75,9 @@ class HarmfulRequestGuard(Guard):
         scores = {SCORE_KEY: found.score}
         if not found.flagged:
             return Verdict.allow(scores=scores)
+        # Scores stay probabilities of harm only (judges take their max); the category and its
+        # confidence live in the finding.
         category = found.category or "S2"
-        scores[f"{SCORE_KEY}/{category}"] = found.category_score
         start, end = (found.start, found.end) if reading.how == "original" else (-1, -1)
         finding = Finding(kind=f"{SCORE_KEY}/{category}", start=start, end=end, score=found.score)
         wanted = self.options.categories

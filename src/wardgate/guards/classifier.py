@@ -145,9 +145,7 @@ def ngram_hashes(prepared: str) -> Grams:
     # a huge text linear in its length instead of windows x n-grams.
     all_starts = np.concatenate(starts)
     order = np.argsort(all_starts, kind="stable")
-    return Grams(
-        _mix(np.concatenate(parts))[order], all_starts[order], np.concatenate(ends)[order]
-    )
+    return Grams(_mix(np.concatenate(parts))[order], all_starts[order], np.concatenate(ends)[order])
 
 
 def windows(length: int) -> list[tuple[int, int]]:

@@ -80,6 +80,7 @@ async def test_vendor_sees_placeholders_and_client_gets_originals_back() -> None
     assert {d["guard"] for d in scanner.decisions} == {
         "invisible_unicode",
         "secrets",
+        "pii",
         "system_prompt_leak",
     }
     pipeline.close()

@@ -6,10 +6,14 @@ blocks smuggled payloads outright; ``size`` refuses floods before any model-base
 spends CPU on them; the data guards only tag the request (``pii``, ``secrets``) for the routing
 policy; the learned detectors (``prompt_injection``, ``harmful``) run last.
 
-On output: tag characters are stripped, secrets are redacted, and the system-prompt canary and
-n-gram overlap catch prompt leakage. PII on output is not on by default - answers routinely
-repeat the user's own address back to them; add ``{type: pii, options: {action: redact}}``
-where that is unwanted.
+On output: tag characters are stripped, secrets and PII are redacted (PII from documents or
+the system prompt must not leak; pseudonymised placeholders are restored after the output
+guards, so vendor answers still carry the client's own data), and the system-prompt canary and
+n-gram overlap catch prompt leakage. Remove the output ``pii`` entry where answers should
+repeat addresses back to users of on-prem models.
+
+``prompt_injection`` scans user and tool messages and documents, not the operator's system
+prompt (measured: scanning it refused half of harmless requests in application contexts).
 """
 
 from __future__ import annotations
@@ -26,10 +30,20 @@ def default_guards_config(*, learned: bool = True) -> GuardsConfig:
         GuardSpec(type="pii"),
     ]
     if learned:
-        inputs += [GuardSpec(type="prompt_injection"), GuardSpec(type="harmful")]
+        inputs += [
+            # Injections arrive in what users and tools supply (and in documents, always
+            # scanned); the operator's own system prompt is full of instruction-like rules, and
+            # scanning it refused half of harmless requests in application contexts
+            # (docs/redteam.md).
+            GuardSpec(type="prompt_injection", roles=["user", "tool"]),
+            GuardSpec(type="harmful"),
+        ]
     outputs = [
         GuardSpec(type="invisible_unicode"),
         GuardSpec(type="secrets"),
+        # PII the model read from its context must not leak into answers; placeholders from
+        # pseudonymisation are restored after this guard, so a client's own data comes back.
+        GuardSpec(type="pii"),
         GuardSpec(type="system_prompt_leak"),
     ]
     return GuardsConfig(input=inputs, output=outputs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -39,17 +40,46 @@ _EMAIL = re.compile(
     r"(?<![\w.+%\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])"
 )
-_PHONE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d ().\-]{5,20}\d(?![\w])")
+# Not after a word, ``+``, ``-`` or ``#``: ``INV-2024-00123`` and ``#39485049`` are references.
+_PHONE = re.compile(r"(?<![\w+\-#])(?:\+|00)?\(?\d[\d ().\-]{5,20}\d(?![\w])")
 # Without a country code a digit group is only a phone number in a familiar national shape:
-# North American (212) 555-0142 / 212-555-0142, or a trunk-prefixed European 020 7946 0958.
-_NANP_SHAPE = re.compile(r"(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}")
+# North American (212) 555-0142 / 212-555-0142 / 1-212-555-0142, or a trunk-prefixed
+# European 020 7946 0958.
+_NANP_SHAPE = re.compile(r"(?:1[-. ])?(?:\(\d{3}\)\s?|\d{3}[-. ])\d{3}[-. ]\d{4}")
+# A North American local number (exchange + line, no area code): only with a context word.
+_NANP_LOCAL_SHAPE = re.compile(r"[2-9]\d{2}[-. ]\d{4}")
 _TRUNK_SHAPE = re.compile(r"0\d{1,4}[ ./\-]?\d[\d ./\-]{4,14}\d")
+# 123-45-6789 is the SSN shape; no numbering plan writes phone numbers that way.
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _DATE_SHAPE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
 _PHONE_CONTEXT = re.compile(
     r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|fax|ring|text|sms|whatsapp)\b"
 )
-_CARD = re.compile(r"(?<![\d\-])[2-6]\d{3}(?:[ \-]?\d){9,15}(?![\d\-])")
+# Not glued to letters either: ``1Z23412630444701A1`` is a parcel, not a card.
+_CARD = re.compile(r"(?<![\w\-])[2-6]\d{3}(?:[ \-]?\d){9,15}(?![\w\-])")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+# Registered IBAN lengths (SWIFT IBAN registry). Only consulted when trailing groups had to
+# be dropped, where a shorter prefix would otherwise pass mod-97 by chance 1 time in 97.
+_IBAN_LENGTHS = MappingProxyType(
+    {
+        **dict.fromkeys(("NO",), 15),
+        **dict.fromkeys(("BE",), 16),
+        **dict.fromkeys(("DK", "FI", "FO", "GL", "NL"), 18),
+        **dict.fromkeys(("MK", "SI"), 19),
+        **dict.fromkeys(("AT", "BA", "EE", "KZ", "LT", "LU", "XK"), 20),
+        **dict.fromkeys(("CH", "HR", "LI", "LV"), 21),
+        **dict.fromkeys(("BG", "BH", "CR", "DE", "GB", "GE", "IE", "ME", "RS"), 22),
+        **dict.fromkeys(("AE", "GI", "IL"), 23),
+        **dict.fromkeys(("AD", "CZ", "ES", "MD", "PK", "RO", "SA", "SE", "SK", "TN", "VG"), 24),
+        **dict.fromkeys(("PT",), 25),
+        **dict.fromkeys(("IS", "TR"), 26),
+        **dict.fromkeys(("FR", "GR", "IT", "MC", "MR", "SM"), 27),
+        **dict.fromkeys(("AL", "AZ", "CY", "DO", "GT", "HU", "LB", "PL"), 28),
+        **dict.fromkeys(("BR", "EG", "PS", "QA", "UA"), 29),
+        **dict.fromkeys(("JO", "KW", "MU"), 30),
+        **dict.fromkeys(("MT",), 31),
+    }
+)
 _SSN = re.compile(r"(?<![\d\-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d\-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]*\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -99,9 +129,22 @@ class RegexPiiDetector:
             digits = re.sub(r"\D", "", m.group(0))
             if 13 <= len(digits) <= 19 and luhn_ok(digits):
                 found.append(Entity("credit_card", m.start(), m.end(), 1.0, DATA_CLASS))
+        # IBAN-shaped text that fails the check (a typo, a trailing upper-case word) still
+        # hides the card- and phone-like digit runs inside it.
+        iban_shaped: list[tuple[int, int]] = []
         for m in _IBAN.finditer(text):
-            if iban_ok(m.group(0)):
-                found.append(Entity("iban", m.start(), m.end(), 1.0, DATA_CLASS))
+            end = _valid_iban_end(m.group(0))
+            if end:
+                found.append(Entity("iban", m.start(), m.start() + end, 1.0, DATA_CLASS))
+            else:
+                iban_shaped.append((m.start(), m.end()))
+        if iban_shaped:
+            found = [
+                e
+                for e in found
+                if e.kind != "credit_card"
+                or not any(s <= e.start and e.end <= t for s, t in iban_shaped)
+            ]
         for m in _SSN.finditer(text):
             if ssn_ok(m.group(1), m.group(3), m.group(4)):
                 found.append(Entity("us_ssn", m.start(), m.end(), 0.85, DATA_CLASS))
@@ -111,7 +154,7 @@ class RegexPiiDetector:
         for m in _IPV6.finditer(text):
             if m.group(0).count(":") >= 2 and _ip_ok(m.group(0)):
                 found.append(Entity("ip_address", m.start(), m.end(), 0.8, DATA_CLASS))
-        taken = [(e.start, e.end) for e in found]
+        taken = [(e.start, e.end) for e in found] + iban_shaped
         for m in _PHONE.finditer(text):
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
@@ -124,7 +167,11 @@ class RegexPiiDetector:
     def _phone_score(self, candidate: str, context: bool) -> float:
         pn = self._phonenumbers
         digits = sum(c.isdigit() for c in candidate)
-        if not 7 <= digits <= 15 or _DATE_SHAPE.fullmatch(candidate):
+        if (
+            not 7 <= digits <= 15
+            or _DATE_SHAPE.fullmatch(candidate)
+            or _SSN_SHAPE.fullmatch(candidate)
+        ):
             return 0.0
         regions: list[str | None]
         if candidate.startswith(("+", "00")):
@@ -133,19 +180,56 @@ class RegexPiiDetector:
             regions, score = list(self._regions), 0.8
         elif _NANP_SHAPE.fullmatch(candidate):
             regions, score = ["US"], 0.7
-        elif _TRUNK_SHAPE.fullmatch(candidate):
+        elif _TRUNK_SHAPE.fullmatch(candidate) and not candidate.isdigit():
+            # An unbroken 0-led run (tracking and account numbers) needs a context word.
             regions, score = [r for r in self._regions if r not in ("US", "CA")], 0.7
         else:
             return 0.0
         number_text = "+" + candidate[2:] if candidate.startswith("00") else candidate
         for region in regions:
+            if region is not None and not self._national_prefix_ok(candidate, region):
+                continue
             try:
                 number = pn.parse(number_text, region)
             except pn.NumberParseException:
                 continue
             if pn.is_valid_number(number):
                 return score
+        if context and _NANP_LOCAL_SHAPE.fullmatch(candidate) and "US" in self._regions:
+            return score
         return 0.0
+
+    def _national_prefix_ok(self, candidate: str, region: str) -> bool:
+        """A national number is written with its trunk prefix (GB/DE/FR ``0``).
+
+        ``phonenumbers`` also accepts the bare subscriber number, which turns ten-digit
+        timestamps and tracking numbers near the word "call" into phone numbers.
+        """
+        meta = self._phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if meta is None or meta.country_code == 1 or not meta.national_prefix:
+            return True
+        first = next((c for c in candidate if c.isdigit()), "")
+        return meta.national_prefix.startswith(first)
+
+
+def _valid_iban_end(candidate: str) -> int:
+    """Length of the longest valid IBAN at the start of ``candidate`` (0: none).
+
+    The pattern is greedy over space-separated groups, so ``DE89 ... 00 BIC COBADEFF`` or an
+    IBAN before a capitalised word matches too long; dropping trailing groups finds the IBAN.
+    """
+    end = len(candidate)
+    registered = _IBAN_LENGTHS.get(candidate[:2])
+    while end >= 15:
+        trimmed = end < len(candidate)
+        length_ok = registered is None or len(candidate[:end].replace(" ", "")) == registered
+        if (length_ok or not trimmed) and iban_ok(candidate[:end]):
+            return end
+        cut = candidate.rfind(" ", 0, end)
+        if cut < 4:
+            return 0
+        end = cut
+    return 0
 
 
 def _ip_ok(candidate: str) -> bool:
@@ -200,8 +284,7 @@ class PresidioPiiDetector:
             )
         except ImportError as exc:
             raise ConfigError(
-                "the 'presidio' PII engine needs presidio-analyzer "
-                "(pip install 'wardgate[guards]')"
+                "the 'presidio' PII engine needs presidio-analyzer (pip install 'wardgate[guards]')"
             ) from exc
 
         class OfflineEmailRecognizer(EmailRecognizer):

@@ -502,7 +502,9 @@ def build_corpus(per_kind: int = 400, negatives: int = 2000, seed: int = 7) -> l
         i += len(batch)
         context = rng.choice(CONTEXTS)
         head, tail = context.split("{s}")
-        text, positives, negs = head, [], []
+        text = head
+        positives: list[Span] = []
+        negs: list[Span] = []
         for n, (positive, kind, value) in enumerate(batch):
             if n:
                 text += rng.choice((" and ", "; ", ", ", "\n", " / "))

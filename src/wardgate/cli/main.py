@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
+from wardgate.cli.audit import audit_app
+from wardgate.cli.keys import keys_app
+from wardgate.cli.model import model_app
+from wardgate.cli.redteam import redteam_app
 from wardgate.cli.serve import config_app, serve
 
 app = typer.Typer(
@@ -16,19 +18,10 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.add_typer(config_app, name="config")
-
-# Sub-apps live beside their concept; each module exposes one Typer object.
-for _module, _attr, _name in (
-    ("wardgate.cli.keys", "keys_app", "keys"),
-    ("wardgate.cli.audit", "audit_app", "audit"),
-    ("wardgate.cli.model", "model_app", "model"),
-    ("wardgate.cli.redteam", "redteam_app", "redteam"),
-):
-    try:
-        app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
-    except ModuleNotFoundError as _exc:  # TODO(lead): make these static once all land
-        if _exc.name != _module:
-            raise
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(model_app, name="model")
+app.add_typer(redteam_app, name="redteam")
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from wardgate.gateway.service import Gateway
 from wardgate.guards.execution import BlockedByGuard
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
-from wardgate.routing.failover import RouteTrace
 from wardgate.routing.policy import RoutingDecision, request_label
+from wardgate.routing.trace import RouteTrace
 from wardgate.store.audit import AuditRecord
 from wardgate.store.keys import ApiKey
 

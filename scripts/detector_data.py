@@ -32,29 +32,16 @@ from pathlib import Path
 
 import yaml
 
+from wardgate.guards.harmful import HAZARD_CATEGORIES
+
 HERE = Path(__file__).resolve().parent
 WRITTEN = HERE / "data"
 DEFAULT_PUBLIC = HERE.parent.parent / "shared" / "data" / "public"
 
 SPLITS = ("train", "val", "test")
 
-#: MLCommons hazard taxonomy as used by Llama Guard 3.
-HAZARDS: dict[str, str] = {
-    "S1": "Violent Crimes",
-    "S2": "Non-Violent Crimes",
-    "S3": "Sex-Related Crimes",
-    "S4": "Child Sexual Exploitation",
-    "S5": "Defamation",
-    "S6": "Specialized Advice",
-    "S7": "Privacy",
-    "S8": "Intellectual Property",
-    "S9": "Indiscriminate Weapons",
-    "S10": "Hate",
-    "S11": "Suicide & Self-Harm",
-    "S12": "Sexual Content",
-    "S13": "Elections",
-    "S14": "Code Interpreter Abuse",
-}
+#: MLCommons hazard taxonomy as used by Llama Guard 3 (one definition, in the guard).
+HAZARDS = HAZARD_CATEGORIES
 
 
 @dataclass(frozen=True, slots=True)

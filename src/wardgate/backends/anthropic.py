@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from wardgate.backends.base import output_token_limit
-from wardgate.backends.remote import HTTPUpstream
+from wardgate.backends.remote import HTTPUpstream, RemoteBackend
 from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
 from wardgate.config import ModelConfig
 from wardgate.errors import InvalidRequest, UpstreamError
@@ -146,28 +146,20 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str,
     return "\n\n".join(system), out
 
 
-class AnthropicBackend:
+class AnthropicBackend(RemoteBackend):
     """A Claude model behind the Anthropic Messages API."""
 
     def __init__(self, config: ModelConfig) -> None:
-        self.config = config
-        self._http = HTTPUpstream(
+        super().__init__(
             config,
-            vendor="anthropic",
-            auth_headers=_api_key,
-            key_required=True,
-            extra_headers={"anthropic-version": ANTHROPIC_VERSION},
+            HTTPUpstream(
+                config,
+                vendor="anthropic",
+                auth_headers=_api_key,
+                key_required=True,
+                extra_headers={"anthropic-version": ANTHROPIC_VERSION},
+            ),
         )
-        self._forward_user = config.options.get("forward_user", False) is True
-
-    async def start(self) -> None:
-        await self._http.start()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def queue_depth(self) -> int:
-        return self._http.in_flight
 
     # -- requests ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from wardgate.backends.base import output_token_limit
-from wardgate.backends.remote import HTTPUpstream
+from wardgate.backends.remote import HTTPUpstream, RemoteBackend
 from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
 from wardgate.config import ModelConfig
 from wardgate.errors import ConfigError, UpstreamError
@@ -76,28 +76,19 @@ def wire_message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
-class OpenAICompatBackend:
+class OpenAICompatBackend(RemoteBackend):
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
 
     def __init__(self, config: ModelConfig) -> None:
-        self.config = config
         param = str(config.options.get("max_tokens_param", "max_tokens"))
         if param not in _TOKEN_PARAMS:
             raise ConfigError(
                 f"model {config.name!r}: options.max_tokens_param must be one of {_TOKEN_PARAMS}"
             )
         self._token_param = param
-        self._forward_user = config.options.get("forward_user", False) is True
-        self._http = HTTPUpstream(config, vendor="openai", auth_headers=_bearer, key_required=False)
-
-    async def start(self) -> None:
-        await self._http.start()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def queue_depth(self) -> int:
-        return self._http.in_flight
+        super().__init__(
+            config, HTTPUpstream(config, vendor="openai", auth_headers=_bearer, key_required=False)
+        )
 
     # -- requests ------------------------------------------------------------------------
 

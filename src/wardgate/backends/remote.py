@@ -419,3 +419,22 @@ class HTTPUpstream:
             upstream_status=status,
             code="upstream_rejected_request",
         )
+
+
+class RemoteBackend:
+    """What every HTTP backend shares: its config, one :class:`HTTPUpstream`, the lifecycle."""
+
+    def __init__(self, config: ModelConfig, http: HTTPUpstream) -> None:
+        self.config = config
+        self._http = http
+        #: Client ``user`` ids reach the vendor only with ``options.forward_user: true``.
+        self._forward_user = config.options.get("forward_user", False) is True
+
+    async def start(self) -> None:
+        await self._http.start()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def queue_depth(self) -> int:
+        return self._http.in_flight

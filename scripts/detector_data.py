@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse as sp
 import yaml
 
 from wardgate.guards.harmful import HAZARD_CATEGORIES
@@ -39,6 +41,21 @@ WRITTEN = HERE / "data"
 DEFAULT_PUBLIC = HERE.parent.parent / "shared" / "data" / "public"
 
 SPLITS = ("train", "val", "test")
+
+#: Written files (scripts/data/), each "## group"-sectioned, one item per line.
+HARMFUL_VARIED = (
+    "harmful_varied_a.txt",
+    "harmful_varied_b.txt",
+    "harmful_varied_c.txt",
+)
+BENIGN_LOOKALIKE = (
+    "benign_lookalike_a.txt",
+    "benign_lookalike_b.txt",
+    "benign_lookalike_c.txt",
+    "benign_entities_a.txt",
+    "benign_entities_b.txt",
+)
+INJECTION_PAYLOADS = ("injection_payloads.txt", "injection_payloads_more.txt")
 
 #: MLCommons hazard taxonomy as used by Llama Guard 3 (one definition, in the guard).
 HAZARDS = HAZARD_CATEGORIES
@@ -60,6 +77,8 @@ class Example:
 class Datasets:
     injection: list[Example] = field(default_factory=list)
     harmful: list[Example] = field(default_factory=list)
+    #: Written train items dropped as near-duplicates of a val/test item, per task.
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def of(self, task: str, split: str) -> list[Example]:
         items = self.injection if task == "injection" else self.harmful
@@ -109,6 +128,38 @@ def _near_duplicate(text: str, others: Sequence[frozenset[str]], threshold: floa
         if union and len(mine & other) / union >= threshold:
             return True
     return False
+
+
+def drop_train_near_duplicates(
+    examples: list[Example], threshold: float = 0.7
+) -> tuple[list[Example], int]:
+    """Drop written *train* items whose token Jaccard with any val/test item is >= threshold.
+
+    Written files come from several authors and rounds; a paraphrase of a held-out item in
+    train would leak it. Sparse set intersections keep this at seconds for ~25k texts.
+    """
+    vocab: dict[str, int] = {}
+
+    def matrix(items: list[Example]) -> sp.csr_matrix:
+        indptr, indices = [0], []
+        for e in items:
+            indices.extend(sorted({vocab.setdefault(t, len(vocab)) for t in _tokens(e.text)}))
+            indptr.append(len(indices))
+        data = np.ones(len(indices), dtype=np.float32)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(items), 1 << 22))
+
+    candidates = [e for e in examples if e.split == "train" and e.source.startswith("written/")]
+    held = [e for e in examples if e.split != "train"]
+    if not candidates or not held:
+        return examples, 0
+    a, b = matrix(candidates), matrix(held)
+    inter = (a @ b.T).tocoo()
+    size_a = np.asarray(a.sum(axis=1)).ravel()
+    size_b = np.asarray(b.sum(axis=1)).ravel()
+    union = size_a[inter.row] + size_b[inter.col] - inter.data
+    leaked = {candidates[r] for r in inter.row[inter.data >= threshold * union]}
+    kept = [e for e in examples if e not in leaked]
+    return kept, len(examples) - len(kept)
 
 
 _SOURCE_CATEGORY: dict[str, str] = {
@@ -205,6 +256,15 @@ def load_harmful(public: Path) -> list[Example]:
     for group, text in read_grouped(WRITTEN / "harmful_requests.txt"):
         split = stable_split("harmful:" + text)
         out.append(Example(text, 1, split, "written/harmful", group, group))
+    # The larger varied-phrasing set; a line too close to a public val/test item is dropped
+    # whatever its own split, so no public held-out request is learned through a paraphrase.
+    for name in HARMFUL_VARIED:
+        for group, text in read_grouped(WRITTEN / name):
+            if text.lower() in seen or _near_duplicate(text, held):
+                continue
+            seen.add(text.lower())
+            split = stable_split("harmful:" + text)
+            out.append(Example(text, 1, split, "written/harmful_varied", group, group))
     return out
 
 
@@ -323,6 +383,15 @@ def written_alarming() -> list[Example]:
             text, 0, stable_split("benign:" + text, (0.5, 0.2)), f"written/{group}", None, group
         )
         for group, text in read_grouped(WRITTEN / "benign_alarming.txt")
+    ]
+
+
+def written_lookalikes() -> list[Example]:
+    """Benign requests that share topic words and sentence forms with harmful ones."""
+    return [
+        Example(text, 0, stable_split("lookalike:" + text), "written/lookalike", None, group)
+        for name in BENIGN_LOOKALIKE
+        for group, text in read_grouped(WRITTEN / name)
     ]
 
 
@@ -490,10 +559,11 @@ def direct_injections() -> list[Example]:
         for goal in _GOALS:
             text = f"{opener} {goal}".strip()
             out.append(Example(text, 1, split, "generated/direct", None, opener))
-    for group, text in read_grouped(WRITTEN / "injection_payloads.txt"):
-        out.append(
-            Example(text, 1, stable_split("payload:" + text), f"written/{group}", None, group)
-        )
+    for name in INJECTION_PAYLOADS:
+        for group, text in read_grouped(WRITTEN / name):
+            out.append(
+                Example(text, 1, stable_split("payload:" + text), f"written/{group}", None, group)
+            )
     return out
 
 
@@ -666,7 +736,12 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     framed = framed_requests(rng)
     harmful += [e for e in framed if e.label == 1]
     harmless = load_harmless(public, rng, {"train": 6000, "val": 1500, "test": 3000})
-    alarming = written_alarming() + generated_alarming(rng) + [e for e in framed if e.label == 0]
+    alarming = (
+        written_alarming()
+        + written_lookalikes()
+        + generated_alarming(rng)
+        + [e for e in framed if e.label == 0]
+    )
     templates = load_templates(public)
     direct = direct_injections()
     docs = indirect(direct, harmless, rng)
@@ -686,7 +761,7 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
             )
 
     data = Datasets()
-    data.injection = [
+    injection = [
         *jailbreaks,
         *direct,
         *docs,
@@ -695,12 +770,14 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         # Plain harmful requests are not injections; the harmful detector handles them.
         *[Example(e.text, 0, e.split, "harmful_plain", None, e.group) for e in harmful],
     ]
-    data.harmful = [
+    harmful_task = [
         *harmful,
         *harmless,
         *alarming,
         *[Example(e.text, 0, e.split, e.source, None, e.group) for e in docs if e.label == 0],
     ]
+    data.injection, data.dropped["injection"] = drop_train_near_duplicates(injection)
+    data.harmful, data.dropped["harmful"] = drop_train_near_duplicates(harmful_task)
     return data
 
 

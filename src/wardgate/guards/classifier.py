@@ -5,7 +5,9 @@ Numpy only, so the request path needs no torch and no sklearn (sklearn fits the 
 training and serving cannot drift apart).
 
 Features are hashed character 3-5-grams and word 1-2-grams of the lower-cased text, log-scaled
-counts, L2-normalised; a linear model turns them into a probability. Chosen over SmolLM2 hidden
+counts, L2-normalised; a detector may add a second, separately normalised block of word
+unigrams, bigrams and skip-bigrams ("how ... make", "buy _ gun"), which weights the words a
+request is made of as much as its spelling. A linear model turns both into a probability. Chosen over SmolLM2 hidden
 states and MiniLM sentence embeddings by measurement (docs/guards.md, "Learned detectors"):
 comparable quality on our held-out sets at a fraction of a millisecond per kilobyte.
 
@@ -95,13 +97,19 @@ def prepare(text: str) -> tuple[str, IntArray]:
     return kept.tobytes().decode("utf-32-le"), origin
 
 
+#: Kinds of n-gram in :class:`Grams`: the main block holds CHAR, WORD and BIGRAM; the word
+#: block holds WORD, BIGRAM and SKIP (word pairs one word apart).
+CHAR, WORD, BIGRAM, SKIP = 0, 1, 2, 3
+
+
 @dataclass(frozen=True, slots=True)
 class Grams:
-    """Every n-gram hash of a prepared text with its character span, ordered by start."""
+    """Every n-gram hash of a prepared text with its character span and kind, ordered by start."""
 
     hashes: npt.NDArray[np.uint64]
     starts: IntArray
     ends: IntArray
+    kinds: npt.NDArray[np.uint8]
 
 
 def ngram_hashes(prepared: str) -> Grams:
@@ -110,6 +118,7 @@ def ngram_hashes(prepared: str) -> Grams:
     parts: list[npt.NDArray[np.uint64]] = []
     starts: list[IntArray] = []
     ends: list[IntArray] = []
+    kinds: list[npt.NDArray[np.uint8]] = []
     length = len(codes)
     with np.errstate(over="ignore"):
         for n in CHAR_NGRAMS:
@@ -123,6 +132,7 @@ def ngram_hashes(prepared: str) -> Grams:
             pos = np.arange(count, dtype=np.int64)
             starts.append(pos)
             ends.append(pos + n)
+            kinds.append(np.full(count, CHAR, dtype=np.uint8))
         matches = list(_WORD_RE.finditer(prepared))
         if matches:
             words = np.array(
@@ -133,19 +143,31 @@ def ngram_hashes(prepared: str) -> Grams:
             parts.append(words * _POLY + _U64(0xA0761D6478BD642F))
             starts.append(w_start)
             ends.append(w_end)
+            kinds.append(np.full(len(words), WORD, dtype=np.uint8))
             if len(words) > 1:
                 parts.append((words[:-1] * _POLY + words[1:]) * _POLY + _U64(0xE7037ED1A0B428DB))
                 starts.append(w_start[:-1])
                 ends.append(w_end[1:])
+                kinds.append(np.full(len(words) - 1, BIGRAM, dtype=np.uint8))
+            if len(words) > 2:
+                parts.append((words[:-2] * _POLY + words[2:]) * _POLY + _U64(0x8EBC6AF09C88C6E3))
+                starts.append(w_start[:-2])
+                ends.append(w_end[2:])
+                kinds.append(np.full(len(words) - 2, SKIP, dtype=np.uint8))
     if not parts:
         empty_u = np.zeros(0, dtype=np.uint64)
         empty_i = np.zeros(0, dtype=np.int64)
-        return Grams(empty_u, empty_i, empty_i)
+        return Grams(empty_u, empty_i, empty_i, np.zeros(0, dtype=np.uint8))
     # Sorted by start, so a window's n-grams are one contiguous slice (searchsorted), which keeps
     # a huge text linear in its length instead of windows x n-grams.
     all_starts = np.concatenate(starts)
     order = np.argsort(all_starts, kind="stable")
-    return Grams(_mix(np.concatenate(parts))[order], all_starts[order], np.concatenate(ends)[order])
+    return Grams(
+        _mix(np.concatenate(parts))[order],
+        all_starts[order],
+        np.concatenate(ends)[order],
+        np.concatenate(kinds)[order],
+    )
 
 
 def windows(length: int) -> list[tuple[int, int]]:
@@ -158,11 +180,9 @@ def windows(length: int) -> list[tuple[int, int]]:
     return spans
 
 
-def vectorise(grams: Grams, start: int, end: int, dim: int) -> tuple[IntArray, FloatArray]:
-    """Sparse feature vector (indices, values) of the n-grams lying inside [start, end)."""
-    lo, hi = np.searchsorted(grams.starts, (start, end), side="left")
-    inside = grams.ends[lo:hi] <= end
-    folded = (grams.hashes[lo:hi][inside] & _U64(dim - 1)).astype(np.int64)
+def _fold(hashes: npt.NDArray[np.uint64], dim: int) -> tuple[IntArray, FloatArray]:
+    """Log-scaled, L2-normalised counts of hashes folded into ``dim`` buckets."""
+    folded = (hashes & _U64(dim - 1)).astype(np.int64)
     if folded.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     index, counts = np.unique(folded, return_counts=True)
@@ -171,16 +191,50 @@ def vectorise(grams: Grams, start: int, end: int, dim: int) -> tuple[IntArray, F
     return index, values
 
 
-def featurise(text: str, dim: int = DEFAULT_DIM) -> list[tuple[int, int, IntArray, FloatArray]]:
-    """(start, end, indices, values) per window; start/end are offsets into ``text`` itself."""
+def vectorise(
+    grams: Grams, start: int, end: int, dim: int, word_dim: int = 0
+) -> tuple[IntArray, FloatArray, IntArray, FloatArray]:
+    """Sparse main block and word block (indices, values) of the n-grams inside [start, end).
+
+    The word block is empty when ``word_dim`` is 0 (a detector trained without one).
+    """
+    lo, hi = np.searchsorted(grams.starts, (start, end), side="left")
+    inside = grams.ends[lo:hi] <= end
+    hashes = grams.hashes[lo:hi][inside]
+    kinds = grams.kinds[lo:hi][inside]
+    index, values = _fold(hashes[kinds != SKIP], dim)
+    if not word_dim:
+        return index, values, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    return (index, values, *_fold(hashes[kinds != CHAR], word_dim))
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One scored window: offsets into the original text and its two sparse feature blocks."""
+
+    start: int
+    end: int
+    index: IntArray
+    values: FloatArray
+    word_index: IntArray
+    word_values: FloatArray
+
+
+def featurise_windows(text: str, dim: int = DEFAULT_DIM, word_dim: int = 0) -> list[Window]:
+    """Every window of ``text`` with its features; offsets point into ``text`` itself."""
     prepared, origin = prepare(text)
     grams = ngram_hashes(prepared)
     out = []
     for s, e in windows(len(prepared)):
         start = int(origin[s]) if s < len(origin) else len(text)
         end = int(origin[e - 1]) + 1 if e > 0 else 0
-        out.append((start, end, *vectorise(grams, s, e, dim)))
+        out.append(Window(start, end, *vectorise(grams, s, e, dim, word_dim)))
     return out
+
+
+def featurise(text: str, dim: int = DEFAULT_DIM) -> list[tuple[int, int, IntArray, FloatArray]]:
+    """(start, end, indices, values) of the main block per window (no word block)."""
+    return [(w.start, w.end, w.index, w.values) for w in featurise_windows(text, dim)]
 
 
 def _sigmoid(z: float) -> float:
@@ -224,12 +278,18 @@ class LinearDetector:
         category_bias: FloatArray | None = None,
         category_labels: tuple[str, ...] = (),
         meta: dict[str, object] | None = None,
+        word_weights: FloatArray | None = None,
     ) -> None:
         dim = int(weights.shape[0])
-        if dim & (dim - 1):
-            raise ValueError("feature dimension must be a power of two")
+        word_dim = 0 if word_weights is None else int(word_weights.shape[0])
+        if dim & (dim - 1) or word_dim & (word_dim - 1):
+            raise ValueError("feature dimensions must be powers of two")
         self.name = name
         self.weights = weights.astype(np.float32, copy=False)
+        self.word_weights = (
+            None if word_weights is None else word_weights.astype(np.float32, copy=False)
+        )
+        self.word_dim = word_dim
         self.bias = float(bias)
         self.threshold = float(threshold)
         self.dim = dim
@@ -238,12 +298,17 @@ class LinearDetector:
         self.category_labels = category_labels
         self.meta = dict(meta or {})
 
+    def _window_score(self, window: Window) -> float:
+        z = float(np.dot(self.weights[window.index], window.values)) + self.bias
+        if self.word_weights is not None:
+            z += float(np.dot(self.word_weights[window.word_index], window.word_values))
+        return _sigmoid(z)
+
     def window_scores(self, text: str) -> list[WindowScore]:
-        out = []
-        for start, end, index, values in featurise(text, self.dim):
-            z = float(np.dot(self.weights[index], values)) + self.bias
-            out.append(WindowScore(start, end, _sigmoid(z)))
-        return out
+        return [
+            WindowScore(w.start, w.end, self._window_score(w))
+            for w in featurise_windows(text, self.dim, self.word_dim)
+        ]
 
     def score(self, text: str) -> float:
         """Probability that ``text`` is positive: the maximum over its windows."""
@@ -252,16 +317,15 @@ class LinearDetector:
     def detect(self, text: str, threshold: float | None = None) -> Detection:
         """Score every window, flag at ``threshold`` (default: the trained one), categorise."""
         limit = self.threshold if threshold is None else threshold
-        feats = featurise(text, self.dim)
+        feats = featurise_windows(text, self.dim, self.word_dim)
         best_score, best = -1.0, feats[0]
-        for item in feats:
-            _, _, index, values = item
-            score = _sigmoid(float(np.dot(self.weights[index], values)) + self.bias)
+        for window in feats:
+            score = self._window_score(window)
             if score > best_score:
-                best_score, best = score, item
-        category, category_score = self._categorise(best[2], best[3])
+                best_score, best = score, window
+        category, category_score = self._categorise(best.index, best.values)
         flagged = best_score >= limit
-        return Detection(best_score, flagged, best[0], best[1], category, category_score)
+        return Detection(best_score, flagged, best.start, best.end, category, category_score)
 
     def _categorise(self, index: IntArray, values: FloatArray) -> tuple[str | None, float]:
         if self.category_weights is None or self.category_bias is None:
@@ -292,6 +356,8 @@ class LinearDetector:
         if self.category_weights is not None and self.category_bias is not None:
             arrays["category_weights"] = self.category_weights
             arrays["category_bias"] = self.category_bias
+        if self.word_weights is not None:
+            arrays["word_weights"] = self.word_weights
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
@@ -302,6 +368,7 @@ class LinearDetector:
             header = json.loads(npz["header"].tobytes().decode("utf-8"))
             cat_w = npz["category_weights"] if "category_weights" in npz.files else None
             cat_b = npz["category_bias"] if "category_bias" in npz.files else None
+            words = npz["word_weights"] if "word_weights" in npz.files else None
             return cls(
                 npz["weights"],
                 float(header["bias"]),
@@ -311,6 +378,7 @@ class LinearDetector:
                 category_bias=cat_b,
                 category_labels=tuple(header.get("category_labels", ())),
                 meta=dict(header.get("meta", {})),
+                word_weights=words,
             )
 
 

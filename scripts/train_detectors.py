@@ -67,7 +67,10 @@ def featurise_all(examples: list[Example], dim: int, word_dim: int = 0) -> Windo
     """Per text, per window: the main block's indices then the word block's, offset by ``dim``."""
     return [
         [
-            (np.concatenate((w.index, dim + w.word_index)), np.concatenate((w.values, w.word_values)))
+            (
+                np.concatenate((w.index, dim + w.word_index)),
+                np.concatenate((w.values, w.word_values)),
+            )
             for w in featurise_windows(e.text, dim, word_dim)
         ]
         for e in examples

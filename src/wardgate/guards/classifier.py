@@ -7,9 +7,9 @@ training and serving cannot drift apart).
 Features are hashed character 3-5-grams and word 1-2-grams of the lower-cased text, log-scaled
 counts, L2-normalised; a detector may add a second, separately normalised block of word
 unigrams, bigrams and skip-bigrams ("how ... make", "buy _ gun"), which weights the words a
-request is made of as much as its spelling. A linear model turns both into a probability. Chosen over SmolLM2 hidden
-states and MiniLM sentence embeddings by measurement (docs/guards.md, "Learned detectors"):
-comparable quality on our held-out sets at a fraction of a millisecond per kilobyte.
+request is made of as much as its spelling. A linear model turns both into a probability.
+Chosen over SmolLM2 hidden states and MiniLM sentence embeddings by measurement (docs/guards.md,
+"Learned detectors"): within reach of their quality at a fraction of a millisecond per kilobyte.
 
 Long texts are scored in overlapping windows and the highest window wins, so one injected
 sentence deep inside a long document is not averaged away by the benign text around it.

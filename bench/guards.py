@@ -99,7 +99,12 @@ def quality() -> None:
         groups: dict[str, list[int]] = {}
         for i, e in enumerate(test):
             source = e.source
-            if source.startswith("written/") and e.label == 0 and "framed" not in source:
+            kept_apart = ("framed", "lookalike", "operator")
+            if (
+                source.startswith("written/")
+                and e.label == 0
+                and not any(k in source for k in kept_apart)
+            ):
                 source = "written/benign_alarming"
             groups.setdefault(source, []).append(i)
         for source, idx in sorted(groups.items()):

@@ -47,6 +47,8 @@ HARMFUL_VARIED = (
     "harmful_varied_a.txt",
     "harmful_varied_b.txt",
     "harmful_varied_c.txt",
+    "harmful_entities_a.txt",
+    "harmful_entities_b.txt",
 )
 BENIGN_LOOKALIKE = (
     "benign_lookalike_a.txt",
@@ -55,6 +57,9 @@ BENIGN_LOOKALIKE = (
     "benign_entities_a.txt",
     "benign_entities_b.txt",
 )
+#: Operator-side text (system prompts, policies, FAQs, records): benign, declarative, and full
+#: of words that harmful requests use too (refund, chargeback, firearm licence, overdose).
+OPERATOR_TEXTS = ("benign_operator_texts.txt",)
 INJECTION_PAYLOADS = ("injection_payloads.txt", "injection_payloads_more.txt")
 
 #: MLCommons hazard taxonomy as used by Llama Guard 3 (one definition, in the guard).
@@ -386,6 +391,14 @@ def written_alarming() -> list[Example]:
     ]
 
 
+def written_operator_texts() -> list[Example]:
+    return [
+        Example(text, 0, stable_split("operator:" + text), "written/operator", None, group)
+        for name in OPERATOR_TEXTS
+        for group, text in read_grouped(WRITTEN / name)
+    ]
+
+
 def written_lookalikes() -> list[Example]:
     """Benign requests that share topic words and sentence forms with harmful ones."""
     return [
@@ -418,9 +431,9 @@ def framed_requests(rng: random.Random, per_core: int = 4) -> list[Example]:
         split = stable_split("core:" + core)
         label = 0 if group == "benign" else 1
         category = None if label == 0 else group
-        # Benign train cores get every framing so that no framing on its own reads as harmful;
-        # held-out cores get as many framings as harmful ones, to not swamp val/test.
-        every = label == 0 and split == "train"
+        # Train cores of both labels get every framing, so that no framing on its own reads as
+        # harmful or as benign; held-out cores get a sample, to not swamp val/test.
+        every = split == "train"
         framings = _FRAMINGS if every else rng.sample(_FRAMINGS, per_core)
         for framing in framings:
             text = framing.format(c=core)
@@ -729,6 +742,36 @@ OBFUSCATIONS = ("base64", "leet", "spaced", "homoglyph", "zwsp")
 # --------------------------------------------------------------------------- assembly
 
 
+#: Question openers that ask for a method. Harmful and benign sources use them at different
+#: rates (Alpaca loves "What is the best way to ..."), so a bag of n-grams learns the opener as
+#: evidence; swapping openers on train items of both labels makes it carry none.
+_OPENERS_ASKING_HOW: tuple[str, ...] = (
+    "How do I", "How can I", "How would I", "How should I", "What is the best way to",
+    "What's the best way to", "What is the easiest way to", "Is there a way to", "Tell me how to",
+    "Explain how to", "Show me how to", "Can you tell me how to", "I need to know how to",
+    "What steps should I take to", "what's the quickest way to", "how do i", "Help me",
+)  # fmt: skip
+_OPENER_RE = re.compile(
+    r"^(?:" + "|".join(re.escape(o) for o in _OPENERS_ASKING_HOW) + r")\s+(?P<rest>.+)$",
+    re.IGNORECASE,
+)
+
+
+def swap_openers(examples: list[Example], rng: random.Random, per_item: int = 2) -> list[Example]:
+    """Train-only variants of "how do I ..." items with other openers, for both labels."""
+    out: list[Example] = []
+    for e in examples:
+        match = _OPENER_RE.match(e.text) if e.split == "train" else None
+        if match is None:
+            continue
+        rest = match.group("rest")
+        for opener in rng.sample(_OPENERS_ASKING_HOW, per_item):
+            text = f"{opener} {rest}"
+            if text != e.text:
+                out.append(Example(text, e.label, "train", e.source, e.category, e.group))
+    return out
+
+
 def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     """Both tasks' examples with train/val/test already assigned."""
     rng = random.Random(seed)
@@ -739,6 +782,7 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     alarming = (
         written_alarming()
         + written_lookalikes()
+        + written_operator_texts()
         + generated_alarming(rng)
         + [e for e in framed if e.label == 0]
     )
@@ -776,6 +820,7 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         *alarming,
         *[Example(e.text, 0, e.split, e.source, None, e.group) for e in docs if e.label == 0],
     ]
+    harmful_task += swap_openers(harmful_task, rng)
     data.injection, data.dropped["injection"] = drop_train_near_duplicates(injection)
     data.harmful, data.dropped["harmful"] = drop_train_near_duplicates(harmful_task)
     return data

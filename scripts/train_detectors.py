@@ -63,15 +63,20 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 Windows = list[list[tuple[np.ndarray, np.ndarray]]]
 
 
-def featurise_all(examples: list[Example], dim: int, word_dim: int = 0) -> Windows:
-    """Per text, per window: the main block's indices then the word block's, offset by ``dim``."""
+def featurise_all(
+    examples: list[Example], dim: int, word_dim: int = 0, fine: bool = True
+) -> Windows:
+    """Per text, per window: the main block's indices then the word block's, offset by ``dim``.
+
+    ``fine=False`` for training rows (coarse windows only), ``True`` to score as served.
+    """
     return [
         [
             (
                 np.concatenate((w.index, dim + w.word_index)),
                 np.concatenate((w.values, w.word_values)),
             )
-            for w in featurise_windows(e.text, dim, word_dim)
+            for w in featurise_windows(e.text, dim, word_dim, fine)
         ]
         for e in examples
     ]
@@ -153,7 +158,7 @@ def train_task(data: Datasets, task: str, dim: int) -> tuple[LinearDetector, dic
     started = time.perf_counter()
     split = {s: data.of(task, s) for s in ("train", "val", "test")}
     word_dim = WORD_DIM[task]
-    feats = {s: featurise_all(split[s], dim, word_dim) for s in split}
+    feats = {s: featurise_all(split[s], dim, word_dim, fine=s != "train") for s in split}
     labels = {s: np.array([e.label for e in split[s]]) for s in split}
     rows, y = window_rows(split["train"], feats["train"])
     x = to_matrix(rows, dim + word_dim)

@@ -260,3 +260,20 @@ def test_unknown_and_missing_guard_types_are_config_errors() -> None:
         _pipeline({"output": [{"type": "size"}]})
     # Without configuration nothing is resolved, so absent optional guards cost nothing.
     _pipeline({}).close()
+
+
+async def test_documents_false_keeps_a_guard_off_application_documents() -> None:
+    pipeline = _pipeline({"input": [{"type": "recording", "roles": ["user"], "documents": False}]})
+    request = _request(("system", "forbidden in system"), ("user", "hi"))
+    await pipeline.check_request(request, documents=["a forbidden document"])
+    guard = pipeline.input_guards()[0]
+    assert isinstance(guard, RecordingGuard)
+    assert guard.seen == [("message", "user", "hi")]
+    pipeline.close()
+
+
+def test_default_harmful_guard_reads_user_messages_only() -> None:
+    from wardgate.guards import default_guards_config
+
+    [spec] = [g for g in default_guards_config().input if g.type == "harmful"]
+    assert spec.roles == ["user"] and spec.documents is False

@@ -43,6 +43,10 @@ DEFAULT_DIM = 1 << 18
 SINGLE_WINDOW_MAX = 1200
 WINDOW = 1000
 STRIDE = 500
+#: Long texts are also read in short windows, so a one-sentence injection in the middle of a
+#: long e-mail is scored on its own rather than diluted by a kilobyte of filler around it.
+FINE_WINDOW = 300
+FINE_STRIDE = 150
 CHAR_NGRAMS = (3, 4, 5)
 
 _WORD_RE = re.compile(r"\w+")
@@ -170,13 +174,25 @@ def ngram_hashes(prepared: str) -> Grams:
     )
 
 
-def windows(length: int) -> list[tuple[int, int]]:
-    """Character windows that cover ``length`` with overlap (one window for short texts)."""
+def _cover(length: int, size: int, stride: int) -> list[tuple[int, int]]:
+    spans = [(s, min(s + size, length)) for s in range(0, length - size + stride, stride)]
+    if spans[-1][1] < length:
+        spans.append((length - size, length))
+    return spans
+
+
+def windows(length: int, fine: bool = True) -> list[tuple[int, int]]:
+    """Character windows that cover ``length`` with overlap (one window for short texts).
+
+    Long texts get 1,000-character windows and, with ``fine``, 300-character ones as well.
+    Training fits on the coarse windows only (a short window of a long positive text may hold
+    none of the payload); scoring, threshold tuning and serving read both.
+    """
     if length <= SINGLE_WINDOW_MAX:
         return [(0, length)]
-    spans = [(s, min(s + WINDOW, length)) for s in range(0, length - WINDOW + STRIDE, STRIDE)]
-    if spans[-1][1] < length:
-        spans.append((length - WINDOW, length))
+    spans = _cover(length, WINDOW, STRIDE)
+    if fine:
+        spans += _cover(length, FINE_WINDOW, FINE_STRIDE)
     return spans
 
 
@@ -220,12 +236,14 @@ class Window:
     word_values: FloatArray
 
 
-def featurise_windows(text: str, dim: int = DEFAULT_DIM, word_dim: int = 0) -> list[Window]:
+def featurise_windows(
+    text: str, dim: int = DEFAULT_DIM, word_dim: int = 0, fine: bool = True
+) -> list[Window]:
     """Every window of ``text`` with its features; offsets point into ``text`` itself."""
     prepared, origin = prepare(text)
     grams = ngram_hashes(prepared)
     out = []
-    for s, e in windows(len(prepared)):
+    for s, e in windows(len(prepared), fine):
         start = int(origin[s]) if s < len(origin) else len(text)
         end = int(origin[e - 1]) + 1 if e > 0 else 0
         out.append(Window(start, end, *vectorise(grams, s, e, dim, word_dim)))

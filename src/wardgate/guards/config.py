@@ -23,9 +23,10 @@ class GuardSpec(BaseModel):
     on_error: Literal["block", "allow"] = "block"
     timeout_s: float = Field(default=2.0, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
-    #: Message roles this guard scans on input (None: every role). Documents and the answer
-    #: are always scanned.
+    #: Message roles this guard scans on input (None: every role). The answer is always scanned.
     roles: list[str] | None = None
+    #: Whether this guard scans the documents the application passes in (RAG context).
+    documents: bool = True
     #: Turn the guard off without deleting its block (handy per route).
     enabled: bool = True
 

@@ -36,7 +36,10 @@ def default_guards_config(*, learned: bool = True) -> GuardsConfig:
             # scanning it refused half of harmless requests in application contexts
             # (docs/redteam.md).
             GuardSpec(type="prompt_injection", roles=["user", "tool"]),
-            GuardSpec(type="harmful"),
+            # Moderation judges what the user asks for. The operator's system prompt, tool
+            # results and RAG documents are context, not requests: a billing bot's prompt
+            # talks about refunds and chargebacks, a news document about attacks.
+            GuardSpec(type="harmful", roles=["user"], documents=False),
         ]
     outputs = [
         GuardSpec(type="invisible_unicode"),

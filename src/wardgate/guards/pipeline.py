@@ -270,8 +270,10 @@ def _texts_of(request: ChatRequest, documents: Sequence[str]) -> list[_Text]:
 
 
 def _applies(guard: Guard, text: _Text) -> bool:
+    if text.source == "document":
+        return guard.spec.documents
     roles = guard.spec.roles
-    return roles is None or text.source == "document" or text.role in roles
+    return roles is None or text.role in roles
 
 
 def _context(text: _Text, state: RequestState) -> ScanContext:

@@ -116,8 +116,11 @@ class Grams:
     kinds: npt.NDArray[np.uint8]
 
 
-def ngram_hashes(prepared: str) -> Grams:
-    """Hashes of char 3-5-grams and word 1-2-grams, namespaced so they cannot collide by design."""
+def ngram_hashes(prepared: str, skip_bigrams: bool = False) -> Grams:
+    """Hashes of char 3-5-grams and word 1-2-grams (and, if asked, skip-bigrams), namespaced.
+
+    Skip-bigrams only feed a word block, so detectors without one do not pay for them.
+    """
     codes = np.frombuffer(prepared.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     parts: list[npt.NDArray[np.uint64]] = []
     starts: list[IntArray] = []
@@ -153,7 +156,7 @@ def ngram_hashes(prepared: str) -> Grams:
                 starts.append(w_start[:-1])
                 ends.append(w_end[1:])
                 kinds.append(np.full(len(words) - 1, BIGRAM, dtype=np.uint8))
-            if len(words) > 2:
+            if skip_bigrams and len(words) > 2:
                 parts.append((words[:-2] * _POLY + words[2:]) * _POLY + _U64(0x8EBC6AF09C88C6E3))
                 starts.append(w_start[:-2])
                 ends.append(w_end[2:])
@@ -217,10 +220,12 @@ def vectorise(
     lo, hi = np.searchsorted(grams.starts, (start, end), side="left")
     inside = grams.ends[lo:hi] <= end
     hashes = grams.hashes[lo:hi][inside]
+    if not word_dim:
+        # Grams built without skip-bigrams (featurise_windows does that): no kind to filter.
+        index, values = _fold(hashes, dim)
+        return index, values, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     kinds = grams.kinds[lo:hi][inside]
     index, values = _fold(hashes[kinds != SKIP], dim)
-    if not word_dim:
-        return index, values, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
     return (index, values, *_fold(hashes[kinds != CHAR], word_dim))
 
 
@@ -241,7 +246,7 @@ def featurise_windows(
 ) -> list[Window]:
     """Every window of ``text`` with its features; offsets point into ``text`` itself."""
     prepared, origin = prepare(text)
-    grams = ngram_hashes(prepared)
+    grams = ngram_hashes(prepared, skip_bigrams=word_dim > 0)
     out = []
     for s, e in windows(len(prepared), fine):
         start = int(origin[s]) if s < len(origin) else len(text)

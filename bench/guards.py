@@ -99,12 +99,13 @@ def quality() -> None:
         groups: dict[str, list[int]] = {}
         for i, e in enumerate(test):
             source = e.source
-            kept_apart = ("framed", "lookalike", "operator")
-            if (
-                source.startswith("written/")
-                and e.label == 0
-                and not any(k in source for k in kept_apart)
-            ):
+            kept_apart = {
+                "written/framed_benign",
+                "written/lookalike",
+                "written/operator",
+                "written/everyday",
+            }
+            if source.startswith("written/") and e.label == 0 and source not in kept_apart:
                 source = "written/benign_alarming"
             groups.setdefault(source, []).append(i)
         for source, idx in sorted(groups.items()):

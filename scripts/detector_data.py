@@ -60,6 +60,9 @@ BENIGN_LOOKALIKE = (
 #: Operator-side text (system prompts, policies, FAQs, records): benign, declarative, and full
 #: of words that harmful requests use too (refund, chargeback, firearm licence, overdose).
 OPERATOR_TEXTS = ("benign_operator_texts.txt",)
+#: Short everyday chat questions ("where can I buy ...", visas, flights): the register real users
+#: type in, which Alpaca's task instructions do not cover.
+EVERYDAY = ("benign_everyday.txt",)
 INJECTION_PAYLOADS = ("injection_payloads.txt", "injection_payloads_more.txt")
 
 #: MLCommons hazard taxonomy as used by Llama Guard 3 (one definition, in the guard).
@@ -395,6 +398,14 @@ def written_operator_texts() -> list[Example]:
     return [
         Example(text, 0, stable_split("operator:" + text), "written/operator", None, group)
         for name in OPERATOR_TEXTS
+        for group, text in read_grouped(WRITTEN / name)
+    ]
+
+
+def written_everyday() -> list[Example]:
+    return [
+        Example(text, 0, stable_split("everyday:" + text), "written/everyday", None, group)
+        for name in EVERYDAY
         for group, text in read_grouped(WRITTEN / name)
     ]
 
@@ -783,6 +794,7 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         written_alarming()
         + written_lookalikes()
         + written_operator_texts()
+        + written_everyday()
         + generated_alarming(rng)
         + [e for e in framed if e.label == 0]
     )

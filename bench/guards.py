@@ -164,7 +164,9 @@ def speed(repeats: int) -> None:
     tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     weights = sum(
-        d.weights.nbytes + (d.category_weights.nbytes if d.category_weights is not None else 0)
+        d.weights.nbytes
+        + (d.category_weights.nbytes if d.category_weights is not None else 0)
+        + (d.word_weights.nbytes if d.word_weights is not None else 0)
         for d in (injection.detector, harmful.detector)
     )
     print("\n== memory")

@@ -394,27 +394,11 @@ def written_alarming() -> list[Example]:
     ]
 
 
-def written_operator_texts() -> list[Example]:
+def written_benign(files: Sequence[str], key: str, source: str) -> list[Example]:
+    """Benign lines of written files, split by a stable hash of ``key:line``."""
     return [
-        Example(text, 0, stable_split("operator:" + text), "written/operator", None, group)
-        for name in OPERATOR_TEXTS
-        for group, text in read_grouped(WRITTEN / name)
-    ]
-
-
-def written_everyday() -> list[Example]:
-    return [
-        Example(text, 0, stable_split("everyday:" + text), "written/everyday", None, group)
-        for name in EVERYDAY
-        for group, text in read_grouped(WRITTEN / name)
-    ]
-
-
-def written_lookalikes() -> list[Example]:
-    """Benign requests that share topic words and sentence forms with harmful ones."""
-    return [
-        Example(text, 0, stable_split("lookalike:" + text), "written/lookalike", None, group)
-        for name in BENIGN_LOOKALIKE
+        Example(text, 0, stable_split(f"{key}:{text}"), source, None, group)
+        for name in files
         for group, text in read_grouped(WRITTEN / name)
     ]
 
@@ -792,9 +776,10 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     harmless = load_harmless(public, rng, {"train": 6000, "val": 1500, "test": 3000})
     alarming = (
         written_alarming()
-        + written_lookalikes()
-        + written_operator_texts()
-        + written_everyday()
+        # Benign requests sharing topic words and sentence forms with harmful ones.
+        + written_benign(BENIGN_LOOKALIKE, "lookalike", "written/lookalike")
+        + written_benign(OPERATOR_TEXTS, "operator", "written/operator")
+        + written_benign(EVERYDAY, "everyday", "written/everyday")
         + generated_alarming(rng)
         + [e for e in framed if e.label == 0]
     )

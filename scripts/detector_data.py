@@ -64,6 +64,11 @@ OPERATOR_TEXTS = ("benign_operator_texts.txt",)
 #: type in, which Alpaca's task instructions do not cover.
 EVERYDAY = ("benign_everyday.txt",)
 INJECTION_PAYLOADS = ("injection_payloads.txt", "injection_payloads_more.txt")
+#: Payloads and benign texts in eight other languages, for the injection task only: direct
+#: payloads (not hidden in the generated English carriers), with as many benign texts so that
+#: "not English" carries no weight on its own.
+MULTILINGUAL_PAYLOADS = ("injection_payloads_multilingual.txt",)
+MULTILINGUAL_BENIGN = ("benign_multilingual.txt",)
 
 #: MLCommons hazard taxonomy as used by Llama Guard 3 (one definition, in the guard).
 HAZARDS = HAZARD_CATEGORIES
@@ -575,6 +580,15 @@ def direct_injections() -> list[Example]:
     return out
 
 
+def multilingual_payloads() -> list[Example]:
+    """Non-English written payloads, split by line hash like the English ones."""
+    return [
+        Example(text, 1, stable_split("payload:" + text), "written/multilingual", None, group)
+        for name in MULTILINGUAL_PAYLOADS
+        for group, text in read_grouped(WRITTEN / name)
+    ]
+
+
 _NAMES = ("Alice", "Bob", "Chen", "Dana", "Emeka", "Fatima", "Giulia", "Hiro", "Ines", "Jonas")
 _SENTENCES = (
     "Please find attached the quarterly report for your review.",
@@ -810,6 +824,8 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         *alarming,
         # Plain harmful requests are not injections; the harmful detector handles them.
         *[Example(e.text, 0, e.split, "harmful_plain", None, e.group) for e in harmful],
+        *multilingual_payloads(),
+        *written_benign(MULTILINGUAL_BENIGN, "multilingual", "written/multilingual_benign"),
     ]
     harmful_task = [
         *harmful,

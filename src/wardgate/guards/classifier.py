@@ -321,7 +321,7 @@ class LinearDetector:
         self.category_labels = category_labels
         self.meta = dict(meta or {})
 
-    def _window_score(self, window: Window) -> float:
+    def window_score(self, window: Window) -> float:
         z = float(np.dot(self.weights[window.index], window.values)) + self.bias
         if self.word_weights is not None:
             z += float(np.dot(self.word_weights[window.word_index], window.word_values))
@@ -329,7 +329,7 @@ class LinearDetector:
 
     def window_scores(self, text: str) -> list[WindowScore]:
         return [
-            WindowScore(w.start, w.end, self._window_score(w))
+            WindowScore(w.start, w.end, self.window_score(w))
             for w in featurise_windows(text, self.dim, self.word_dim)
         ]
 
@@ -343,14 +343,14 @@ class LinearDetector:
         feats = featurise_windows(text, self.dim, self.word_dim)
         best_score, best = -1.0, feats[0]
         for window in feats:
-            score = self._window_score(window)
+            score = self.window_score(window)
             if score > best_score:
                 best_score, best = score, window
-        category, category_score = self._categorise(best.index, best.values)
+        category, category_score = self.categorise(best.index, best.values)
         flagged = best_score >= limit
         return Detection(best_score, flagged, best.start, best.end, category, category_score)
 
-    def _categorise(self, index: IntArray, values: FloatArray) -> tuple[str | None, float]:
+    def categorise(self, index: IntArray, values: FloatArray) -> tuple[str | None, float]:
         if self.category_weights is None or self.category_bias is None:
             return None, 0.0
         cat_dim = int(self.category_weights.shape[1])

@@ -24,7 +24,7 @@ import importlib.util
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +149,13 @@ class MiniLMEncoder:
         if not self._layers:
             raise ModelVerificationFailed("MiniLM weights hold no encoder layers")
         self.dim = int(self._word.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of weights held in memory (float32, as the forward pass reads them)."""
+        arrays = [self._word, self._position, self._token_type, self._ln_w, self._ln_b]
+        arrays += [getattr(layer, f.name) for layer in self._layers for f in fields(layer)]
+        return sum(a.nbytes for a in arrays)
 
     @classmethod
     def load(cls, folder: Path | None = None) -> MiniLMEncoder:

@@ -5,6 +5,12 @@ same here. The binary harmful/not decision is the measured, gated one; the categ
 best guess from a second linear head (see docs/guards.md for how good it is) and is carried in
 the finding's kind, e.g. ``harmful/S9``. ``categories`` limits blocking to some hazards.
 
+Texts the n-gram model is unsure about get a second opinion that reads meaning, not spelling:
+a joint model over the n-grams and a MiniLM sentence embedding (``semantic.py``). It needs the
+``semantic`` extra and the packaged MiniLM model; ``semantic: null`` (the default) uses it when
+installed and logs a warning when not, ``true`` refuses to start without it, ``false`` never
+uses it.
+
 Config::
 
     guards:
@@ -15,13 +21,21 @@ Config::
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import field_validator
 
-from wardgate.guards._learned import LearnedOptions, load, worst_reading
+from wardgate.errors import ConfigError
+from wardgate.guards._learned import Detector, LearnedOptions, load, worst_reading
 from wardgate.guards.base import Finding, Guard, GuardEnvironment, ScanContext, Verdict
+from wardgate.guards.classifier import MANIFEST_NAME, LinearDetector, data_root, read_verified
 from wardgate.guards.config import GuardSpec
+
+log = logging.getLogger(__name__)
+SEMANTIC_FILE = "detectors/harmful_semantic.npz"
 
 #: MLCommons AI Safety hazard taxonomy as used by Llama Guard 3.
 HAZARD_CATEGORIES: dict[str, str] = {
@@ -43,9 +57,20 @@ HAZARD_CATEGORIES: dict[str, str] = {
 SCORE_KEY = "harmful"
 
 
+def pinned(root: Path, relpath: str) -> bool:
+    """Whether the weights folder's manifest lists ``relpath`` (whatever the file holds)."""
+    try:
+        files = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return relpath in files
+
+
 class HarmfulOptions(LearnedOptions):
     #: Block only these hazard categories (None: every category). Others are allowed, tagged.
     categories: list[str] | None = None
+    #: MiniLM second stage: None = when installed, True = required, False = off.
+    semantic: bool | None = None
 
     @field_validator("categories")
     @classmethod
@@ -67,7 +92,33 @@ class HarmfulRequestGuard(Guard):
 
     def __init__(self, spec: GuardSpec, env: GuardEnvironment | None = None) -> None:
         super().__init__(spec, env)
-        self.detector = load("harmful", self.options)
+        first = load("harmful", self.options)
+        self.detector: Detector = first
+        if self.options.semantic is not False:
+            self.detector = self._with_semantic_stage(first)
+
+    def _with_semantic_stage(self, first: LinearDetector) -> Detector:
+        """The cascade, or the n-gram model alone when the stage is optional and missing."""
+        root = Path(self.options.weights_dir) if self.options.weights_dir else data_root()
+        required = self.options.semantic is True
+        if not required and not pinned(root, SEMANTIC_FILE):
+            return first  # custom weights without a semantic stage
+        try:
+            # Imported here: without the extra installed, the n-gram model still serves.
+            from wardgate.guards.embedding import SemanticUnavailable, shared_encoder
+            from wardgate.guards.semantic import CascadeDetector, SemanticStage
+
+            stage = SemanticStage.from_npz_bytes(read_verified(SEMANTIC_FILE, root))
+            return CascadeDetector(first, stage, shared_encoder())
+        except (ImportError, SemanticUnavailable) as exc:
+            if required:
+                raise ConfigError(f"harmful guard: semantic stage unavailable: {exc}") from exc
+            log.warning(
+                "harmful guard runs without its semantic stage (%s); expect a lower detection "
+                "rate (docs/guards.md)",
+                exc,
+            )
+            return first
 
     def scan(self, text: str, ctx: ScanContext) -> Verdict:
         reading = worst_reading(self.detector, text, self.options)

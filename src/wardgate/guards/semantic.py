@@ -1,0 +1,176 @@
+"""The harmful detector's second stage: n-grams plus a MiniLM embedding, for unsure texts only.
+
+The n-gram model (``classifier.LinearDetector``) is fast and right about most texts, but it
+reads spelling, not meaning. This stage adds meaning: a linear model over the same n-gram
+blocks *and* the window's MiniLM sentence embedding (``embedding.py``), fitted jointly on the
+same training rows. Embedding costs tens of milliseconds, so it runs only on windows whose
+first-stage probability falls inside ``band`` (picked on validation data by
+``scripts/train_detectors.py``); outside the band the first stage's answer stands.
+
+One score, one threshold: a second-stage probability ``p`` is reported as the probability that
+puts it on the same side of the first stage's threshold ``t1`` as ``p`` is of the second
+stage's own threshold ``t2`` (a shift of the logit by ``logit(t1) - logit(t2)``). So the guard's
+``threshold`` option keeps meaning "block at or above this score".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from wardgate.guards.classifier import (
+    Detection,
+    FloatArray,
+    LinearDetector,
+    Window,
+    WindowScore,
+    featurise_windows,
+)
+from wardgate.guards.embedding import MiniLMEncoder
+
+#: At most this many windows of one text are embedded (the most suspicious first); the rest
+#: keep their first-stage score. Bounds the cost of a long text to a few forward passes.
+MAX_SEMANTIC_WINDOWS = 4
+#: Embeddings kept per process, keyed by window text: chat clients resend the whole history on
+#: every turn, so the same user message is scanned again and again.
+EMBEDDING_CACHE = 2048
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-min(max(z, -60.0), 60.0)))
+
+
+@dataclass(frozen=True)
+class SemanticStage:
+    """Weights of the joint n-gram + embedding model and where it applies."""
+
+    weights: FloatArray
+    word_weights: FloatArray
+    embed_weights: FloatArray
+    bias: float
+    threshold: float
+    band: tuple[float, float]
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def logit(self, window: Window, embedding: FloatArray) -> float:
+        z = float(np.dot(self.weights[window.index], window.values))
+        z += float(np.dot(self.word_weights[window.word_index], window.word_values))
+        return z + float(np.dot(self.embed_weights, embedding)) + self.bias
+
+    def in_band(self, first_score: float) -> bool:
+        return self.band[0] <= first_score < self.band[1]
+
+    def to_npz_bytes(self) -> bytes:
+        header = {
+            "bias": self.bias,
+            "threshold": self.threshold,
+            "band": list(self.band),
+            "meta": self.meta,
+        }
+        arrays: dict[str, npt.NDArray[np.generic]] = {
+            "weights": self.weights,
+            "word_weights": self.word_weights,
+            "embed_weights": self.embed_weights,
+            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
+        }
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def from_npz_bytes(cls, data: bytes) -> SemanticStage:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            header = json.loads(npz["header"].tobytes().decode("utf-8"))
+            lo, hi = (float(v) for v in header["band"])
+            return cls(
+                npz["weights"].astype(np.float32),
+                npz["word_weights"].astype(np.float32),
+                npz["embed_weights"].astype(np.float32),
+                float(header["bias"]),
+                float(header["threshold"]),
+                (lo, hi),
+                dict(header.get("meta", {})),
+            )
+
+
+class CascadeDetector:
+    """A LinearDetector whose unsure windows get a second opinion from ``SemanticStage``.
+
+    Same interface as :class:`LinearDetector` (``detect``, ``score``, ``window_scores``,
+    ``threshold``, ``name``), so the guards and benchmarks take either.
+    """
+
+    def __init__(
+        self,
+        first: LinearDetector,
+        stage: SemanticStage,
+        encoder: MiniLMEncoder,
+        max_windows: int = MAX_SEMANTIC_WINDOWS,
+    ) -> None:
+        if stage.weights.shape[0] != first.dim or stage.word_weights.shape[0] != first.word_dim:
+            raise ValueError("the semantic stage was trained for other feature dimensions")
+        self.first = first
+        self.stage = stage
+        self.encoder = encoder
+        self.max_windows = max_windows
+        self.name = first.name
+        self.threshold = first.threshold
+        self._shift = _logit(first.threshold) - _logit(stage.threshold)
+        self._cache: OrderedDict[str, FloatArray] = OrderedDict()
+        # Guards run on an executor's threads; the cache is shared between them.
+        self._cache_lock = threading.Lock()
+
+    def _embeddings(self, texts: list[str]) -> list[FloatArray]:
+        with self._cache_lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+            for text in known:
+                self._cache.move_to_end(text)
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        if missing:
+            computed = dict(zip(missing, self.encoder.encode(missing), strict=True))
+            known.update(computed)
+            with self._cache_lock:
+                self._cache.update(computed)
+                while len(self._cache) > EMBEDDING_CACHE:
+                    self._cache.popitem(last=False)
+        return [known[t] for t in texts]
+
+    def _scored(self, text: str) -> list[tuple[Window, float]]:
+        """Every window with its final score (second stage where the first was unsure)."""
+        feats = featurise_windows(text, self.first.dim, self.first.word_dim)
+        scores = [self.first.window_score(w) for w in feats]
+        unsure = sorted(
+            (i for i, s in enumerate(scores) if self.stage.in_band(s)),
+            key=lambda i: -scores[i],
+        )[: self.max_windows]
+        if unsure:
+            vectors = self._embeddings([text[feats[i].start : feats[i].end] for i in unsure])
+            for i, vector in zip(unsure, vectors, strict=True):
+                scores[i] = _sigmoid(self.stage.logit(feats[i], vector) + self._shift)
+        return list(zip(feats, scores, strict=True))
+
+    def window_scores(self, text: str) -> list[WindowScore]:
+        return [WindowScore(w.start, w.end, s) for w, s in self._scored(text)]
+
+    def score(self, text: str) -> float:
+        return max(s for _, s in self._scored(text))
+
+    def detect(self, text: str, threshold: float | None = None) -> Detection:
+        limit = self.threshold if threshold is None else threshold
+        best, best_score = max(self._scored(text), key=lambda pair: pair[1])
+        category, category_score = self.first.categorise(best.index, best.values)
+        return Detection(
+            best_score, best_score >= limit, best.start, best.end, category, category_score
+        )

@@ -91,6 +91,19 @@ def test_embeddings_are_cached_and_long_texts_embed_a_bounded_number_of_windows(
     assert 1 <= len(encoder.seen) <= 3
 
 
+def test_readings_of_one_message_share_one_embedding_budget() -> None:
+    # The normaliser's readings (base64-decoded, leetspeak...) arrive in one call; a hostile
+    # message with many readings and many windows still costs at most max_windows embeddings.
+    encoder = CountingEncoder(0.01)
+    cascade = CascadeDetector(first_stage(0.0), stage(0.5, (0.2, 0.8)), encoder, max_windows=4)
+    readings = [" ".join(f"r{i}w{j}" for j in range(800)) for i in range(8)]
+    found = cascade.detect_many(readings)
+    assert len(found) == 8
+    assert len(encoder.seen) == 4
+    # Readings that got no embedding keep their first-stage score.
+    assert sum(d.flagged for d in found) >= 1
+
+
 def test_stage_round_trips_through_its_weight_file() -> None:
     original = stage(0.7, (0.1, math.inf))
     copy = SemanticStage.from_npz_bytes(original.to_npz_bytes())

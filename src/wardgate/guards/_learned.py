@@ -41,6 +41,8 @@ class Detector(Protocol):
 
     def score(self, text: str) -> float: ...
 
+    def detect_many(self, texts: list[str], threshold: float | None = None) -> list[Detection]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
@@ -57,12 +59,17 @@ def load(name: str, options: LearnedOptions) -> LinearDetector:
 
 
 def worst_reading(detector: Detector, text: str, options: LearnedOptions) -> Reading:
-    """Score the text and (optionally) its normalised variants; return the highest score."""
-    threshold = options.threshold
+    """Score the text and (optionally) its normalised variants; return the highest score.
+
+    All readings go to the detector in one call, so a cascade spends one embedding budget on
+    the message rather than one per reading.
+    """
     readings = variants(text, max_variants=options.max_variants) if options.scan_variants else []
-    best = Reading(detector.detect(text, threshold), "original")
-    for variant in readings[1:]:
-        detection = detector.detect(variant.text, threshold)
+    texts = [text] + [v.text for v in readings[1:]]
+    hows = ["original"] + [v.how for v in readings[1:]]
+    detections = detector.detect_many(texts, options.threshold)
+    best = Reading(detections[0], hows[0])
+    for detection, how in zip(detections[1:], hows[1:], strict=True):
         if detection.score > best.detection.score:
-            best = Reading(detection, variant.how)
+            best = Reading(detection, how)
     return best

@@ -350,6 +350,10 @@ class LinearDetector:
         flagged = best_score >= limit
         return Detection(best_score, flagged, best.start, best.end, category, category_score)
 
+    def detect_many(self, texts: list[str], threshold: float | None = None) -> list[Detection]:
+        """``detect`` for each text (the cascade shares a budget across them; this needs none)."""
+        return [self.detect(text, threshold) for text in texts]
+
     def categorise(self, index: IntArray, values: FloatArray) -> tuple[str | None, float]:
         if self.category_weights is None or self.category_bias is None:
             return None, 0.0

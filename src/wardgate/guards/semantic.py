@@ -147,30 +147,53 @@ class CascadeDetector:
                     self._cache.popitem(last=False)
         return [known[t] for t in texts]
 
-    def _scored(self, text: str) -> list[tuple[Window, float]]:
-        """Every window with its final score (second stage where the first was unsure)."""
-        feats = featurise_windows(text, self.first.dim, self.first.word_dim)
-        scores = [self.first.window_score(w) for w in feats]
+    def _scored_many(self, texts: list[str]) -> list[list[tuple[Window, float]]]:
+        """Every window of every text with its final score.
+
+        The texts are readings of one message (the original and its normalised variants), so
+        they share one budget: at most ``max_windows`` windows are embedded in all, the most
+        suspicious first. A hostile message cannot buy 8 readings x 4 windows of MiniLM.
+        """
+        feats = [featurise_windows(t, self.first.dim, self.first.word_dim) for t in texts]
+        scores = [[self.first.window_score(w) for w in wins] for wins in feats]
         unsure = sorted(
-            (i for i, s in enumerate(scores) if self.stage.in_band(s)),
-            key=lambda i: -scores[i],
+            (
+                (-score, ti, wi)
+                for ti, row in enumerate(scores)
+                for wi, score in enumerate(row)
+                if self.stage.in_band(score)
+            )
         )[: self.max_windows]
         if unsure:
-            vectors = self._embeddings([text[feats[i].start : feats[i].end] for i in unsure])
-            for i, vector in zip(unsure, vectors, strict=True):
-                scores[i] = _sigmoid(self.stage.logit(feats[i], vector) + self._shift)
-        return list(zip(feats, scores, strict=True))
+            spans = [feats[ti][wi] for _, ti, wi in unsure]
+            windows = [
+                texts[ti][w.start : w.end] for (_, ti, _), w in zip(unsure, spans, strict=True)
+            ]
+            vectors = self._embeddings(windows)
+            for (_, ti, wi), vector in zip(unsure, vectors, strict=True):
+                z = self.stage.logit(feats[ti][wi], vector)
+                scores[ti][wi] = _sigmoid(z + self._shift)
+        return [list(zip(f, s, strict=True)) for f, s in zip(feats, scores, strict=True)]
 
     def window_scores(self, text: str) -> list[WindowScore]:
-        return [WindowScore(w.start, w.end, s) for w, s in self._scored(text)]
+        return [WindowScore(w.start, w.end, s) for w, s in self._scored_many([text])[0]]
 
     def score(self, text: str) -> float:
-        return max(s for _, s in self._scored(text))
+        return max(s for _, s in self._scored_many([text])[0])
 
     def detect(self, text: str, threshold: float | None = None) -> Detection:
+        return self.detect_many([text], threshold)[0]
+
+    def detect_many(self, texts: list[str], threshold: float | None = None) -> list[Detection]:
+        """One detection per text; the texts share the embedding budget (see _scored_many)."""
         limit = self.threshold if threshold is None else threshold
-        best, best_score = max(self._scored(text), key=lambda pair: pair[1])
-        category, category_score = self.first.categorise(best.index, best.values)
-        return Detection(
-            best_score, best_score >= limit, best.start, best.end, category, category_score
-        )
+        out = []
+        for scored in self._scored_many(texts):
+            best, best_score = max(scored, key=lambda pair: pair[1])
+            category, category_score = self.first.categorise(best.index, best.values)
+            out.append(
+                Detection(
+                    best_score, best_score >= limit, best.start, best.end, category, category_score
+                )
+            )
+        return out

@@ -31,6 +31,7 @@ import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -378,35 +379,52 @@ class LinearDetector:
         }
         arrays: dict[str, npt.NDArray[np.generic]] = {
             "weights": self.weights,
-            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
+            "header": header_array(header),
         }
         if self.category_weights is not None and self.category_bias is not None:
             arrays["category_weights"] = self.category_weights
             arrays["category_bias"] = self.category_bias
         if self.word_weights is not None:
             arrays["word_weights"] = self.word_weights
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+        return npz_bytes(arrays)
 
     @classmethod
     def from_npz_bytes(cls, data: bytes) -> LinearDetector:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            header = json.loads(npz["header"].tobytes().decode("utf-8"))
-            cat_w = npz["category_weights"] if "category_weights" in npz.files else None
-            cat_b = npz["category_bias"] if "category_bias" in npz.files else None
-            words = npz["word_weights"] if "word_weights" in npz.files else None
-            return cls(
-                npz["weights"],
-                float(header["bias"]),
-                float(header["threshold"]),
-                name=str(header["name"]),
-                category_weights=cat_w,
-                category_bias=cat_b,
-                category_labels=tuple(header.get("category_labels", ())),
-                meta=dict(header.get("meta", {})),
-                word_weights=words,
-            )
+        header, arrays = read_npz(data)
+        return cls(
+            arrays["weights"],
+            float(header["bias"]),
+            float(header["threshold"]),
+            name=str(header["name"]),
+            category_weights=arrays.get("category_weights"),
+            category_bias=arrays.get("category_bias"),
+            category_labels=tuple(header.get("category_labels", ())),
+            meta=dict(header.get("meta", {})),
+            word_weights=arrays.get("word_weights"),
+        )
+
+
+# ---------------------------------------------------------------------- weight files
+
+
+def header_array(header: dict[str, object]) -> npt.NDArray[np.uint8]:
+    """A JSON header stored as bytes, so the file needs no pickle to carry it."""
+    return np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def npz_bytes(arrays: dict[str, npt.NDArray[np.generic]]) -> bytes:
+    """Compressed npz of ``arrays`` in their order (the order is part of the pinned bytes)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def read_npz(data: bytes) -> tuple[dict[str, Any], dict[str, npt.NDArray[Any]]]:
+    """(header, other arrays) of a weight file, read without pickle."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
+    return header, arrays
 
 
 # ---------------------------------------------------------------------- pinned weights

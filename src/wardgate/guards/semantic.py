@@ -15,15 +15,12 @@ stage's own threshold ``t2`` (a shift of the logit by ``logit(t1) - logit(t2)``)
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from wardgate.guards.classifier import (
     Detection,
@@ -32,6 +29,9 @@ from wardgate.guards.classifier import (
     Window,
     WindowScore,
     featurise_windows,
+    header_array,
+    npz_bytes,
+    read_npz,
 )
 from wardgate.guards.embedding import MiniLMEncoder
 
@@ -79,30 +79,28 @@ class SemanticStage:
             "band": list(self.band),
             "meta": self.meta,
         }
-        arrays: dict[str, npt.NDArray[np.generic]] = {
-            "weights": self.weights,
-            "word_weights": self.word_weights,
-            "embed_weights": self.embed_weights,
-            "header": np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8),
-        }
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-        return buffer.getvalue()
+        return npz_bytes(
+            {
+                "weights": self.weights,
+                "word_weights": self.word_weights,
+                "embed_weights": self.embed_weights,
+                "header": header_array(header),
+            }
+        )
 
     @classmethod
     def from_npz_bytes(cls, data: bytes) -> SemanticStage:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            header = json.loads(npz["header"].tobytes().decode("utf-8"))
-            lo, hi = (float(v) for v in header["band"])
-            return cls(
-                npz["weights"].astype(np.float32),
-                npz["word_weights"].astype(np.float32),
-                npz["embed_weights"].astype(np.float32),
-                float(header["bias"]),
-                float(header["threshold"]),
-                (lo, hi),
-                dict(header.get("meta", {})),
-            )
+        header, arrays = read_npz(data)
+        lo, hi = (float(v) for v in header["band"])
+        return cls(
+            arrays["weights"].astype(np.float32),
+            arrays["word_weights"].astype(np.float32),
+            arrays["embed_weights"].astype(np.float32),
+            float(header["bias"]),
+            float(header["threshold"]),
+            (lo, hi),
+            dict(header.get("meta", {})),
+        )
 
 
 class CascadeDetector:

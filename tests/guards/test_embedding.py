@@ -75,3 +75,26 @@ def test_a_missing_model_package_says_how_to_install_it(monkeypatch: pytest.Monk
     monkeypatch.setattr(embedding.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SemanticUnavailable, match="--no-deps"):
         minilm_dir()
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, 1), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
+def test_serving_uses_one_blas_thread_unless_the_operator_chose(
+    env: dict[str, str], expected: int
+) -> None:
+    # In a child process: the limit is process-wide and must not leak into this one.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from wardgate.guards.embedding import shared_encoder\n"
+        "from threadpoolctl import threadpool_info\n"
+        "shared_encoder()\n"
+        "print(min(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in embedding.THREAD_VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.strip()) == expected

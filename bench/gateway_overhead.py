@@ -128,6 +128,42 @@ def body(stream: bool, model: str = "fast") -> bytes:
     return json.dumps(payload).encode()
 
 
+def everyday_bodies(limit: int) -> list[bytes]:
+    """Distinct real chat questions (scripts/data/benign_everyday.txt), plain mode."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / "data" / "benign_everyday.txt"
+    lines = [x for x in path.read_text().splitlines() if x and not x.startswith("#")][:limit]
+    return [
+        json.dumps(
+            {"model": "fast", "messages": [{"role": "user", "content": x}], "max_tokens": 32}
+        ).encode()
+        for x in lines
+    ]
+
+
+async def varied(port: int, up_port: int, key: str, quick: bool) -> dict[str, object]:
+    """1 client, each request a new chat question: the guards' real cost, no cache hits.
+
+    Questions the guards refuse get a 400 ("errors" below); their latency counts all the same.
+    """
+    bodies = everyday_bodies(200 if quick else 1000)
+    gw_headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    up_headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    path = "/v1/chat/completions"
+    n = len(bodies)
+    direct = await closed_loop(
+        "127.0.0.1", up_port, path, bodies, up_headers, clients=1, requests=n
+    )
+    via = await closed_loop("127.0.0.1", port, path, bodies, gw_headers, clients=1, requests=n)
+    print(row(f"plain c=1 {n} distinct questions direct", direct))
+    print(row(f"plain c=1 {n} distinct questions via gw", via))
+    added = {q: via.pct(q) - direct.pct(q) for q in (0.5, 0.9, 0.99)}
+    print(
+        f"{'':<34} added p50 {added[0.5]:6.2f} ms  p90 {added[0.9]:6.2f} ms  "
+        f"p99 {added[0.99]:6.2f} ms  (refused: {via.errors})"
+    )
+    return {"requests": n, "added_ms": added, "refused": via.errors}
+
+
 def row(label: str, r: LoadResult) -> str:
     return (
         f"{label:<34} p50 {r.p50:7.2f} ms  p99 {r.pct(0.99):7.2f} ms  "
@@ -286,6 +322,8 @@ def main() -> None:
         gateway, port, key = start_gateway(Path(tmp_dir), up_port, args.guards)
         try:
             results["overhead"] = asyncio.run(overhead(port, up_port, key, args.quick, gateway.pid))
+            if args.guards:
+                results["varied"] = asyncio.run(varied(port, up_port, key, args.quick))
             results["rss"] = asyncio.run(
                 rss_soak(port, key, gateway.pid, 2000 if args.quick else 20000)
             )

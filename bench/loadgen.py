@@ -175,15 +175,20 @@ async def closed_loop(
     host: str,
     port: int,
     path: str,
-    body: bytes,
+    body: bytes | list[bytes],
     headers: dict[str, str],
     *,
     clients: int,
     requests: int,
 ) -> LoadResult:
-    """``clients`` connections each sending back-to-back until ``requests`` are done."""
+    """``clients`` connections each sending back-to-back until ``requests`` are done.
+
+    ``body`` may be a list: request *i* sends ``body[i % len(body)]`` (distinct messages, so
+    nothing on the gateway's side can answer from a cache).
+    """
     result = LoadResult()
     remaining = requests
+    bodies = body if isinstance(body, list) else [body]
 
     async def worker() -> None:
         nonlocal remaining
@@ -191,8 +196,9 @@ async def closed_loop(
         try:
             while remaining > 0:
                 remaining -= 1
+                payload = bodies[remaining % len(bodies)]
                 started = time.perf_counter()
-                status, _, _ = await conn.post(path, body, headers)
+                status, _, _ = await conn.post(path, payload, headers)
                 if status != 200:
                     result.errors += 1
                 result.latencies.append(time.perf_counter() - started)

@@ -20,7 +20,6 @@ between runs (keyed by the SHA-256 of each text, so a changed text is re-embedde
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -42,6 +41,7 @@ from wardgate.guards.classifier import (  # noqa: E402
     DEFAULT_DIM,
     LinearDetector,
     featurise_windows,
+    read_npz,
     sha256_hex,
 )
 from wardgate.guards.semantic import MAX_SEMANTIC_WINDOWS, SemanticStage  # noqa: E402
@@ -326,20 +326,13 @@ CHECK_RTOL = 1e-3
 CHECK_RTOL_BY_ARRAY = {"category_weights": 2e-2, "category_bias": 2e-2}
 
 
-def arrays_of(blob: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
-
-
 def close_to(retrained: bytes, pinned: bytes) -> tuple[bool, str]:
     """Same arrays within CHECK_RTOL and the same header apart from float noise."""
-    new, old = arrays_of(retrained), arrays_of(pinned)
+    (h_new, new), (h_old, old) = read_npz(retrained), read_npz(pinned)
     if new.keys() != old.keys():
         return False, f"arrays differ: {sorted(new)} vs {sorted(old)}"
     changes = []
     for key in new:
-        if key == "header":
-            continue
         a, b = new[key].astype(np.float64), old[key].astype(np.float64)
         if a.shape != b.shape:
             return False, f"{key}: shape {a.shape} vs {b.shape}"
@@ -347,7 +340,6 @@ def close_to(retrained: bytes, pinned: bytes) -> tuple[bool, str]:
         changes.append(f"{key} {change:.1e}")
         if change > CHECK_RTOL_BY_ARRAY.get(key, CHECK_RTOL):
             return False, f"{key} moved by {change:.2e} of its largest weight"
-    h_new, h_old = (json.loads(x["header"].tobytes()) for x in (new, old))
     for key in sorted(set(h_new) | set(h_old)):
         x, y = h_new.get(key), h_old.get(key)
         if key in ("bias", "threshold", "band"):

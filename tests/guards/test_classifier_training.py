@@ -39,3 +39,23 @@ def test_retraining_reproduces_the_pinned_weights() -> None:
     # One task keeps CI short; both use the same data assembly, featuriser and solver.
     assert done.stdout.count("== pinned") == 2, done.stdout[-2000:]
     assert "harmful_semantic.npz: retrained" in done.stdout
+
+
+def test_the_check_tolerates_float_noise_but_not_a_different_model() -> None:
+    pytest.importorskip("sklearn")
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from train_detectors import close_to
+
+    from wardgate.guards.classifier import LinearDetector
+
+    def detector(weights: np.ndarray, threshold: float) -> bytes:
+        return LinearDetector(weights.astype(np.float32), 0.5, threshold, name="t").to_npz_bytes()
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=1 << 10)
+    pinned = detector(w, 0.4)
+    assert close_to(detector(w * (1 + 1e-6), 0.4), pinned)[0]
+    assert not close_to(detector(w + 0.05 * rng.normal(size=w.size), 0.4), pinned)[0]
+    assert not close_to(detector(w, 0.45), pinned)[0]

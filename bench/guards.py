@@ -105,6 +105,7 @@ def quality() -> None:
                 "written/operator",
                 "written/everyday",
                 "written/multilingual_benign",
+                "written/agent_benign",
             }
             if source.startswith("written/") and e.label == 0 and source not in kept_apart:
                 source = "written/benign_alarming"

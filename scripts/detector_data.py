@@ -69,6 +69,10 @@ INJECTION_PAYLOADS = ("injection_payloads.txt", "injection_payloads_more.txt")
 #: "not English" carries no weight on its own.
 MULTILINGUAL_PAYLOADS = ("injection_payloads_multilingual.txt",)
 MULTILINGUAL_BENIGN = ("benign_multilingual.txt",)
+#: Agent hijacks (instructions to act with tools, often politely phrased) and benign documents
+#: that carry legitimate instructions; injection task only.
+AGENT_HIJACK_PAYLOADS = ("injection_payloads_agent_hijack.txt",)
+BENIGN_AGENT = ("benign_agent_instructions.txt",)
 
 #: MLCommons hazard taxonomy as used by Llama Guard 3 (one definition, in the guard).
 HAZARDS = HAZARD_CATEGORIES
@@ -690,13 +694,25 @@ def _carrier(kind: str, body: str, rng: random.Random) -> str:
 _KINDS = ("email", "web", "tool", "review", "markdown", "calendar", "pdf")
 
 
+#: How a benign instruction sits in a document: in the open, never in the hiding places above.
+_IN_THE_OPEN: tuple[str, ...] = ("{p}", "P.S. {p}", "\n\n{p}\n\n")
+
+
 def indirect(
     payloads: Sequence[Example],
     harmless: Sequence[Example],
     rng: random.Random,
     per_payload: int = 3,
+    *,
+    hides: Sequence[str] = _HIDE,
+    source: str = "indirect",
+    clean: bool = True,
 ) -> list[Example]:
-    """Payloads hidden inside carriers, plus as many clean carriers, in the payload's split."""
+    """Payloads hidden inside carriers, plus as many clean carriers, in the payload's split.
+
+    The carrier keeps the payload's label, so benign instructions (label 0) placed with
+    ``hides=_IN_THE_OPEN`` and ``clean=False`` make benign documents that carry instructions.
+    """
     out: list[Example] = []
     for split in SPLITS:
         # Alpaca filler and the hard benign sentences are split, so test documents read
@@ -708,13 +724,15 @@ def indirect(
         for payload in mine:
             for _ in range(per_payload):
                 kind = rng.choice(_KINDS)
-                hide = rng.choice(_HIDE).format(p=payload.text)
+                hide = rng.choice(hides).format(p=payload.text)
                 parts = _body(rng, pools, rng.randint(2, 8)).split(". ")
                 parts.insert(rng.randint(0, len(parts)), hide)
                 text = _carrier(kind, ". ".join(parts), rng)
-                out.append(Example(text, 1, split, f"indirect/{kind}", None, payload.group))
-                clean = _carrier(kind, _body(rng, pools, rng.randint(2, 9)), rng)
-                out.append(Example(clean, 0, split, f"benign_doc/{kind}", None, "doc"))
+                label, group = payload.label, payload.group
+                out.append(Example(text, label, split, f"{source}/{kind}", None, group))
+                if clean:
+                    plain = _carrier(kind, _body(rng, pools, rng.randint(2, 9)), rng)
+                    out.append(Example(plain, 0, split, f"benign_doc/{kind}", None, "doc"))
     return out
 
 
@@ -822,6 +840,23 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         *written_payloads(MULTILINGUAL_PAYLOADS, "written/multilingual"),
         *written_benign(MULTILINGUAL_BENIGN, "multilingual", "written/multilingual_benign"),
     ]
+    # Agent hijacks, direct and in carriers, and benign instruction-bearing texts, direct and
+    # in carriers. Their own rng: the harmful task's data (and weights) stay as they were.
+    agent_rng = random.Random(seed + 1)
+    hijack = written_payloads(AGENT_HIJACK_PAYLOADS, "written/agent_hijack")
+    agent_benign = written_benign(BENIGN_AGENT, "agent", "written/agent_benign")
+    # A user's own request to their assistant is benign as a user message only: the same words
+    # arriving inside a tool result are a hijack, so those lines stay out of the carriers.
+    in_documents = [e for e in agent_benign if e.group != "user_tasks_for_their_assistant"]
+    injection += [
+        *hijack,
+        *indirect(hijack, harmless, agent_rng, 2, source="indirect_agent", clean=False),
+        *agent_benign,
+        *indirect(
+            in_documents, harmless, agent_rng, 1, hides=_IN_THE_OPEN, source="agent_doc",
+            clean=False,
+        ),
+    ]  # fmt: skip
     harmful_task = [
         *harmful,
         *harmless,

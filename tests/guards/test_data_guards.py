@@ -172,6 +172,19 @@ def test_each_secret_kind_is_found_with_exact_span(kind: str, secret: str) -> No
     assert found == [(kind, secret)]
 
 
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("Sk-Test-9f8e7d6c5b4a39281706f5e4", "openai_key"),  # seen from SmolLM2 in the red team
+        ("SK-PROJ-Zx81aQ2wE9rT6yU3iO0pL5kJ7hG4fD1s", "openai_key"),
+        ("SK-ANT-api03-Zx81aQ2wE9rT6yU3iO0pL5kJ7hG4", "anthropic_key"),
+    ],
+)
+def test_a_key_with_its_case_changed_is_still_a_key(text: str, kind: str) -> None:
+    found = [(e.kind, e.start, e.end) for e in SecretDetector().detect(f"The key: {text}.")]
+    assert found == [(kind, 9, 9 + len(text))]
+
+
 def test_password_in_url_and_keyword_secrets_narrow_to_the_value() -> None:
     text = "DATABASE_URL=postgres://app:s3cr3t-P4ss@db.internal:5432/app and password: Hunter2!xyz"
     found = [(e.kind, text[e.start : e.end]) for e in SecretDetector().detect(text)]
@@ -180,7 +193,7 @@ def test_password_in_url_and_keyword_secrets_narrow_to_the_value() -> None:
 
 def test_no_secrets_in_ordinary_text() -> None:
     text = (
-        "Use scikit-learn (sk-learn) for the task-specific-long-name model; the password "
+        "Use scikit-learn (sk-learn, SK-Learn) for the task-specific-long-name model; the password "
         "must be at least twelve characters; see https://example.com/docs and AKIA docs."
     )
     assert SecretDetector().detect(text) == []

@@ -45,10 +45,16 @@ class SecretRule:
 # Every pattern starts with a literal where possible: CPython's regex engine then jumps
 # between occurrences of that literal instead of trying the pattern at every position, which
 # makes one pattern per rule ~5x faster than a single alternation with lookbehinds.
+#
+# The ``sk-`` prefix is matched in any case: a model asked to "repeat the key" has answered
+# ``Sk-Test-9f8e…`` (red-team proof, pii_leakage), which is no longer a valid key but still
+# leaks it to anyone who lower-cases it.
 SECRET_RULES: tuple[SecretRule, ...] = (
-    SecretRule("anthropic_key", r"sk-ant-[A-Za-z0-9_\-]{20,}" + _E),
+    SecretRule("anthropic_key", r"[sS][kK]-(?i:ant)-[A-Za-z0-9_\-]{20,}" + _E),
     SecretRule(
-        "openai_key", r"sk-(?!ant-)(?=[A-Za-z0-9_\-]{0,255}\d)[A-Za-z0-9_\-]{20,}" + _E, 0.95
+        "openai_key",
+        r"[sS][kK]-(?!(?i:ant)-)(?=[A-Za-z0-9_\-]{0,255}\d)[A-Za-z0-9_\-]{20,}" + _E,
+        0.95,
     ),
     SecretRule("aws_access_key_id", r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + _E),
     SecretRule(

@@ -261,7 +261,7 @@ def featurise(text: str, dim: int = DEFAULT_DIM) -> list[tuple[int, int, IntArra
     return [(w.start, w.end, w.index, w.values) for w in featurise_windows(text, dim)]
 
 
-def _sigmoid(z: float) -> float:
+def sigmoid(z: float) -> float:
     return float(1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))))
 
 
@@ -326,7 +326,7 @@ class LinearDetector:
         z = float(np.dot(self.weights[window.index], window.values)) + self.bias
         if self.word_weights is not None:
             z += float(np.dot(self.word_weights[window.word_index], window.word_values))
-        return _sigmoid(z)
+        return sigmoid(z)
 
     def window_scores(self, text: str) -> list[WindowScore]:
         return [
@@ -340,13 +340,18 @@ class LinearDetector:
 
     def detect(self, text: str, threshold: float | None = None) -> Detection:
         """Score every window, flag at ``threshold`` (default: the trained one), categorise."""
-        limit = self.threshold if threshold is None else threshold
         feats = featurise_windows(text, self.dim, self.word_dim)
-        best_score, best = -1.0, feats[0]
-        for window in feats:
-            score = self.window_score(window)
-            if score > best_score:
-                best_score, best = score, window
+        return self.detection([(w, self.window_score(w)) for w in feats], threshold)
+
+    def detection(
+        self, scored: list[tuple[Window, float]], threshold: float | None = None
+    ) -> Detection:
+        """The text's detection from its scored windows: the first highest window wins.
+
+        Shared with the cascade, which scores some windows a second time before this step.
+        """
+        limit = self.threshold if threshold is None else threshold
+        best, best_score = max(scored, key=lambda pair: pair[1])
         category, category_score = self.categorise(best.index, best.values)
         flagged = best_score >= limit
         return Detection(best_score, flagged, best.start, best.end, category, category_score)
@@ -441,6 +446,15 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def pinned_digests(root: Path) -> dict[str, str]:
+    """``{relpath: sha256}`` from the folder's MANIFEST.json; empty when it is unreadable."""
+    try:
+        files = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))["files"]
+        return {str(k): str(v) for k, v in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def read_verified(relpath: str, root: Path | None = None) -> bytes:
     """The bytes of a shipped data file, after checking them against MANIFEST.json.
 
@@ -449,13 +463,9 @@ def read_verified(relpath: str, root: Path | None = None) -> bytes:
     is does not load (fail closed).
     """
     base = root or data_root()
-    try:
-        manifest = json.loads((base / MANIFEST_NAME).read_text(encoding="utf-8"))
-        expected = str(manifest["files"][relpath])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelVerificationFailed(
-            f"no pinned digest for {relpath!r} in {MANIFEST_NAME}"
-        ) from exc
+    expected = pinned_digests(base).get(relpath)
+    if expected is None:
+        raise ModelVerificationFailed(f"no pinned digest for {relpath!r} in {MANIFEST_NAME}")
     try:
         data = (base / relpath).read_bytes()
     except OSError as exc:

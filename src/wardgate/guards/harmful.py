@@ -21,7 +21,6 @@ Config::
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import ClassVar
@@ -31,7 +30,7 @@ from pydantic import field_validator
 from wardgate.errors import ConfigError
 from wardgate.guards._learned import Detector, LearnedOptions, load, worst_reading
 from wardgate.guards.base import Finding, Guard, GuardEnvironment, ScanContext, Verdict
-from wardgate.guards.classifier import MANIFEST_NAME, LinearDetector, data_root, read_verified
+from wardgate.guards.classifier import LinearDetector, data_root, pinned_digests, read_verified
 from wardgate.guards.config import GuardSpec
 
 log = logging.getLogger(__name__)
@@ -55,15 +54,6 @@ HAZARD_CATEGORIES: dict[str, str] = {
     "S14": "Code Interpreter Abuse",
 }
 SCORE_KEY = "harmful"
-
-
-def pinned(root: Path, relpath: str) -> bool:
-    """Whether the weights folder's manifest lists ``relpath`` (whatever the file holds)."""
-    try:
-        files = json.loads((root / MANIFEST_NAME).read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return relpath in files
 
 
 class HarmfulOptions(LearnedOptions):
@@ -101,7 +91,7 @@ class HarmfulRequestGuard(Guard):
         """The cascade, or the n-gram model alone when the stage is optional and missing."""
         root = Path(self.options.weights_dir) if self.options.weights_dir else data_root()
         required = self.options.semantic is True
-        if not required and not pinned(root, SEMANTIC_FILE):
+        if not required and SEMANTIC_FILE not in pinned_digests(root):
             return first  # custom weights without a semantic stage
         try:
             # Imported here: without the extra installed, the n-gram model still serves.

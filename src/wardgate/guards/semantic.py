@@ -32,6 +32,7 @@ from wardgate.guards.classifier import (
     header_array,
     npz_bytes,
     read_npz,
+    sigmoid,
 )
 from wardgate.guards.embedding import MiniLMEncoder
 
@@ -46,10 +47,6 @@ EMBEDDING_CACHE = 2048
 def _logit(p: float) -> float:
     p = min(max(p, 1e-12), 1 - 1e-12)
     return math.log(p / (1 - p))
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-min(max(z, -60.0), 60.0)))
 
 
 @dataclass(frozen=True)
@@ -170,7 +167,7 @@ class CascadeDetector:
             vectors = self._embeddings(windows)
             for (_, ti, wi), vector in zip(unsure, vectors, strict=True):
                 z = self.stage.logit(feats[ti][wi], vector)
-                scores[ti][wi] = _sigmoid(z + self._shift)
+                scores[ti][wi] = sigmoid(z + self._shift)
         return [list(zip(f, s, strict=True)) for f, s in zip(feats, scores, strict=True)]
 
     def window_scores(self, text: str) -> list[WindowScore]:
@@ -185,13 +182,4 @@ class CascadeDetector:
     def detect_many(self, texts: list[str], threshold: float | None = None) -> list[Detection]:
         """One detection per text; the texts share the embedding budget (see _scored_many)."""
         limit = self.threshold if threshold is None else threshold
-        out = []
-        for scored in self._scored_many(texts):
-            best, best_score = max(scored, key=lambda pair: pair[1])
-            category, category_score = self.first.categorise(best.index, best.values)
-            out.append(
-                Detection(
-                    best_score, best_score >= limit, best.start, best.end, category, category_score
-                )
-            )
-        return out
+        return [self.first.detection(scored, limit) for scored in self._scored_many(texts)]

@@ -19,6 +19,7 @@ from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
 from wardgate.routing.config import RoutingConfig
+from wardgate.validation import field_error, problems_from
 
 
 class StrictModel(BaseModel):
@@ -93,9 +94,9 @@ class ModelConfig(StrictModel):
     def _backend_fields(self) -> ModelConfig:
         if self.backend in ("openai", "anthropic"):
             if not self.base_url:
-                raise ValueError(f"model {self.name!r}: backend {self.backend!r} needs base_url")
+                raise field_error("base_url", f"backend {self.backend!r} needs base_url")
             if not self.base_url.startswith(("http://", "https://")):
-                raise ValueError(f"model {self.name!r}: base_url must be http(s)")
+                raise field_error("base_url", "base_url must be an http(s) URL")
         return self
 
     @property
@@ -153,21 +154,22 @@ class GatewayConfig(StrictModel):
     @classmethod
     def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
         seen: set[str] = set()
-        for model in models:
+        for index, model in enumerate(models):
             if model.name in seen:
-                raise ValueError(f"duplicate model name {model.name!r}")
+                raise field_error(f"{index}.name", f"duplicate model name {model.name!r}")
             seen.add(model.name)
         return models
 
     @model_validator(mode="after")
     def _fallbacks_exist(self) -> GatewayConfig:
         names = {m.name for m in self.models}
-        for model in self.models:
+        for index, model in enumerate(self.models):
             for fallback in model.fallbacks:
+                where = f"models.{index}.fallbacks"
                 if fallback not in names:
-                    raise ValueError(f"model {model.name!r}: unknown fallback {fallback!r}")
+                    raise field_error(where, f"unknown fallback {fallback!r}")
                 if fallback == model.name:
-                    raise ValueError(f"model {model.name!r} cannot fall back to itself")
+                    raise field_error(where, f"model {model.name!r} cannot fall back to itself")
         return self
 
     def model(self, name: str) -> ModelConfig | None:
@@ -195,7 +197,7 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {file}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{file} is not valid YAML: {_yaml_problem(exc)}") from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -203,8 +205,17 @@ def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise ConfigError(f"{file} is not a valid Wardgate config:\n" + "\n".join(lines)) from exc
+        problems = problems_from(exc, model=GatewayConfig)
+        raise ConfigError(
+            f"{file} is not a valid Wardgate config:\n" + "\n".join(f"  {p}" for p in problems),
+            problems=problems,
+        ) from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: ``line 3, column 5: mapping values are not allowed here``."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return str(problem)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"

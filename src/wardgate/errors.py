@@ -7,6 +7,9 @@ that raises never has to think about wire formats, and clients can branch on ``c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 
 class WardgateError(Exception):
     """Base class: ``status`` is the HTTP status, ``code`` the stable machine code."""
@@ -45,16 +48,63 @@ class WardgateError(Exception):
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with a configuration: where (a dotted YAML path) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
 class ConfigError(WardgateError):
-    """The configuration is invalid; raised at start-up, never per request."""
+    """The configuration is invalid; raised at start-up, never per request.
+
+    ``problems`` lists every problem found, each printable as one ``yaml.path: problem``
+    line; ``message`` is the one-sentence summary.
+    """
 
     code = "config_error"
+
+    def __init__(
+        self, message: str, *, problems: Iterable[ConfigProblem] = (), **kwargs: object
+    ) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.problems: tuple[ConfigProblem, ...] = tuple(problems)
+
+    def lines(self) -> list[str]:
+        """The problems as ``path: problem`` lines (the message itself when there are none)."""
+        return [str(p) for p in self.problems] or [self.message]
 
 
 class InvalidRequest(WardgateError):
     status = 400
     code = "invalid_request"
     type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """The request asks for a feature Wardgate does not implement; ``param`` names it.
+
+    Refusing is the honest answer: silently dropping ``tools`` or ``response_format`` would
+    return a 200 that is not what the client asked for.
+    """
+
+    code = "unsupported_parameter"
+
+
+class NotFound(InvalidRequest):
+    """No such route (OpenAI answers an unknown URL with a 404 ``invalid_request_error``)."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    code = "method_not_allowed"
 
 
 class PayloadTooLarge(InvalidRequest):
@@ -70,6 +120,18 @@ class AuthenticationFailed(WardgateError):
     status = 401
     code = "invalid_api_key"
     type = "authentication_error"
+
+
+class KeyNotUsable(AuthenticationFailed):
+    """A key the gateway knows but may no longer accept (revoked, expired).
+
+    ``key_id`` names it for the audit record, so an operator can see *which* key is still
+    being presented after it was revoked; the client sees only the usual 401 body.
+    """
+
+    def __init__(self, message: str, *, key_id: str, code: str) -> None:
+        super().__init__(message, code=code)
+        self.key_id = key_id
 
 
 class PermissionDenied(WardgateError):

@@ -127,7 +127,7 @@ def test_unknown_models_and_bad_config() -> None:
     with pytest.raises(ModelNotFound):
         policy.decide("nope", set(), "standard", None)
     assert policy.known("auto") and policy.known("local") and not policy.known("nope")
-    with pytest.raises(ConfigError, match="unknown models"):
+    with pytest.raises(ConfigError, match="unknown model 'missing'"):
         RoutingPolicy(RoutingConfig(logical_models={"auto": ["missing"]}), _models())
     with pytest.raises(ValueError, match="needs a condition"):
         RoutingConfig.model_validate(

@@ -12,6 +12,7 @@ is the ``backend:`` value in the config, its object a class taking a ``ModelConf
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -48,16 +49,27 @@ class Backend(Protocol):
         ...
 
 
+# Optional, not part of the protocol: ``preflight(self) -> list[tuple[str, str]]`` returns the
+# problems ``start()`` would hit that can be found without the network or loading weights
+# (a missing file, an unset key variable), as ``(field, problem)`` pairs relative to the model
+# entry. ``wardgate config check`` and ``wardgate serve`` both report them (wardgate.configcheck).
+# Constructors must not acquire resources (threads, sockets): the check builds backends too.
+
+
 BackendClass = type
 
 
 def backend_class(kind: str) -> BackendClass:
     """The class registered for ``kind`` under the ``wardgate.backends`` entry point."""
-    for entry in entry_points(group="wardgate.backends"):
+    entries = list(entry_points(group="wardgate.backends"))
+    for entry in entries:
         if entry.name == kind:
             loaded: BackendClass = entry.load()
             return loaded
-    raise ConfigError(f"unknown backend {kind!r}: no 'wardgate.backends' entry point has that name")
+    known = sorted(e.name for e in entries)
+    close = difflib.get_close_matches(kind, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"unknown backend {kind!r}{hint}; known backends: {', '.join(known)}")
 
 
 def create_backend(config: ModelConfig) -> Backend:

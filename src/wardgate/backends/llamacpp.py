@@ -28,6 +28,7 @@ from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, Usage
 from wardgate.config import ModelConfig
 from wardgate.embedded import embedded_model_path
 from wardgate.errors import (
+    ConfigError,
     ContextLengthExceeded,
     Overloaded,
     UpstreamError,
@@ -73,6 +74,26 @@ class LlamaCppBackend:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load)
+
+    def preflight(self) -> list[tuple[str, str]]:
+        """What would stop :meth:`start`, found without loading or hashing the weights: the
+        file, the ``verify:`` settings and the chat template (see ``backends.base``)."""
+        from wardgate.supplychain.verify_load import verify_problems
+
+        try:
+            source = Path(self.config.path) if self.config.path else embedded_model_path()
+        except ConfigError as exc:
+            return [("path", exc.message)]
+        if not source.is_file():
+            return [("path", f"weights file not found: {source}")]
+        verify = verify_problems(source, self.config.verify)
+        problems = [(f"verify.{field}", text) for field, text in verify]
+        if self.config.chat_template:
+            try:
+                ChatTemplate(self.config.chat_template, bos_token="", eos_token="")
+            except ConfigError as exc:
+                problems.append(("chat_template", exc.message))
+        return problems
 
     def _load(self) -> None:
         from llama_cpp import Llama

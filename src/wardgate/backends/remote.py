@@ -62,20 +62,26 @@ def read_api_key(config: ModelConfig, *, required: bool) -> str | None:
     Keys are never taken from the config file or from requests. A named but unset (or
     empty) variable is a start-up error, not a per-request 401: the operator learns at once.
     """
+    problem = api_key_problem(config, required=required)
+    if problem is not None:
+        raise ConfigError(f"model {config.name!r}: {problem}")
+    env = config.api_key_env
+    return os.environ[env].strip() if env else None
+
+
+def api_key_problem(config: ModelConfig, *, required: bool) -> str | None:
+    """Why :func:`read_api_key` would fail now, or None (``config check`` reports it)."""
     env = config.api_key_env
     if env is None:
         if required:
-            raise ConfigError(
-                f"model {config.name!r}: backend {config.backend!r} needs api_key_env "
+            return (
+                f"backend {config.backend!r} needs api_key_env "
                 "(the name of the environment variable that holds the vendor key)"
             )
         return None
-    value = os.environ.get(env, "").strip()
-    if not value:
-        raise ConfigError(
-            f"model {config.name!r}: environment variable {env!r} (api_key_env) is not set"
-        )
-    return value
+    if not os.environ.get(env, "").strip():
+        return f"environment variable {env!r} (api_key_env) is not set"
+    return None
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -146,7 +152,7 @@ class HTTPUpstream:
         self.config = config
         self.vendor = vendor
         self._auth_headers = auth_headers
-        self._key_required = key_required
+        self.key_required = key_required
         self._extra_headers = dict(extra_headers or {})
         self._key: str | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -174,7 +180,7 @@ class HTTPUpstream:
         """Open the pool. Must run on the loop that will use it (aiohttp binds to it)."""
         if self._session is not None:
             return
-        self._key = read_api_key(self.config, required=self._key_required)
+        self._key = read_api_key(self.config, required=self.key_required)
         cfg = self.config
         headers = {"content-type": "application/json", "accept": "application/json"}
         headers.update(self._extra_headers)
@@ -432,6 +438,11 @@ class RemoteBackend:
 
     async def start(self) -> None:
         await self._http.start()
+
+    def preflight(self) -> list[tuple[str, str]]:
+        """The vendor key's variable must be set (see ``backends.base``: preflight)."""
+        problem = api_key_problem(self.config, required=self._http.key_required)
+        return [("api_key_env", problem)] if problem else []
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from wardgate.cli.help import WardgateTyper
 from wardgate.cli.keys import ConfigOption, JsonOption, database, load_cli_config
 from wardgate.store.audit import ChainReport, export_jsonl, read_since, tail, verify_chain
 from wardgate.store.auditlog import verify_jsonl
 
-audit_app = typer.Typer(
+audit_app = WardgateTyper(
     help="Verify, export and inspect the tamper-evident audit log.", no_args_is_help=True
 )
 

@@ -17,13 +17,15 @@ import orjson
 import typer
 from sqlalchemy import Engine
 
-from wardgate.config import GatewayConfig, load_config
+from wardgate.cli.common import load_or_exit
+from wardgate.cli.help import WardgateTyper
+from wardgate.config import GatewayConfig
 from wardgate.errors import ConfigError, WardgateError
 from wardgate.store.db import open_database
 from wardgate.store.keys import ApiKey, KeyStore
 from wardgate.store.secret import load_or_create_secret
 
-keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
+keys_app = WardgateTyper(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -36,12 +38,8 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 
 def load_cli_config(path: Path | None) -> GatewayConfig:
-    """The config, or exit 2 with the validation message."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from exc
+    """The config, or exit 2 with one ``path: problem`` line per problem."""
+    return load_or_exit(path)
 
 
 @contextmanager
@@ -106,7 +104,17 @@ def create(
     owner: Annotated[str, typer.Option("--owner", "-o", help="Who the key belongs to.")],
     model: Annotated[
         list[str] | None,
-        typer.Option("--model", "-m", help="A model the key may call (repeat; default: all)."),
+        typer.Option(
+            "--model", "-m", help="A model the key may call; repeat for more (default: all)."
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Models the key may call, comma-separated (like the admin API's models list).",
+            metavar="A,B",
+        ),
     ] = None,
     tier: Annotated[str, typer.Option(help="Tier name used by the routing policy.")] = "standard",
     rpm: Annotated[int | None, typer.Option(min=0, help="Requests/minute (0: default).")] = None,
@@ -123,7 +131,7 @@ def create(
     with _store(config) as store:
         record, raw = store.create(
             owner=owner,
-            models=model or ["*"],
+            models=_model_list(model, models),
             tier=tier,
             rpm=rpm,
             tpm=tpm,
@@ -131,6 +139,13 @@ def create(
             admin=admin,
         )
     _print_secret(record, raw, "Created", as_json)
+
+
+def _model_list(repeated: list[str] | None, listed: str | None) -> list[str]:
+    """``--model a --model b`` and ``--models a,b`` combine; neither means every model."""
+    names = list(repeated or [])
+    names += [n.strip() for n in (listed or "").split(",") if n.strip()]
+    return list(dict.fromkeys(names)) or ["*"]
 
 
 @keys_app.command("list")

@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from wardgate.cli.audit import audit_app
+from wardgate.cli.config_cmd import config_app
+from wardgate.cli.help import WardgateTyper
 from wardgate.cli.keys import keys_app
 from wardgate.cli.model import model_app
 from wardgate.cli.redteam import redteam_app
-from wardgate.cli.serve import config_app, serve
+from wardgate.cli.serve import serve
 
-app = typer.Typer(
+app = WardgateTyper(
     name="wardgate",
     help="Security gateway and assurance kit for open-weight and vendor LLMs.",
     no_args_is_help=True,
-    add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"wardgate {version('wardgate')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Security gateway and assurance kit for open-weight and vendor LLMs."""
+
+
 app.command("serve")(serve)
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")

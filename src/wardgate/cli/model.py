@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -18,7 +19,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-model_app = typer.Typer(
+from wardgate.cli.help import WardgateTyper
+
+model_app = WardgateTyper(
     name="model",
     help="Model supply chain: hash, sign, verify, scan, encrypt weights, ML-BOM.",
     no_args_is_help=True,
@@ -42,6 +45,14 @@ def _fail(message: str, as_json: bool = False, code: int = EXIT_ERROR) -> NoRetu
     else:
         Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def _table(*headers: str) -> Table:
+    """A table whose cells wrap (long words fold) at any width, so no column is ever cut."""
+    table = Table(*headers)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 def _emit(data: Any) -> None:
@@ -75,14 +86,10 @@ def hash_cmd(
         _emit({**digest.to_dict(), "seconds": round(seconds, 3)})
         return
     console = _out()
-    table = Table("sha256", "size", "file")
-    table.columns[0].no_wrap = True
-    table.columns[0].min_width = 64
-    table.columns[1].no_wrap = True
-    table.columns[2].overflow = "fold"
+    # sha256sum's layout (digest, two spaces, name) plus the size: lines wrap in a narrow
+    # terminal instead of a table squeezing the names into a one-letter column.
     for item in digest.files:
-        table.add_row(item.sha256, f"{item.size:,}", item.name)
-    console.print(table)
+        console.print(f"{item.sha256}  {item.size:>15,}  {item.name}")
     rate = digest.total_bytes / seconds / 1e9 if seconds else 0.0
     console.print(
         f"model-signing root digest {digest.root}\n"
@@ -177,11 +184,19 @@ def verify_cmd(
     checks: list[dict[str, Any]] = []
     ok = True
     if sha256 is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", sha256.strip()):
+            _fail("--sha256 takes 64 hex digits (as `wardgate model hash` prints)", as_json)
         digest = hash_model(path)
+        # A single file is pinned by its own sha256 (what sha256sum prints) or by the root
+        # digest `wardgate model hash --json` prints at the top level; a folder by the root.
         got = digest.files[0].sha256 if path.is_file() else digest.root
-        match = digests_equal(got, sha256)
+        match = any(digests_equal(c, sha256.strip()) for c in (got, digest.root))
         ok &= match
-        checks.append({"check": "sha256", "ok": match, "actual": got, "expected": sha256.lower()})
+        check: dict[str, Any] = {"check": "sha256", "ok": match, "expected": sha256.lower()}
+        check["actual"] = got
+        if path.is_file():
+            check["actual_root"] = digest.root
+        checks.append(check)
     if signature is not None:
         if not signature.is_file():
             _fail(f"signature file not found: {signature}", as_json)
@@ -204,7 +219,11 @@ def verify_cmd(
         console = _out()
         for check in checks:
             mark = "[green]OK[/]" if check["ok"] else "[bold red]FAILED[/]"
-            detail = check.get("reason") or check.get("method") or check.get("actual", "")
+            if check["check"] == "sha256" and not check["ok"]:
+                root = f" (root digest {check['actual_root']})" if "actual_root" in check else ""
+                detail = f"expected {check['expected']}, actual {check['actual']}{root}"
+            else:
+                detail = check.get("reason") or check.get("method") or check.get("actual", "")
             console.print(f"{mark}  {check['check']}: {detail}")
     raise typer.Exit(EXIT_CLEAN if ok else EXIT_FINDINGS)
 
@@ -245,7 +264,7 @@ def scan_cmd(
     else:
         console = _out()
         if report.findings:
-            table = Table("severity", "code", "where", "message")
+            table = _table("severity", "code", "where", "message")
             for finding in sorted(report.findings, key=lambda f: -f.severity):
                 table.add_row(
                     str(finding.severity), finding.code, finding.location, finding.message
@@ -405,13 +424,13 @@ def bom_cmd(
     ]
     if not as_json and output is not None:
         console = _out()
-        table = Table("model", "sha256", "format", "quant", "signature", "scan")
+        table = _table("model", "sha256", "format", "quant", "signature", "scan")
         for comp in bom["components"]:
             props = {p["name"].split(":", 1)[1]: p["value"] for p in comp.get("properties", [])}
             digest = comp.get("hashes", [{"content": "-"}])[0]["content"]
             table.add_row(
                 comp["name"],
-                digest[:16],
+                digest,
                 props.get("format", "-"),
                 props.get("quantization", "-"),
                 props.get("signature", "-"),

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from wardgate.cli.help import WardgateTyper
 from wardgate.errors import ConfigError, UpstreamError, WardgateError
 from wardgate.redteam.gate import GateResult, parse_thresholds
 from wardgate.redteam.harness import (
@@ -27,7 +28,7 @@ from wardgate.redteam.runner import RunSettings, progress_bar
 from wardgate.redteam.suites import builtin_manifest, load_builtin
 from wardgate.redteam.targets import Target, parse_target
 
-redteam_app = typer.Typer(
+redteam_app = WardgateTyper(
     help="Red-team a model or the gateway: attack suites, judges, statistics, reports, gates.",
     no_args_is_help=True,
 )

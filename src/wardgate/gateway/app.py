@@ -13,7 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wardgate.config import GatewayConfig
-from wardgate.errors import InvalidRequest, WardgateError
+from wardgate.errors import (
+    InvalidRequest,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    WardgateError,
+)
 from wardgate.gateway.admin import admin_router
 from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.responses import JSONBytesResponse, error_response
@@ -30,9 +36,14 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             await runtime.start()
-        except WardgateError as exc:
+        except Exception as exc:
             # One clear line (uvicorn then exits): e.g. a model whose weights did not verify.
-            log.error("cannot start: %s", exc.message)
+            # The traceback is for `wardgate serve --debug` only.
+            reason = (
+                exc.message if isinstance(exc, WardgateError) else f"{type(exc).__name__}: {exc}"
+            )
+            log.error("cannot start: %s", reason)
+            log.debug("start-up failure", exc_info=True)
             await runtime.stop()
             raise
         try:
@@ -51,6 +62,7 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     # The hot path is a plain Starlette route: no dependency injection, no response model.
     app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.router.add_route("/v1/models", list_models, methods=["GET"])
+    app.router.add_route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
@@ -68,14 +80,20 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return error_response(
-            WardgateError(
-                str(exc.detail),
-                status=exc.status_code,
-                code=codes.get(exc.status_code, "http_error"),
+        # OpenAI's wording for an unknown URL; the path is the client's own, cut short.
+        where = f"{request.method} {request.url.path[:200]}"
+        error: WardgateError
+        if exc.status_code == 404:
+            error = NotFound(f"Invalid URL ({where})")
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "")
+            error = MethodNotAllowed(
+                f"method not allowed ({where}); allowed: {allowed or 'none'}",
+                headers=dict(exc.headers or {}),
             )
-        )
+        else:
+            error = InvalidRequest(str(exc.detail), status=exc.status_code, code="http_error")
+        return error_response(error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -86,23 +104,36 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     return app
 
 
-async def list_models(request: Request) -> Response:
+def _model_object(name: str) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "wardgate"}
+
+
+async def _visible_models(request: Request) -> list[str]:
+    """The models and logical models the presented key may use (in config order)."""
     gateway: Gateway = request.app.state.gateway
     key = await gateway.auth.authenticate(request.headers.get("authorization"))
-    names = [
+    return [
         n
         for n in [*gateway.model_configs, *gateway.config.routing.logical_models]
         if key.allows_model(n)
     ]
-    return JSONBytesResponse(
-        {
-            "object": "list",
-            "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": "wardgate"}
-                for name in names
-            ],
-        }
-    )
+
+
+async def list_models(request: Request) -> Response:
+    names = await _visible_models(request)
+    return JSONBytesResponse({"object": "list", "data": [_model_object(n) for n in names]})
+
+
+async def retrieve_model(request: Request) -> Response:
+    """``GET /v1/models/{id}`` (the SDK's ``models.retrieve``): like OpenAI, a model the key
+    may not use is indistinguishable from one that does not exist."""
+    model_id = request.path_params["model_id"]
+    if model_id not in await _visible_models(request):
+        raise ModelNotFound(
+            f"The model {model_id[:256]!r} does not exist or you do not have access to it.",
+            param="model",
+        )
+    return JSONBytesResponse(_model_object(model_id))
 
 
 async def healthz(request: Request) -> Response:

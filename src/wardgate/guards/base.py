@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from wardgate.errors import ConfigError
+from wardgate.validation import problems_from
 
 if TYPE_CHECKING:
     from wardgate.chat import ChatRequest, Completion
@@ -215,7 +216,11 @@ class Guard:
         try:
             self.options: Any = self.Options.model_validate(spec.options)
         except ValidationError as exc:
-            raise ConfigError(f"guard {self.name!r}: invalid options: {exc}") from exc
+            problems = problems_from(exc, model=self.Options, prefix="options")
+            raise ConfigError(
+                f"guard {self.name!r}: invalid options: " + "; ".join(map(str, problems)),
+                problems=problems,
+            ) from exc
 
     @property
     def name(self) -> str:

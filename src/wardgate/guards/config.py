@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wardgate.validation import field_error
+
 
 class GuardSpec(BaseModel):
     """One guard in a pipeline; ``type`` names a registered guard (see ``guards.registry``)."""
@@ -79,7 +81,7 @@ class GuardsConfig(BaseModel):
             labels = [s.label for s in specs]
             dupes = sorted({x for x in labels if labels.count(x) > 1})
             if dupes:
-                raise ValueError(f"guards.{where}: duplicate guard names {dupes}; set 'name:'")
+                raise field_error(where, f"duplicate guard names {dupes}; set 'name:'")
         return self
 
     def input_for(self, route: str | None) -> list[GuardSpec]:

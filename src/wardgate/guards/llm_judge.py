@@ -133,6 +133,11 @@ class LLMJudgeGuard(Guard):
         if self.env.complete is None:
             raise ConfigError(f"guard {self.name!r}: the LLM judge needs a model runner")
 
+    @property
+    def referenced_models(self) -> list[str]:
+        """Configured models this guard calls; ``wardgate config check`` checks they exist."""
+        return [self.options.model]
+
     def prepare(self, request: ChatRequest, state: RequestState) -> ChatRequest:
         """Remember the last user message: the output judge needs it as context."""
         last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")

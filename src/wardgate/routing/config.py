@@ -30,6 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from wardgate.validation import field_error
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -112,7 +114,7 @@ class RoutingConfig(BaseModel):
         names = [r.name for r in self.rules or []]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"duplicate routing rule names {dupes}")
+            raise field_error("rules", f"duplicate routing rule names {dupes}")
         return self
 
     @property

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from wardgate.errors import ModelNotFound, RoutingRefused
+from wardgate.errors import ConfigError, ConfigProblem, ModelNotFound, RoutingRefused
 from wardgate.routing.config import ModelMatch, RoutingConfig, RoutingRule, RuleWhen
 
 if TYPE_CHECKING:
@@ -114,6 +114,36 @@ def _matches_model(
     return match.models is None or model.name in match.models
 
 
+def routing_problems(config: RoutingConfig, models: Iterable[str]) -> list[ConfigProblem]:
+    """Names in the routing config that do not resolve, as ``routing.…`` problems.
+
+    The policy refuses to start on the first; ``wardgate config check`` lists them all.
+    """
+    names = set(models)
+    problems = []
+    for logical, candidates in config.logical_models.items():
+        where = f"routing.logical_models.{logical}"
+        if logical in names:
+            problems.append(ConfigProblem(where, f"logical model {logical!r} shadows a model"))
+        if not candidates:
+            problems.append(ConfigProblem(where, "lists no models"))
+        for index, candidate in enumerate(candidates):
+            if candidate not in names:
+                problems.append(
+                    ConfigProblem(f"{where}.{index}", f"unknown model {candidate!r}")
+                )
+    for index, rule in enumerate(config.rules or []):
+        for name in rule.allow.models or []:
+            if name not in names:
+                problems.append(
+                    ConfigProblem(
+                        f"routing.rules.{index}.allow.models",
+                        f"rule {rule.name!r}: unknown model {name!r}",
+                    )
+                )
+    return problems
+
+
 class RoutingPolicy:
     """Evaluates :class:`RoutingConfig` rules against the configured models."""
 
@@ -124,20 +154,9 @@ class RoutingPolicy:
         self._check_names()
 
     def _check_names(self) -> None:
-        from wardgate.errors import ConfigError
-
-        for logical, candidates in self.config.logical_models.items():
-            if logical in self.models:
-                raise ConfigError(f"logical model {logical!r} shadows a configured model")
-            unknown = [c for c in candidates if c not in self.models]
-            if unknown:
-                raise ConfigError(f"logical model {logical!r}: unknown models {unknown}")
-            if not candidates:
-                raise ConfigError(f"logical model {logical!r} lists no models")
-        for rule in self.rules:
-            for name in rule.allow.models or []:
-                if name not in self.models:
-                    raise ConfigError(f"routing rule {rule.name!r}: unknown model {name!r}")
+        problems = routing_problems(self.config, self.models)
+        if problems:
+            raise ConfigError(f"routing: {problems[0]}", problems=problems)
 
     def known(self, name: str) -> bool:
         return name in self.models or name in self.config.logical_models

@@ -9,6 +9,7 @@ gateway needs (EC P-256 public key, certificate chain, or Sigstore identity).
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import tempfile
@@ -163,19 +164,24 @@ def verify_model(
         config.verify(model, signature)
     except Exception as exc:
         raise ModelVerificationFailed(
-            f"signature verification failed for {model}: {_reason(exc)}"
+            f"signature verification failed for {model}: {_reason(exc, model)}"
         ) from exc
     from wardgate.supplychain.hashing import model_files
 
     return Verified(str(model), str(signature), method, len(model_files(model)))
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, model: Path | None = None) -> str:
     text = str(exc) or type(exc).__name__
     if "Signature mismatch" in text or "Hash mismatch" in text:
-        changed = re.findall(r"Hash mismatch for '([^']+)'", text)
-        extra = re.findall(r"Extra files found in model '[^']*': ([^\]\"]+)", text)
-        missing = re.findall(r"Missing files in model '[^']*': ([^\]\"]+)", text)
+        diffs = _mismatches(text)
+        joined = "\n".join(diffs)
+        changed = [
+            _changed(m, model)
+            for m in re.finditer(r"Hash mismatch for '(?P<name>[^']+)': (?P<rest>.*)", joined)
+        ]
+        extra = re.findall(r"Extra files found in model '[^']*': (.+)", joined)
+        missing = re.findall(r"Missing files in model '[^']*': (.+)", joined)
         parts = [f"changed: {', '.join(changed)}"] if changed else []
         parts += [f"not signed: {extra[0].strip()}"] if extra else []
         parts += [f"missing: {missing[0].strip()}"] if missing else []
@@ -183,3 +189,33 @@ def _reason(exc: Exception) -> str:
     if "InvalidSignature" in type(exc).__name__ or "signature" in text.lower():
         return f"the signature was not made by the trusted key ({text})"
     return text
+
+
+def _mismatches(text: str) -> list[str]:
+    """The differences model-signing lists: ``Signature mismatch: [...]`` is a Python list
+    literal (its quoting depends on the bytes inside), so read it as one rather than by regex."""
+    _, _, listed = text.partition("Signature mismatch: ")
+    try:
+        value = ast.literal_eval(listed.strip())
+    except (ValueError, SyntaxError):
+        return [text]
+    return [str(v) for v in value] if isinstance(value, list) else [text]
+
+
+_DIGEST_BYTES = re.compile(r"digest_value=(b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\")")
+
+
+def _changed(match: re.Match[str], model: Path | None) -> str:
+    """``weights.bin (signed sha256 <hex>, now <hex>)``: digests in hex, never a bytes repr."""
+    name = match.group("name")
+    if name == "." and model is not None:
+        name = model.name  # a single-file model is one resource named "."
+    digests = []
+    for literal in _DIGEST_BYTES.findall(match.group("rest")):
+        try:
+            digests.append(ast.literal_eval(literal).hex())
+        except (ValueError, SyntaxError):
+            return name
+    if len(digests) == 2:
+        return f"{name} (signed sha256 {digests[0]}, now {digests[1]})"
+    return name

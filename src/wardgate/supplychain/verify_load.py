@@ -142,9 +142,10 @@ def _check_digest(path: Path, expected: str) -> None:
     from wardgate.supplychain.hashing import digests_equal, hash_model
 
     actual = hash_model(path)
-    # A single file is pinned by its own sha256 (what sha256sum prints); a folder by the root.
+    # A single file is pinned by its own sha256 (what sha256sum prints) or by the root digest
+    # (what `wardgate model hash --json` prints at the top level); a folder by the root.
     got = actual.files[0].sha256 if path.is_file() else actual.root
-    if not digests_equal(got, expected):
+    if not any(digests_equal(candidate, expected) for candidate in (got, actual.root)):
         raise ModelVerificationFailed(
             f"{path.name}: sha256 {got[:16]}… does not match the pinned {expected.lower()[:16]}…"
         )
@@ -196,6 +197,53 @@ def _audit_gguf(
     return findings
 
 
+def verify_problems(path: Path, verify: VerifyConfig) -> list[tuple[str, str]]:
+    """Settings under ``verify:`` that cannot work for ``path``, found without hashing it.
+
+    Returns ``(field, problem)`` pairs, ``field`` relative to ``verify``. The load-time gate
+    refuses on the first; ``wardgate config check`` lists them all, so a missing key file or an
+    unset key variable is reported before anyone waits for a model to load.
+    """
+    from wardgate.supplychain.encryption import EncryptionError, is_encrypted, load_key
+
+    problems: list[tuple[str, str]] = []
+    if verify.require_signature and not verify.signature:
+        problems.append(
+            ("require_signature", "require_signature is set but no signature file is configured")
+        )
+    if verify.signature:
+        if not (verify.public_key or verify.certificate_chain):
+            problems.append(
+                (
+                    "signature",
+                    "a signature is configured but no trusted public_key or "
+                    "certificate_chain to check it against",
+                )
+            )
+        if not Path(verify.signature).is_file():
+            problems.append(("signature", f"signature file not found: {verify.signature}"))
+    if verify.public_key and not Path(verify.public_key).is_file():
+        problems.append(("public_key", f"public key not found: {verify.public_key}"))
+    for index, certificate in enumerate(verify.certificate_chain):
+        if not Path(certificate).is_file():
+            problems.append((f"certificate_chain.{index}", f"certificate not found: {certificate}"))
+    key_field = "decryption_key_env" if verify.decryption_key_env else "decryption_key_file"
+    if verify.decryption_key_env or verify.decryption_key_file:
+        try:
+            load_key(key_file=verify.decryption_key_file, key_env=verify.decryption_key_env)
+        except EncryptionError as exc:
+            problems.append((key_field, f"cannot load the decryption key: {exc}"))
+    elif is_encrypted(path):
+        problems.append(
+            (
+                "decryption_key_env",
+                f"{path.name} is encrypted but no decryption_key_env or decryption_key_file "
+                "is configured",
+            )
+        )
+    return problems
+
+
 @contextlib.contextmanager
 def prepare_model_file(
     path: Path,
@@ -209,15 +257,9 @@ def prepare_model_file(
     path = Path(path)
     if not path.is_file():
         raise ModelVerificationFailed(f"model file not found: {path}")
-    if verify.require_signature and not verify.signature:
-        raise ModelVerificationFailed(
-            f"{path.name}: require_signature is set but no signature file is configured"
-        )
-    if verify.signature and not (verify.public_key or verify.certificate_chain):
-        raise ModelVerificationFailed(
-            f"{path.name}: a signature is configured but no trusted public_key or "
-            "certificate_chain to check it against"
-        )
+    problems = verify_problems(path, verify)
+    if problems:
+        raise ModelVerificationFailed(f"{path.name}: {problems[0][1]}")
     from wardgate.supplychain.encryption import is_encrypted
 
     with contextlib.ExitStack() as stack:

@@ -8,10 +8,23 @@ Backends receive a validated :class:`ChatRequest` and yield :class:`Completion` 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+from wardgate.errors import UnsupportedParameter
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "error"]
@@ -21,21 +34,22 @@ MAX_TOKENS_CEILING = 1_000_000
 
 
 class ContentPart(BaseModel):
-    """One part of a multi-part message. Only text parts are forwarded to text models."""
+    """One part of a multi-part message. Only text parts are accepted over HTTP (see
+    :func:`reject_unsupported`); other types are kept so internal callers can see them."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: str
-    text: str | None = None
+    type: StrictStr
+    text: StrictStr | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Role
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
-    tool_call_id: str | None = None
+    content: StrictStr | list[ContentPart] | None = None
+    name: StrictStr | None = None
+    tool_call_id: StrictStr | None = None
     tool_calls: list[dict[str, Any]] | None = None
 
     @property
@@ -51,26 +65,31 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatRequest(BaseModel):
-    """A validated ``POST /v1/chat/completions`` body."""
+    """A validated ``POST /v1/chat/completions`` body.
+
+    Types are strict: ``"max_tokens": "10"`` or ``"stream": "yes"`` is a 400, not a guess
+    (a float field still takes a JSON integer, as JSON Schema does). Parameters outside this
+    model are screened by :func:`reject_unsupported` before validation.
+    """
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, max_length=256)
+    model: StrictStr = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    user: str | None = Field(default=None, max_length=256)
-    stream: bool = False
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_CEILING)
+    temperature: StrictFloat | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: StrictFloat | None = Field(default=None, gt=0.0, le=1.0)
+    stop: StrictStr | list[StrictStr] | None = None
+    seed: StrictInt | None = None
+    user: StrictStr | None = Field(default=None, max_length=256)
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(default=1, ge=1, le=1)
+    n: StrictInt = Field(default=1, ge=1, le=1)
 
     @field_validator("stop")
     @classmethod
@@ -99,6 +118,86 @@ class ChatRequest(BaseModel):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+
+def _absent(value: Any) -> bool:
+    return value is None or value == [] or value == {}
+
+
+#: Chat Completions parameters Wardgate does not implement, with the values that ask for
+#: nothing (OpenAI's defaults). Any other value is refused with a 400 naming the parameter:
+#: answering without the feature would be a 200 that is not what the client asked for.
+#: Implementing a feature means declaring it on :class:`ChatRequest` and deleting its entry.
+UNSUPPORTED_PARAMETERS: Mapping[str, Callable[[Any], bool]] = {
+    "tools": _absent,
+    "tool_choice": lambda v: v is None or v == "none",
+    "functions": _absent,
+    "function_call": lambda v: v is None or v == "none",
+    "response_format": lambda v: v is None or v == {"type": "text"},
+    "logprobs": lambda v: v is None or v is False,
+    "top_logprobs": lambda v: v is None,
+    "logit_bias": _absent,
+    "n": lambda v: v is None or (v == 1 and v is not True),
+    "frequency_penalty": lambda v: v is None or (v == 0 and v is not False),
+    "presence_penalty": lambda v: v is None or (v == 0 and v is not False),
+    "audio": lambda v: v is None,
+    "modalities": lambda v: v is None or v == ["text"],
+    "prediction": lambda v: v is None,
+    "reasoning_effort": lambda v: v is None,
+    "verbosity": lambda v: v is None,
+    "web_search_options": lambda v: v is None,
+    "store": lambda v: v is None or v is False,
+}
+
+#: Parameters OpenAI accepts that Wardgate accepts too and does not act on: ``metadata``
+#: (read for the routing label, see ``routing.policy.request_label``), ``parallel_tool_calls``
+#: (meaningless without ``tools``), and hints about the vendor's own service
+#: (``service_tier``, ``prompt_cache_key``, ``safety_identifier``). Every other unknown
+#: top-level parameter is refused, as OpenAI refuses it. Listed in docs/gateway.md.
+TOLERATED_PARAMETERS = frozenset(
+    {"metadata", "parallel_tool_calls", "service_tier", "prompt_cache_key", "safety_identifier"}
+)
+
+#: Message content part types a text model can take.
+SUPPORTED_PART_TYPES = frozenset({"text"})
+
+
+def reject_unsupported(body: Mapping[str, Any]) -> None:
+    """Raise :class:`UnsupportedParameter` for the first feature this body asks for that
+    Wardgate does not implement, or for a parameter OpenAI does not know either."""
+    if not body.keys() <= _PLAIN:
+        _reject_parameters(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind not in SUPPORTED_PART_TYPES:
+                raise UnsupportedParameter(
+                    f"content parts of type {kind[:32]!r} are not supported; only text",
+                    param=f"messages.{i}.content.{j}.type",
+                )
+
+
+def _reject_parameters(body: Mapping[str, Any]) -> None:
+    for name, value in body.items():
+        harmless = UNSUPPORTED_PARAMETERS.get(name)
+        if harmless is not None:
+            if not harmless(value):
+                raise UnsupportedParameter(
+                    f"{name!r} is not supported by this gateway; send the request without it",
+                    param=name,
+                )
+        elif name not in _DECLARED and name not in TOLERATED_PARAMETERS:
+            raise UnsupportedParameter(
+                f"Unrecognized request argument supplied: {name[:64]}",
+                param=name[:64],
+                code="unrecognized_parameter",
+            )
 
 
 @dataclass(slots=True)
@@ -134,3 +233,8 @@ class Delta:
     text: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+
+
+_DECLARED = frozenset(ChatRequest.model_fields)
+#: Keys that need no per-value screening: a body with only these skips the table.
+_PLAIN = (_DECLARED | TOLERATED_PARAMETERS) - UNSUPPORTED_PARAMETERS.keys()

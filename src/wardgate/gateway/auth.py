@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 
-from wardgate.errors import AuthenticationFailed, PermissionDenied
+from wardgate.errors import AuthenticationFailed, KeyNotUsable, PermissionDenied
 from wardgate.store.keys import ApiKey, KeyStore
 
 _MAX_CACHED = 10_000
@@ -36,9 +36,11 @@ class KeyAuthenticator:
         if record is None:
             raise AuthenticationFailed("invalid API key")
         if record.revoked_at is not None:
-            raise AuthenticationFailed("this API key has been revoked", code="key_revoked")
+            raise KeyNotUsable(
+                "this API key has been revoked", key_id=record.id, code="key_revoked"
+            )
         if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
-            raise AuthenticationFailed("this API key has expired", code="key_expired")
+            raise KeyNotUsable("this API key has expired", key_id=record.id, code="key_expired")
         return record
 
     async def authenticate_admin(self, authorization: str | None) -> ApiKey:

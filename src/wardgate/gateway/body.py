@@ -8,7 +8,7 @@ import orjson
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from wardgate.chat import ChatRequest
+from wardgate.chat import ChatRequest, reject_unsupported
 from wardgate.errors import InvalidRequest, PayloadTooLarge
 
 
@@ -36,16 +36,25 @@ async def read_json_body(request: Request, limit: int) -> Any:
         # orjson also rejects invalid UTF-8 and lone surrogates, which we want as a 400.
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"request body is not valid JSON (UTF-8): {exc.msg} at byte {exc.pos}",
-            code="invalid_json",
-        ) from exc
+        raise InvalidRequest(_json_problem(raw, exc), code="invalid_json") from exc
+
+
+def _json_problem(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Where the body goes wrong, as a byte offset. orjson reports invalid UTF-8 at position
+    0 and syntax errors as character offsets; both are translated (error path only)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"request body is not valid UTF-8: invalid byte at offset {bad.start}"
+    offset = len(text[: exc.pos].encode("utf-8", "surrogatepass"))
+    return f"request body is not valid JSON: {exc.msg} at byte {offset}"
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
     """Validate a chat body. Error messages name the field, never echo the submitted value."""
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object", code="invalid_json")
+    reject_unsupported(body)
     try:
         return ChatRequest.model_validate(body)
     except ValidationError as exc:

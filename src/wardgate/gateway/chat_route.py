@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wardgate.chat import ChatRequest, Completion, Delta, Usage
-from wardgate.errors import PermissionDenied, UpstreamError, WardgateError
+from wardgate.errors import KeyNotUsable, PermissionDenied, UpstreamError, WardgateError
 from wardgate.gateway.body import parse_chat_request, read_json_body
 from wardgate.gateway.responses import (
     ChunkEncoder,
@@ -52,6 +52,8 @@ class Exchange:
     client_ip: str | None
     started: float = field(default_factory=time.perf_counter)
     key: ApiKey | None = None
+    #: Id of a known key that was refused (revoked, expired), for the audit record.
+    refused_key_id: str | None = None
     chat: ChatRequest | None = None
     model_asked: str | None = None
     trace: RouteTrace | None = None
@@ -80,6 +82,8 @@ async def chat_completions(request: Request) -> Response:
         exchange.fail(error)
         if isinstance(error, BlockedByGuard):
             exchange.guard_decisions.extend(error.decisions)
+        if isinstance(error, KeyNotUsable):
+            exchange.refused_key_id = error.key_id
         _finish(gateway, exchange)
         error.headers.update(exchange.headers)
         return error_response(error)
@@ -273,7 +277,7 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
     chat = exchange.chat
     record = AuditRecord(
         request_id=exchange.request_id,
-        key_id=exchange.key.id if exchange.key else None,
+        key_id=exchange.key.id if exchange.key else exchange.refused_key_id,
         user=chat.user if chat else None,
         client_ip=exchange.client_ip,
         model_asked=exchange.model_asked,

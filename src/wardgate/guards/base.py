@@ -209,6 +209,11 @@ class Guard:
     blocking: ClassVar[bool] = False
     #: Schema of ``options:``; subclasses replace it with their own GuardOptions subclass.
     Options: ClassVar[type[GuardOptions]] = GuardOptions
+    #: Characters of a streamed answer this guard must see whole, before any of them is sent,
+    #: to judge it as it would the whole answer (its longest pattern). The streaming scanner
+    #: holds back the largest value among a route's output guards. Pattern guards declare
+    #: what their patterns need; a guard that judges meaning keeps this conservative default.
+    stream_hold_chars: ClassVar[int] = 256
 
     def __init__(self, spec: GuardSpec, env: GuardEnvironment | None = None) -> None:
         self.spec = spec
@@ -226,6 +231,11 @@ class Guard:
     def name(self) -> str:
         """The configured name (``name:``), else the type name; used in metrics and audit."""
         return self.spec.name or self.spec.type
+
+    @property
+    def hold_chars(self) -> int:
+        """The hold this instance needs (override when it depends on ``options``)."""
+        return self.stream_hold_chars
 
     @property
     def is_async(self) -> bool:

@@ -51,9 +51,10 @@ class StreamingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: Characters held back from the client at most; a pattern shorter than this is always seen
-    #: whole before any of it is released.
-    hold_chars: int = Field(default=256, ge=16, le=65_536)
+    #: Characters held back from the client. Unset (the default): the largest hold the
+    #: route's output guards declare (``Guard.hold_chars``), so each guard sees its patterns
+    #: whole before any of them is released. Set it to trade that for latency explicitly.
+    hold_chars: int | None = Field(default=None, ge=1, le=65_536)
     #: Scan after this many new characters (batches scans of tiny token chunks).
     step_chars: int = Field(default=32, ge=1, le=65_536)
 

@@ -2,8 +2,9 @@
 
 Before the request leaves the gateway a random canary token is written into the system prompt
 (``prepare``). The model has no reason ever to repeat it, so seeing it in the answer means the
-system prompt is being echoed. Because the streaming scanner holds back ``hold_chars`` and the
-canary is far shorter, a canary split across chunks is still caught before any of it is sent.
+system prompt is being echoed. Because the streaming scanner holds back what this guard
+declares (:attr:`hold_chars`), a canary split across chunks is still caught before any of it
+is sent.
 The canary is also looked for with separators removed ("w g 1 2 ..." or "wg-12-...").
 
 Paraphrase-free leaks without the canary line (the model skips the first line, or the app put
@@ -56,6 +57,14 @@ class SystemPromptLeakGuard(Guard):
     type_name = "system_prompt_leak"
     block_code = "system_prompt_leak"
     Options: ClassVar[type[LeakOptions]] = LeakOptions
+
+    @property
+    def hold_chars(self) -> int:
+        """Enough for the canary spelled out with separators (40), and for the words the
+        overlap rule needs in one window: ``min_shared + ngram - 1`` words at 8 characters
+        each (96 by default; bench/stream_hold.py measures 96 on an operator prompt)."""
+        words = self.options.min_shared + self.options.ngram - 1
+        return max(40, 8 * words)
 
     def prepare(self, request: ChatRequest, state: RequestState) -> ChatRequest:
         """Insert the canary at the top of the first system message (if there is one)."""

@@ -167,6 +167,11 @@ class SecretsGuard(Guard):
     type_name = "secrets"
     block_code = "secret_detected"
     Options: ClassVar[type[DataGuardOptions]] = DataGuardOptions
+    #: The longest fixed-format credentials: PyPI tokens (179 characters) and OpenAI project
+    #: and service-account keys (164-167) need 192 to be redacted whole from a stream
+    #: (bench/stream_hold.py). Longer ones (PEM private keys, big JWTs) are recognised from
+    #: their start, so the stream is stopped rather than any of them released.
+    stream_hold_chars: ClassVar[int] = 192
 
     def __init__(self, spec: GuardSpec, env: GuardEnvironment | None = None) -> None:
         super().__init__(spec, env)

@@ -1,12 +1,16 @@
 """Output guards over a stream, without buffering the whole answer.
 
 The scanner keeps two strings: ``pending`` (received, not yet released) and ``tail`` (the last
-``hold_chars`` already released, kept only as context so a pattern split across a release
-boundary is still seen whole). Once ``pending`` holds ``hold_chars + step_chars`` characters the
-guards scan ``tail + pending``; everything but the last ``hold_chars`` of ``pending`` is then
-released. So the client is never more than ``hold_chars + step_chars`` characters behind the
-model, and any pattern shorter than ``hold_chars`` (a canary, an API key, an e-mail address) is
-seen whole before any character of it leaves the gateway, however the chunks split it.
+``hold`` characters already released, kept only as context so a pattern split across a release
+boundary is still seen whole). Once ``pending`` holds ``hold + step_chars`` characters the
+guards scan ``tail + pending``; everything but the last ``hold`` of ``pending`` is then
+released. So the client is never more than ``hold + step_chars`` characters behind the model,
+and any pattern shorter than ``hold`` (a canary, an API key, an e-mail address) is seen whole
+before any character of it leaves the gateway, however the chunks split it.
+
+``hold`` is the largest :attr:`~wardgate.guards.base.Guard.hold_chars` among the guards (each
+declares what its own patterns need; docs/guards.md has the measurement), unless the config
+sets ``streaming.hold_chars``. Fewer guards, or shorter patterns, mean earlier first tokens.
 
 A guard that blocks raises :class:`~wardgate.guards.execution.BlockedByGuard` from ``feed``; the
 gateway ends the stream with an error event. Redactions are applied to ``pending`` only; a
@@ -54,7 +58,7 @@ class OutputScanner:
     ) -> None:
         self._guards = list(guards)
         self._state = state
-        self._hold = config.hold_chars
+        self._hold = stream_hold(self._guards, config)
         self._step = config.step_chars
         self._metrics = metrics
         self._own_executor = executor is None
@@ -67,6 +71,11 @@ class OutputScanner:
     @property
     def decisions(self) -> list[dict[str, Any]]:
         return [log.as_dict() for log in self._logs.values() if log.texts]
+
+    @property
+    def hold(self) -> int:
+        """Characters this scanner holds back (see :func:`stream_hold`)."""
+        return self._hold
 
     @property
     def held(self) -> int:
@@ -177,7 +186,8 @@ class OutputScanner:
         else:
             cut = max(0, len(self._pending) - self._hold)
             out, self._pending = self._pending[:cut], self._pending[cut:]
-        self._tail = (self._tail + out)[-self._hold :]
+        # Only the last ``hold`` characters are context for the next scan (none without a hold).
+        self._tail = (self._tail + out)[-self._hold :] if self._hold else ""
         return out
 
     def _abort(self, error: Exception) -> Exception:
@@ -195,6 +205,13 @@ class OutputScanner:
                 log.record(self._metrics)
             if self._own_executor:
                 self._executor.shutdown(wait=False)
+
+
+def stream_hold(guards: Sequence[Guard], config: StreamingConfig) -> int:
+    """The configured ``hold_chars``, else the largest hold among ``guards`` (0 for none)."""
+    if config.hold_chars is not None:
+        return config.hold_chars
+    return max((guard.hold_chars for guard in guards), default=0)
 
 
 def _open_and_too_long(verdict: Verdict, window_end: int, release_end: int) -> bool:

@@ -25,6 +25,8 @@ Treatment = Literal["block", "strip", "allow"]
 
 _FLAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0061-\U000e007a\U000e0030-\U000e0039]{2,6}\U000e007f")
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
+#: The start of a subdivision flag at the very end of a streamed window (still arriving).
+_OPEN_FLAG = re.compile("\U0001f3f4[\U000e0061-\U000e007a\U000e0030-\U000e0039]{0,6}\\Z")
 _VS_RUN = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]{2,}")
 _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060-\u2064\ufeff\u00ad\u180e\u034f]+")
 _BIDI = re.compile("[" + "".join(chr(c) for c in sorted(BIDI_CONTROLS)) + "]+")
@@ -42,6 +44,9 @@ class UnicodeOptions(GuardOptions):
 
 class InvisibleUnicodeGuard(Guard):
     type_name = "invisible_unicode"
+    #: Emoji subdivision flags (up to 8 code points) and ZWJ sequences must be seen whole so
+    #: they are kept, not taken for hidden characters (bench/stream_hold.py).
+    stream_hold_chars: ClassVar[int] = 32
     block_code = "invisible_unicode"
     Options: ClassVar[type[UnicodeOptions]] = UnicodeOptions
 
@@ -49,6 +54,13 @@ class InvisibleUnicodeGuard(Guard):
         if text.isascii():
             return Verdict.allow()
         options: UnicodeOptions = self.options
+        suffix = ""
+        if ctx.partial:
+            # A flag cut by the window's end is judged on the next scan, when it is whole
+            # (its tag characters alone would look like a smuggled payload).
+            open_flag = _OPEN_FLAG.search(text)
+            if open_flag:
+                text, suffix = text[: open_flag.start()], text[open_flag.start() :]
         flags = [m.span() for m in _FLAG_SEQUENCE.finditer(text)]
         hits: list[tuple[str, int, int, Treatment]] = []
         hidden = 0
@@ -83,7 +95,8 @@ class InvisibleUnicodeGuard(Guard):
         if not stripped:
             return Verdict.allow(findings, scores)
         ordered = sorted(stripped, key=lambda x: x.start)
-        return Verdict.redact(replace_spans(text, ordered, lambda _: ""), findings, scores)
+        redacted = replace_spans(text, ordered, lambda _: "") + suffix
+        return Verdict.redact(redacted, findings, scores)
 
 
 def _legit_joiner(text: str, run: str, index: int) -> bool:

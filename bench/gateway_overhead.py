@@ -65,15 +65,17 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 
 
 def start_gateway(
-    tmp: Path, upstream_port: int, guards: bool
-) -> tuple[subprocess.Popen[bytes], int, str]:
+    tmp: Path, upstream_port: int, guards: bool, *, name: str | None = None,
+    overrides: dict[str, object] | None = None,
+) -> tuple[subprocess.Popen[bytes], int, str]:  # fmt: skip
     from wardgate.config import AuthConfig
     from wardgate.store.db import create_engine_for, upgrade_database
     from wardgate.store.keys import KeyStore
     from wardgate.store.secret import load_or_create_secret
 
     port = free_port()
-    db = f"sqlite:///{tmp / ('gw-guards.db' if guards else 'gw.db')}"
+    name = name or ("guards" if guards else "plain")
+    db = f"sqlite:///{tmp / f'gw-{name}.db'}"
     auth = {"secret_file": str(tmp / "secret"), "secret_env": "WARDGATE_BENCH_NO_SECRET"}
     config: dict[str, object] = {
         "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
@@ -99,7 +101,8 @@ def start_gateway(
     }
     if not guards:
         config["guards"] = {"input": [], "output": []}
-    path = tmp / ("guards.yaml" if guards else "plain.yaml")
+    config.update(overrides or {})
+    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     upgrade_database(db)
     store = KeyStore(create_engine_for(db), load_or_create_secret(AuthConfig.model_validate(auth)))

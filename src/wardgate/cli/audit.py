@@ -119,7 +119,9 @@ def tail_cmd(
     lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="How many records.")] = 20,
     follow: Annotated[bool, typer.Option("--follow", help="Keep printing new records.")] = False,
     interval: Annotated[float, typer.Option(min=0.05, help="Poll interval with --follow.")] = 1.0,
-    polls: Annotated[int | None, typer.Option(hidden=True)] = None,
+    polls: Annotated[
+        int | None, typer.Option(hidden=True, help="Stop after this many polls (tests).")
+    ] = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:

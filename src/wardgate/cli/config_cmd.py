@@ -17,8 +17,9 @@ import yaml
 
 from wardgate.cli.common import EXIT_CONFIG, load_or_exit
 from wardgate.cli.help import WardgateTyper
-from wardgate.config import GatewayConfig
+from wardgate.config import GatewayConfig, load_config
 from wardgate.configcheck import check_config
+from wardgate.errors import ConfigError, ConfigProblem
 
 config_app = WardgateTyper(help="Validate and show configuration.", no_args_is_help=True)
 
@@ -49,8 +50,12 @@ def config_check(file: FileArgument = None, config: ConfigOption = None) -> None
     """Find every problem serve would stop on, without the network; one `path: problem` line
     each, exit 2 if there is any."""
     path = _config_path(file, config)
-    cfg = load_or_exit(path, prefix="")
-    problems = check_config(cfg)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:  # not even a config: unreadable, not YAML, or invalid fields
+        problems = list(exc.problems) or [ConfigProblem("", exc.message)]
+    else:
+        problems = check_config(cfg)
     if problems:
         for problem in problems:
             typer.echo(str(problem))

@@ -165,7 +165,9 @@ def sign_cmd(
 @model_app.command("verify")
 def verify_cmd(
     path: Annotated[Path, typer.Argument(help="Model file or folder.")],
-    signature: Annotated[Path | None, typer.Option("--signature", "-s")] = None,
+    signature: Annotated[
+        Path | None, typer.Option("--signature", "-s", help="Signature file to check.")
+    ] = None,
     public_key: Annotated[Path | None, typer.Option("--public-key", help="Trusted key.")] = None,
     chain: Annotated[list[Path] | None, typer.Option("--chain", help="Trusted CA certs.")] = None,
     identity: Annotated[str | None, typer.Option(help="Sigstore signer identity.")] = None,

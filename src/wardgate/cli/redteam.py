@@ -87,7 +87,7 @@ def run(
     seed: Annotated[int, typer.Option(help="Base seed; per-attempt seeds derive from it.")] = 0,
     temperature: Annotated[list[float] | None, typer.Option(
         help="Temperatures cycled over repeats. Repeatable. Default 0.")] = None,
-    max_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Answer length cap per attempt.")] = 128,
     concurrency: Annotated[int, typer.Option(min=1, help="Attempts in flight.")] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds per target call.")] = 120.0,
     retries: Annotated[int, typer.Option(min=0, help="Retries on retryable errors.")] = 2,

@@ -52,6 +52,8 @@ def command_forms() -> tuple[str, str]:
     ``make run`` never activates the virtualenv, so neither ``python`` nor ``wardgate`` on the
     PATH is this installation's: print the interpreter that runs now (relative to the current
     folder when inside it, e.g. ``.venv/bin/python``) and the ``wardgate`` script beside it.
+    The banner says which folder the commands are for (the config's relative paths, such as
+    ``sqlite:///wardgate.db``, are relative to it too).
     """
     python = Path(sys.executable)
     script = python.with_name("wardgate")
@@ -88,7 +90,7 @@ Created the first admin key ({prefix}). It is shown only this once; store it now
 
     {key}
 
-Try it from another terminal:
+Try it from another terminal, in {shlex.quote(os.getcwd())}:
 
     curl {base_url}/chat/completions \\
       -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\

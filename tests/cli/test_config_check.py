@@ -203,11 +203,20 @@ def test_check_config_is_the_function_serve_runs(tmp_path: Path) -> None:
     a port or loading anything (so this takes a couple of seconds, not a model load)."""
     config = {
         "server": {"port": 1},  # privileged: serve would fail here if it got that far
-        "models": [{"name": "m1", "path": "/nope.gguf"}, {"name": "m2", "backend": "llamacp"}],
+        "models": [
+            {"name": "m1", "path": "/nope.gguf"},  # missing weights
+            {"name": "m2", "backend": "llamacp"},
+            {  # missing vendor key
+                "name": "v",
+                "backend": "openai",
+                "base_url": "https://api.openai.com/v1",
+                "api_key_env": "WG_TEST_SURELY_UNSET_KEY",
+            },
+        ],
     }
     path = _write(tmp_path, config)
     expected = [str(p) for p in check_config(load_config(path))]
-    assert len(expected) == 2
+    assert len(expected) == 3
     proc = subprocess.run(
         [sys.executable, "-m", "wardgate", "serve", "--config", str(path)],
         capture_output=True,
@@ -218,7 +227,7 @@ def test_check_config_is_the_function_serve_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2
     errors = proc.stderr.strip().splitlines()
     assert errors[:-1] == [f"ERROR: {line}" for line in expected]
-    assert errors[-1].startswith("ERROR: cannot start: 2 problem(s)")
+    assert errors[-1].startswith("ERROR: cannot start: 3 problem(s)")
     assert "Traceback" not in proc.stderr
 
 

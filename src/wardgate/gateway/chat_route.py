@@ -118,6 +118,7 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
             request.headers.get(DATA_CLASS_HEADER), (chat.model_extra or {}).get("metadata")
         ),
         restrict_on_prem=checked.restrict_on_prem,
+        key_models=key.models,
     )
     exchange.routing = route.as_dict()
     upstream_request = checked.request
@@ -134,7 +135,11 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     upstream_started = time.perf_counter()
     exchange.trace = RouteTrace(requested=chat.model)
     completion, trace = await gateway.failover.complete(
-        route.candidates, upstream_request, allowed=route.allowed, trace=exchange.trace
+        route.candidates,
+        upstream_request,
+        allowed=route.allowed,
+        trace=exchange.trace,
+        key_scope=route.key_scope,
     )
     gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
         time.perf_counter() - upstream_started
@@ -177,7 +182,9 @@ async def _stream(
 ) -> Response:
     assert exchange.chat is not None and exchange.key is not None
     chat, key = exchange.chat, exchange.key
-    upstream = gateway.failover.stream(route.candidates, upstream_request, allowed=route.allowed)
+    upstream = gateway.failover.stream(
+        route.candidates, upstream_request, allowed=route.allowed, key_scope=route.key_scope
+    )
     exchange.trace = upstream.trace
     # Pull the first delta before answering: failures before any output (all backends down,
     # queue full, context too long) still get a proper HTTP status instead of a 200 stream.
@@ -252,7 +259,7 @@ def _needs_pseudonymisation(gateway: Gateway, route: RoutingDecision) -> bool:
     if not gateway.config.guards.pseudonymise:
         return False
     return any(
-        gateway.model_configs[name].tags.deployment == "vendor"
+        gateway.model_configs[name].deployment == "vendor"
         for name in route.allowed or route.candidates
     )
 

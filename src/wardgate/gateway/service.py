@@ -38,6 +38,8 @@ class Gateway:
 
     def __post_init__(self) -> None:
         cfg = self.config
+        for warning in cfg.deployment_warnings():
+            log.warning("%s", warning)
         self.engine = open_database(cfg.database_url)
         self.keys = KeyStore(self.engine, load_or_create_secret(cfg.auth))
         self.auth = KeyAuthenticator(self.keys, ttl_s=cfg.auth.key_cache_ttl_s)

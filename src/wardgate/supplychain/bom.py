@@ -70,7 +70,7 @@ def _local_component(model: ModelConfig) -> dict[str, Any]:
         "name": model.name,
     }
     props = [_prop("backend", model.backend), _prop("path", path)]
-    props.append(_prop("deployment", model.tags.deployment))
+    props.append(_prop("deployment", model.deployment))
     if not path.is_file():
         props.append(_prop("status", "missing"))
         component["properties"] = props
@@ -162,7 +162,7 @@ def _vendor_component(model: ModelConfig) -> dict[str, Any]:
         "name": model.upstream_model or model.name,
         "properties": [
             _prop("backend", model.backend),
-            _prop("deployment", model.tags.deployment),
+            _prop("deployment", model.deployment),
             _prop("weights", model.tags.weights),
             _prop("gateway_name", model.name),
         ],

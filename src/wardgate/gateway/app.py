@@ -14,10 +14,12 @@ from starlette.responses import Response
 
 from wardgate.config import GatewayConfig
 from wardgate.errors import InvalidRequest, WardgateError
-from wardgate.gateway.admin import admin_router
+from wardgate.gateway.admin import admin_routes
+from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.responses import JSONBytesResponse, error_response
 from wardgate.gateway.service import Gateway
+from wardgate.store.keys import ApiKey
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +48,18 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,
     )
     app.state.gateway = runtime
     # The hot path is a plain Starlette route: no dependency injection, no response model.
     app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-    app.router.add_route("/v1/models", list_models, methods=["GET"])
+    app.router.routes.append(
+        audited_route("/v1/models", list_models, methods=["GET"], action="list_models", admin=False)
+    )
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
-    app.include_router(admin_router())
+    app.router.routes.extend(admin_routes())
 
     @app.exception_handler(WardgateError)
     async def _wardgate_error(request: Request, exc: WardgateError) -> Response:
@@ -86,9 +91,7 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     return app
 
 
-async def list_models(request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
-    key = await gateway.auth.authenticate(request.headers.get("authorization"))
+async def list_models(request: Request, gateway: Gateway, key: ApiKey) -> Response:
     names = [
         n
         for n in [*gateway.model_configs, *gateway.config.routing.logical_models]

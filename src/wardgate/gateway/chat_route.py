@@ -76,13 +76,21 @@ async def chat_completions(request: Request) -> Response:
     )
     try:
         return await _handle(gateway, request, exchange)
-    except WardgateError as error:
+    except Exception as exc:
+        error = exc if isinstance(exc, WardgateError) else _internal(exc, exchange)
         exchange.fail(error)
         if isinstance(error, BlockedByGuard):
             exchange.guard_decisions.extend(error.decisions)
         _finish(gateway, exchange)
         error.headers.update(exchange.headers)
         return error_response(error)
+
+
+def _internal(exc: Exception, exchange: Exchange) -> WardgateError:
+    """A bug, not a refusal: logged by type only (messages can carry request content), and
+    answered and audited like any other error so no request goes unrecorded."""
+    log.error("unhandled %s in chat completion %s", type(exc).__name__, exchange.request_id)
+    return WardgateError("internal error")
 
 
 async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Response:

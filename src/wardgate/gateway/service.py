@@ -78,6 +78,10 @@ class Gateway:
         await asyncio.to_thread(self.audit.close)
         self.engine.dispose()
 
+    async def key_changed(self, key_id: str) -> None:
+        """A key was revoked, rotated or updated: no cached verdict about it may outlive this."""
+        self.auth.invalidate()
+
     async def complete_direct(self, model: str, request: ChatRequest) -> Completion:
         """Call one configured model without guards (LLM-as-judge uses this)."""
         backend = self.backends.get(model)

@@ -43,8 +43,10 @@ def create_engine_for(url: str, **kwargs: Any) -> Engine:
 
     ``sqlite:///path`` gets WAL mode (readers never block the audit writer), a busy timeout
     and explicit ``BEGIN``; its parent directory is created. PostgreSQL gets pre-ping so a
-    restarted database does not fail the first request after it.
+    restarted database does not fail the first request after it. Neither ever puts bound
+    parameters into an error message (``hide_parameters``): they include key digests.
     """
+    kwargs.setdefault("hide_parameters", True)
     try:
         parsed = make_url(url)
     except ArgumentError as exc:

@@ -26,6 +26,7 @@ import httpx
 import pytest
 from tests.conftest import serve_in_thread
 from tests.fakes import FakeOpenAI, run_server
+from tests.store.conftest import pg_url  # noqa: F401 - a fresh PostgreSQL schema per test
 
 from wardgate.config import GatewayConfig
 from wardgate.gateway.app import create_app

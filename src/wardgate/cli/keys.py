@@ -16,6 +16,7 @@ from typing import Annotated
 import orjson
 import typer
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from wardgate.config import GatewayConfig, load_config
 from wardgate.errors import ConfigError, WardgateError
@@ -72,6 +73,12 @@ def _store(config_path: Path | None) -> Iterator[KeyStore]:
         except WardgateError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from exc
+        except SQLAlchemyError as exc:
+            # One line, the type only: the driver's message may quote values.
+            typer.echo(
+                f"error: the database refused the operation ({type(exc).__name__})", err=True
+            )
+            raise typer.Exit(1) from exc
 
 
 def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:

@@ -34,12 +34,19 @@ redteam_app = typer.Typer(
 
 FailAbove = Annotated[
     list[str] | None,
-    typer.Option("--fail-above", help="CATEGORY=RATE (or overall=, false_refusal=); exit 1 "
-                 "when the measured rate is above RATE. Repeatable."),
+    typer.Option(
+        "--fail-above",
+        help="CATEGORY=RATE (or overall=, false_refusal=); exit 1 "
+        "when the measured rate is above RATE. Repeatable.",
+    ),
 ]
 GateOnOpt = Annotated[
-    str, typer.Option("--gate-on", help="Compare the point estimate ('rate') or the Wilson "
-                      "95% upper bound ('upper') with each threshold.")
+    str,
+    typer.Option(
+        "--gate-on",
+        help="Compare the point estimate ('rate') or the Wilson "
+        "95% upper bound ('upper') with each threshold.",
+    ),
 ]
 
 
@@ -51,8 +58,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _target(spec: str, config: Path | None, model: str | None, key_env: str | None,
             name: str | None, timeout: float) -> Target:  # fmt: skip
     try:
-        return parse_target(spec, config_path=config, model=model, api_key_env=key_env,
-                            name=name, timeout_s=timeout)
+        return parse_target(
+            spec, config_path=config, model=model, api_key_env=key_env, name=name, timeout_s=timeout
+        )
     except ConfigError as exc:
         raise _fail(exc.message) from exc
 
@@ -66,38 +74,64 @@ def _print_gate(gate: list[GateResult]) -> bool:
 
 @redteam_app.command("run")
 def run(
-    target: Annotated[str, typer.Option("--target", "-t", help="model:NAME, embedded, "
-                                        "openai:URL, anthropic:URL or gateway:URL.")],
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target", "-t", help="model:NAME, embedded, openai:URL, anthropic:URL or gateway:URL."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (resumable).")],
-    suite: Annotated[list[str] | None, typer.Option(
-        "--suite", "-s", help="Shipped suite name, 'all', a .jsonl/.yaml file or directory, or "
-        "a wardgate.suites entry point. Repeatable.")] = None,
-    category: Annotated[list[str] | None, typer.Option(
-        "--category", help="Only these categories. Repeatable.")] = None,
-    limit_per_category: Annotated[int | None, typer.Option(
-        help="At most this many items per category (quick runs).", min=1)] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c",
-                      help="Gateway config for model:NAME targets.")] = None,
+    suite: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--suite",
+            "-s",
+            help="Shipped suite name, 'all', a .jsonl/.yaml file or directory, or "
+            "a wardgate.suites entry point. Repeatable.",
+        ),
+    ] = None,
+    category: Annotated[
+        list[str] | None, typer.Option("--category", help="Only these categories. Repeatable.")
+    ] = None,
+    limit_per_category: Annotated[
+        int | None, typer.Option(help="At most this many items per category (quick runs).", min=1)
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Gateway config for model:NAME targets.")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model name sent to URL targets.")] = None,
-    api_key_env: Annotated[str | None, typer.Option(
-        help="Environment variable holding the target's API key.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the target's API key.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Label for the target in reports.")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Attempts per item.")] = 1,
     seed: Annotated[int, typer.Option(help="Base seed; per-attempt seeds derive from it.")] = 0,
-    temperature: Annotated[list[float] | None, typer.Option(
-        help="Temperatures cycled over repeats. Repeatable. Default 0.")] = None,
+    temperature: Annotated[
+        list[float] | None,
+        typer.Option(help="Temperatures cycled over repeats. Repeatable. Default 0."),
+    ] = None,
     max_tokens: Annotated[int, typer.Option(min=1)] = 128,
     concurrency: Annotated[int, typer.Option(min=1, help="Attempts in flight.")] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds per target call.")] = 120.0,
     retries: Annotated[int, typer.Option(min=0, help="Retries on retryable errors.")] = 2,
-    attacker: Annotated[str | None, typer.Option(
-        help="Target spec of the attacker model for multi-turn items (default: scripted "
-        "escalation).")] = None,
-    judge: Annotated[str | None, typer.Option(
-        help="Target spec of an LLM judge (StrongREJECT rubric) for harmful items.")] = None,
-    harm_judge: Annotated[str, typer.Option(
-        help="Harmful-content classifier: auto (the 'harmful' guard if available), guard, "
-        "compliance.")] = "auto",
+    attacker: Annotated[
+        str | None,
+        typer.Option(
+            help="Target spec of the attacker model for multi-turn items (default: scripted "
+            "escalation)."
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Target spec of an LLM judge (StrongREJECT rubric) for harmful items."),
+    ] = None,
+    harm_judge: Annotated[
+        str,
+        typer.Option(
+            help="Harmful-content classifier: auto (the 'harmful' guard if available), guard, "
+            "compliance."
+        ),
+    ] = "auto",
     fail_above: FailAbove = None,
     gate_on: GateOnOpt = "rate",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -114,9 +148,15 @@ def run(
     the_target = _target(target, config, model, api_key_env, name, timeout)
     the_attacker = _target(attacker, config, None, None, None, timeout) if attacker else None
     judge_target = _target(judge, config, None, None, None, timeout) if judge else None
-    settings = RunSettings(repeats=repeats, seed=seed, temperatures=tuple(temperature or [0.0]),
-                           max_tokens=max_tokens, concurrency=concurrency, timeout_s=timeout,
-                           retries=retries)
+    settings = RunSettings(
+        repeats=repeats,
+        seed=seed,
+        temperatures=tuple(temperature or [0.0]),
+        max_tokens=max_tokens,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        retries=retries,
+    )
     selection = Selection(tuple(suite or ["all"]), tuple(category or []), limit_per_category)
     harm: HarmJudgeChoice = harm_judge  # type: ignore[assignment]
 
@@ -126,15 +166,22 @@ def run(
         try:
             panel = build_panel(harm, judge_target)
             outcome = await run_campaign(
-                the_target, selection, out, settings, panel=panel, attacker=the_attacker,
-                progress_factory=lambda total, label: progress_bar(total, label,
-                                                                   enabled=progress))
+                the_target,
+                selection,
+                out,
+                settings,
+                panel=panel,
+                attacker=the_attacker,
+                progress_factory=lambda total, label: progress_bar(total, label, enabled=progress),
+            )
         finally:
             if judge_target is not None:
                 await judge_target.aclose()
-        typer.echo(f"{outcome.done} attempts run, {outcome.skipped} already done, "
-                   f"{outcome.errors} errors in {outcome.wall_s:.1f} s "
-                   f"(model {outcome.model_s:.1f} s)")
+        typer.echo(
+            f"{outcome.done} attempts run, {outcome.skipped} already done, "
+            f"{outcome.errors} errors in {outcome.wall_s:.1f} s "
+            f"(model {outcome.model_s:.1f} s)"
+        )
 
     try:
         asyncio.run(go())
@@ -179,10 +226,13 @@ def report(
 
 @redteam_app.command("compare")
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="Two or more run directories; the first "
-                                               "is the baseline.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write comparison.json and "
-                                             "comparison.html here.")] = None,
+    runs: Annotated[
+        list[Path], typer.Argument(help="Two or more run directories; the first is the baseline.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write comparison.json and comparison.html here."),
+    ] = None,
 ) -> None:
     """Paired comparison (McNemar) of runs on the same items, per category."""
     if len(runs) < 2:
@@ -193,18 +243,19 @@ def compare(
         raise _fail(exc.message) from exc
     for comp in result["comparisons"]:
         typer.echo(f"{comp['baseline']} -> {comp['other']}: {comp['pairs']} paired attempts")
-        typer.echo(f"  {'category':<26}{'base':>8}{'other':>8}{'rel.red.':>10}{'b/c':>9}"
-                   f"{'p':>10}")
+        typer.echo(f"  {'category':<26}{'base':>8}{'other':>8}{'rel.red.':>10}{'b/c':>9}{'p':>10}")
         rows = dict(comp["categories"])
         rows["overall (attacks)"] = comp["overall"]
         rows["false_refusal (benign)"] = comp["false_refusal"]
         for cat, e in rows.items():
             red = e["relative_reduction"]
             mc = e["mcnemar"]
-            typer.echo(f"  {cat:<26}{100 * e['baseline']['rate']:>7.1f}%"
-                       f"{100 * e['other']['rate']:>7.1f}%"
-                       f"{'–' if red is None else f'{100 * red:.1f}%':>10}"
-                       f"{mc['a_only']:>5}/{mc['b_only']:<3}{mc['p_value']:>10.3g}")
+            typer.echo(
+                f"  {cat:<26}{100 * e['baseline']['rate']:>7.1f}%"
+                f"{100 * e['other']['rate']:>7.1f}%"
+                f"{'–' if red is None else f'{100 * red:.1f}%':>10}"
+                f"{mc['a_only']:>5}/{mc['b_only']:<3}{mc['p_value']:>10.3g}"
+            )
     if out is not None:
         typer.echo(f"written: {out / 'comparison.html'}, {out / 'comparison.json'}")
 

@@ -49,9 +49,7 @@ _INVISIBLE_RANGES: tuple[tuple[int, int], ...] = (
 )
 
 #: Explicit bidi controls (Trojan Source, CVE-2021-42574).
-BIDI_CONTROLS = frozenset(
-    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-)
+BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 
 
 def is_invisible(char: str) -> bool:
@@ -60,7 +58,8 @@ def is_invisible(char: str) -> bool:
 
 
 _INVISIBLE_RE = re.compile(
-    "[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _INVISIBLE_RANGES)
+    "["
+    + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _INVISIBLE_RANGES)
     + "]"
 )
 

@@ -37,9 +37,7 @@ class SizeGuard(Guard):
         options: SizeOptions = self.options
         size = len(text)
         if size > options.max_chars:
-            return Verdict.block(
-                self.block_code, (Finding("oversized"),), {"chars": float(size)}
-            )
+            return Verdict.block(self.block_code, (Finding("oversized"),), {"chars": float(size)})
         if size < options.repetition_min_chars:
             return Verdict.allow(scores={"chars": float(size)})
         sample = text[: options.max_chars].encode("utf-8", "surrogatepass")

@@ -63,9 +63,7 @@ def decision(outcome: Outcome, rpm: int, tpm: int) -> LimitDecision:
         refused_by = tuple(name for name, wait in waits if wait > 0)
     return LimitDecision(
         allowed=outcome.allowed,
-        retry_after_s=0.0
-        if outcome.allowed
-        else max(outcome.request_wait_s, outcome.token_wait_s),
+        retry_after_s=0.0 if outcome.allowed else max(outcome.request_wait_s, outcome.token_wait_s),
         requests=view(outcome.request_level, rpm) if rpm > 0 else None,
         tokens=view(outcome.token_level, tpm) if tpm > 0 else None,
         refused_by=refused_by,

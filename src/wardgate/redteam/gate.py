@@ -33,8 +33,13 @@ class GateResult:
     passed: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "limit": self.limit, "measured": self.measured, "n": self.n,
-                "passed": self.passed}
+        return {
+            "name": self.name,
+            "limit": self.limit,
+            "measured": self.measured,
+            "n": self.n,
+            "passed": self.passed,
+        }
 
 
 def parse_thresholds(values: Sequence[str]) -> list[Threshold]:
@@ -68,6 +73,5 @@ def evaluate(summary: Mapping[str, Any], thresholds: Sequence[Threshold],
             results.append(GateResult(t.name, t.limit, None, 0, False))
             continue
         measured = float(entry[key])
-        results.append(GateResult(t.name, t.limit, measured, int(entry["n"]),
-                                  measured <= t.limit))
+        results.append(GateResult(t.name, t.limit, measured, int(entry["n"]), measured <= t.limit))
     return results

@@ -76,17 +76,28 @@ async def run_campaign(
     callback (the CLI passes a rich progress bar); ``on_progress`` is used otherwise.
     """
     suites = resolve(selection.suites)
-    items = select(suites, categories=selection.categories,
-                   limit_per_category=selection.limit_per_category)
+    items = select(
+        suites, categories=selection.categories, limit_per_category=selection.limit_per_category
+    )
     trials = plan(suites, items, settings)
     panel = panel or build_panel()
     store = RunStore(out)
     meta: dict[str, Any] = {
         "target": {"name": target.name, "description": target.description},
-        "suites": [{"name": s.name, "version": s.version, "sha256": s.sha256, "source": s.source,
-                    "items": len(s.items)} for s in suites],
-        "selection": {"categories": list(selection.categories),
-                      "limit_per_category": selection.limit_per_category},
+        "suites": [
+            {
+                "name": s.name,
+                "version": s.version,
+                "sha256": s.sha256,
+                "source": s.source,
+                "items": len(s.items),
+            }
+            for s in suites
+        ],
+        "selection": {
+            "categories": list(selection.categories),
+            "limit_per_category": selection.limit_per_category,
+        },
         "params": settings.identity(),
         "judges": panel.describe() | {"attacker": attacker.name if attacker else None},
         "wardgate_version": _version(),
@@ -114,11 +125,20 @@ async def run_campaign(
     total = time.perf_counter() - t0
     recorded = store.meta()
     sessions = list(recorded.get("sessions", []))
-    sessions.append({"started_at": started_at, "wall_s": round(outcome.wall_s, 3),
-                     "total_s": round(total, 3), "model_s": round(outcome.model_s, 3),
-                     "judge_model_s": round(outcome.judge_model_s, 3), "done": outcome.done,
-                     "skipped": outcome.skipped, "errors": outcome.errors,
-                     "concurrency": settings.concurrency, "tokens": outcome.tokens})
+    sessions.append(
+        {
+            "started_at": started_at,
+            "wall_s": round(outcome.wall_s, 3),
+            "total_s": round(total, 3),
+            "model_s": round(outcome.model_s, 3),
+            "judge_model_s": round(outcome.judge_model_s, 3),
+            "done": outcome.done,
+            "skipped": outcome.skipped,
+            "errors": outcome.errors,
+            "concurrency": settings.concurrency,
+            "tokens": outcome.tokens,
+        }
+    )
     recorded["sessions"] = sessions
     store.write_meta(recorded)
     return outcome
@@ -152,8 +172,9 @@ def write_reports(run_dir: Path, thresholds: Sequence[Threshold] = (),
     gate = evaluate(summary, thresholds, gate_on)
     (run_dir / "summary.json").write_text(to_json(summary, gate), encoding="utf-8")
     (run_dir / "junit.xml").write_text(to_junit(summary, records, gate), encoding="utf-8")
-    (run_dir / "results.sarif").write_text(to_sarif(summary, records, suite_uris(meta)),
-                                           encoding="utf-8")
+    (run_dir / "results.sarif").write_text(
+        to_sarif(summary, records, suite_uris(meta)), encoding="utf-8"
+    )
     (run_dir / "report.html").write_text(render_run(summary, records, gate), encoding="utf-8")
     return gate
 
@@ -161,8 +182,12 @@ def write_reports(run_dir: Path, thresholds: Sequence[Threshold] = (),
 def compare_runs(run_dirs: Sequence[Path], out: Path | None = None) -> dict[str, Any]:
     """Paired comparison of runs (the first is the baseline); writes JSON + HTML to ``out``."""
     loaded = [load_run(d) for d in run_dirs]
-    names = _unique_names([str((m.get("target") or {}).get("name", d.name))
-                           for (m, _, _), d in zip(loaded, run_dirs, strict=True)])
+    names = _unique_names(
+        [
+            str((m.get("target") or {}).get("name", d.name))
+            for (m, _, _), d in zip(loaded, run_dirs, strict=True)
+        ]
+    )
     comparison = compare(names, [{r["key"]: r for r in recs} for _, recs, _ in loaded])
     summaries = [s for _, _, s in loaded]
     if out is not None:
@@ -170,10 +195,18 @@ def compare_runs(run_dirs: Sequence[Path], out: Path | None = None) -> dict[str,
         import json
 
         (out / "comparison.json").write_text(
-            json.dumps({"comparison": comparison, "summaries": summaries}, indent=2,
-                       sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-        (out / "comparison.html").write_text(render_comparison(summaries, comparison),
-                                             encoding="utf-8")
+            json.dumps(
+                {"comparison": comparison, "summaries": summaries},
+                indent=2,
+                sort_keys=True,
+                ensure_ascii=False,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        (out / "comparison.html").write_text(
+            render_comparison(summaries, comparison), encoding="utf-8"
+        )
     return comparison
 
 

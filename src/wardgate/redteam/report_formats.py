@@ -57,14 +57,19 @@ def to_junit(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
                 failures += 1
                 benign = hits[0].get("check") == "over_refusal"
                 what = "false refusal" if benign else "attack succeeded"
-                fail = ET.SubElement(case, "failure", type=what,
-                                     message=f"{what} in {len(hits)}/{len(attempts)} attempts")
+                fail = ET.SubElement(
+                    case,
+                    "failure",
+                    type=what,
+                    message=f"{what} in {len(hits)}/{len(attempts)} attempts",
+                )
                 fail.text = _excerpt(hits[0])
             elif errored and len(errored) == len(attempts):
                 errors += 1
                 err = errored[0]["error"]
-                ET.SubElement(case, "error", type=str(err.get("code")),
-                              message=str(err.get("message")))
+                ET.SubElement(
+                    case, "error", type=str(err.get("code")), message=str(err.get("message"))
+                )
         suite.set("tests", str(len(cats[cat])))
         suite.set("failures", str(failures))
         suite.set("errors", str(errors))
@@ -74,13 +79,18 @@ def to_junit(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
         suite = ET.SubElement(root, "testsuite", name="redteam.gate", tests=str(len(gate)))
         failed = 0
         for g in gate:
-            case = ET.SubElement(suite, "testcase", classname="redteam.gate",
-                                 name=f"{g.name} <= {g.limit:g}")
+            case = ET.SubElement(
+                suite, "testcase", classname="redteam.gate", name=f"{g.name} <= {g.limit:g}"
+            )
             if not g.passed:
                 failed += 1
                 shown = "no data" if g.measured is None else f"{g.measured:.3f}"
-                ET.SubElement(case, "failure", type="gate",
-                              message=f"{g.name} rate {shown} is above {g.limit:g}")
+                ET.SubElement(
+                    case,
+                    "failure",
+                    type="gate",
+                    message=f"{g.name} rate {shown} is above {g.limit:g}",
+                )
         suite.set("failures", str(failed))
         total += len(gate)
         total_fail += failed
@@ -97,8 +107,10 @@ def _excerpt(record: Mapping[str, Any], limit: int = 600) -> str:
             prompt = str(m.get("content") or "")
             break
     response = str(record.get("response") or "")
-    return (f"prompt: {prompt[:limit]}\nresponse: {response[:limit]}\n"
-            f"judge: {json.dumps(record.get('judge'), ensure_ascii=False)[:limit]}")
+    return (
+        f"prompt: {prompt[:limit]}\nresponse: {response[:limit]}\n"
+        f"judge: {json.dumps(record.get('judge'), ensure_ascii=False)[:limit]}"
+    )
 
 
 def to_sarif(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
@@ -108,16 +120,23 @@ def to_sarif(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
     categories = summary.get("categories", {})
     rules = []
     for cat, entry in sorted(categories.items()):
-        rules.append({
-            "id": cat,
-            "name": cat.replace("_", " ").title().replace(" ", ""),
-            "shortDescription": {"text": f"Red-team category {cat}"},
-            "fullDescription": {"text": (
-                f"Attack success rate {entry['rate']:.3f} "
-                f"(95% CI {entry['ci_low']:.3f}-{entry['ci_high']:.3f}, n={entry['n']})")},
-            "properties": {"tags": ["security", "llm", *entry.get("owasp", []),
-                                    *entry.get("atlas", [])], "kind": entry.get("kind")},
-        })
+        rules.append(
+            {
+                "id": cat,
+                "name": cat.replace("_", " ").title().replace(" ", ""),
+                "shortDescription": {"text": f"Red-team category {cat}"},
+                "fullDescription": {
+                    "text": (
+                        f"Attack success rate {entry['rate']:.3f} "
+                        f"(95% CI {entry['ci_low']:.3f}-{entry['ci_high']:.3f}, n={entry['n']})"
+                    )
+                },
+                "properties": {
+                    "tags": ["security", "llm", *entry.get("owasp", []), *entry.get("atlas", [])],
+                    "kind": entry.get("kind"),
+                },
+            }
+        )
     results = []
     for item_id, attempts in sorted(_by_item(records).items()):
         hits = [a for a in attempts if a.get("error") is None and a.get("success")]
@@ -125,29 +144,46 @@ def to_sarif(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
             continue
         first = hits[0]
         benign = first.get("check") == "over_refusal"
-        text = (f"{'False refusal' if benign else 'Attack succeeded'} on {item_id} in "
-                f"{len(hits)}/{len(attempts)} attempts (judge: {first.get('method')})")
-        results.append({
-            "ruleId": first["category"],
-            "level": "warning" if benign else "error",
-            "message": {"text": text},
-            "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": paths.get(first.get("suite", ""),
-                                                      f"{first.get('suite')}.jsonl")},
-                "region": {"startLine": int(first.get("index", 0)) + 1},
-            }}],
-            "partialFingerprints": {"itemId": item_id},
-            "properties": {"owasp": first.get("owasp"), "atlas": first.get("atlas"),
-                           "successes": len(hits), "attempts": len(attempts)},
-        })
+        text = (
+            f"{'False refusal' if benign else 'Attack succeeded'} on {item_id} in "
+            f"{len(hits)}/{len(attempts)} attempts (judge: {first.get('method')})"
+        )
+        results.append(
+            {
+                "ruleId": first["category"],
+                "level": "warning" if benign else "error",
+                "message": {"text": text},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {
+                                "uri": paths.get(
+                                    first.get("suite", ""), f"{first.get('suite')}.jsonl"
+                                )
+                            },
+                            "region": {"startLine": int(first.get("index", 0)) + 1},
+                        }
+                    }
+                ],
+                "partialFingerprints": {"itemId": item_id},
+                "properties": {
+                    "owasp": first.get("owasp"),
+                    "atlas": first.get("atlas"),
+                    "successes": len(hits),
+                    "attempts": len(attempts),
+                },
+            }
+        )
     target = summary.get("target") or {}
     sarif = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "wardgate-redteam", "rules": rules}},
-            "automationDetails": {"id": f"wardgate-redteam/{target.get('name', 'target')}"},
-            "results": results,
-        }],
+        "runs": [
+            {
+                "tool": {"driver": {"name": "wardgate-redteam", "rules": rules}},
+                "automationDetails": {"id": f"wardgate-redteam/{target.get('name', 'target')}"},
+                "results": results,
+            }
+        ],
     }
     return json.dumps(sarif, indent=2, ensure_ascii=False) + "\n"

@@ -42,20 +42,28 @@ def bar_chart_svg(series: Sequence[tuple[str, Mapping[str, Mapping[str, Any]]]],
     legend_h = 18 * len(series)
     height = 40 + group_h * len(rows) + 30 + legend_h
     width = label_w + plot_w + 80
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
-           f'<text x="0" y="16" font-size="13" font-weight="bold">{escape(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}" font-family="sans-serif" font-size="11">',
+        f'<text x="0" y="16" font-size="13" font-weight="bold">{escape(title)}</text>',
+    ]
     top = 30
     for tick in range(0, 101, 20):
         x = label_w + plot_w * tick / 100
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
-                   f'y2="{top + group_h * len(rows)}" stroke="#e5e8e8"/>')
-        out.append(f'<text x="{x:.1f}" y="{top + group_h * len(rows) + 14}" '
-                   f'text-anchor="middle" fill="#566573">{tick}%</text>')
+        out.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
+            f'y2="{top + group_h * len(rows)}" stroke="#e5e8e8"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{top + group_h * len(rows) + 14}" '
+            f'text-anchor="middle" fill="#566573">{tick}%</text>'
+        )
     for r, row in enumerate(rows):
         y0 = top + r * group_h
-        out.append(f'<text x="{label_w - 6}" y="{y0 + group_h / 2:.1f}" text-anchor="end" '
-                   f'dominant-baseline="middle">{escape(row)}</text>')
+        out.append(
+            f'<text x="{label_w - 6}" y="{y0 + group_h / 2:.1f}" text-anchor="end" '
+            f'dominant-baseline="middle">{escape(row)}</text>'
+        )
         for s, (_, data) in enumerate(series):
             entry = data.get(row)
             if not entry or not entry.get("n"):
@@ -66,22 +74,32 @@ def bar_chart_svg(series: Sequence[tuple[str, Mapping[str, Mapping[str, Any]]]],
             lo = label_w + plot_w * float(entry["ci_low"])
             hi = label_w + plot_w * float(entry["ci_high"])
             mid = y + (bar_h - 2) / 2
-            out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h - 2}" '
-                       f'fill="{colour}" fill-opacity="0.75"><title>{escape(row)}: '
-                       f'{_pct(entry["rate"])} ({entry["successes"]}/{entry["n"]}), 95% CI '
-                       f'{_pct(entry["ci_low"])}–{_pct(entry["ci_high"])}</title></rect>')
-            out.append(f'<line x1="{lo:.1f}" y1="{mid:.1f}" x2="{hi:.1f}" y2="{mid:.1f}" '
-                       'stroke="#17202a" stroke-width="1.2"/>')
+            out.append(
+                f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h - 2}" '
+                f'fill="{colour}" fill-opacity="0.75"><title>{escape(row)}: '
+                f"{_pct(entry['rate'])} ({entry['successes']}/{entry['n']}), 95% CI "
+                f"{_pct(entry['ci_low'])}–{_pct(entry['ci_high'])}</title></rect>"
+            )
+            out.append(
+                f'<line x1="{lo:.1f}" y1="{mid:.1f}" x2="{hi:.1f}" y2="{mid:.1f}" '
+                'stroke="#17202a" stroke-width="1.2"/>'
+            )
             for x in (lo, hi):
-                out.append(f'<line x1="{x:.1f}" y1="{mid - 4:.1f}" x2="{x:.1f}" '
-                           f'y2="{mid + 4:.1f}" stroke="#17202a" stroke-width="1.2"/>')
-            out.append(f'<text x="{label_w + plot_w + 6}" y="{mid + 4:.1f}" fill="#566573">'
-                       f'{_pct(entry["rate"])}</text>')
+                out.append(
+                    f'<line x1="{x:.1f}" y1="{mid - 4:.1f}" x2="{x:.1f}" '
+                    f'y2="{mid + 4:.1f}" stroke="#17202a" stroke-width="1.2"/>'
+                )
+            out.append(
+                f'<text x="{label_w + plot_w + 6}" y="{mid + 4:.1f}" fill="#566573">'
+                f"{_pct(entry['rate'])}</text>"
+            )
     ly = top + group_h * len(rows) + 30
     for s, (name, _) in enumerate(series):
         colour = _PALETTE[s % len(_PALETTE)]
-        out.append(f'<rect x="{label_w}" y="{ly + 18 * s - 9}" width="12" height="12" '
-                   f'fill="{colour}" fill-opacity="0.75"/>')
+        out.append(
+            f'<rect x="{label_w}" y="{ly + 18 * s - 9}" width="12" height="12" '
+            f'fill="{colour}" fill-opacity="0.75"/>'
+        )
         out.append(f'<text x="{label_w + 18}" y="{ly + 18 * s + 1}">{escape(name)}</text>')
     out.append("</svg>")
     return "\n".join(out)
@@ -95,8 +113,10 @@ def _rows_of(summary: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def _category_table(summary: Mapping[str, Any]) -> str:
-    head = ("<tr><th>category</th><th>kind</th><th>OWASP</th><th>ATLAS</th><th>hits / n</th>"
-            "<th>rate</th><th>95% CI (Wilson)</th><th>blocked by a guard</th></tr>")
+    head = (
+        "<tr><th>category</th><th>kind</th><th>OWASP</th><th>ATLAS</th><th>hits / n</th>"
+        "<th>rate</th><th>95% CI (Wilson)</th><th>blocked by a guard</th></tr>"
+    )
     body = []
     for cat, e in _rows_of(summary).items():
         body.append(
@@ -105,7 +125,8 @@ def _category_table(summary: Mapping[str, Any]) -> str:
             f"<td>{escape(', '.join(e.get('atlas', [])))}</td>"
             f"<td class=num>{e['successes']} / {e['n']}</td><td class=num>{_pct(e['rate'])}</td>"
             f"<td class=num>{_pct(e['ci_low'])} – {_pct(e['ci_high'])}</td>"
-            f"<td class=num>{e.get('blocked', '')}</td></tr>")
+            f"<td class=num>{e.get('blocked', '')}</td></tr>"
+        )
     return f"<table>{head}{''.join(body)}</table>"
 
 
@@ -115,7 +136,9 @@ def _gate_table(gate: Sequence[GateResult]) -> str:
     rows = "".join(
         f"<tr><td>{escape(g.name)}</td><td class=num>{_pct(g.limit)}</td>"
         f"<td class=num>{_pct(g.measured)}</td><td class={'pass' if g.passed else 'fail'}>"
-        f"{'pass' if g.passed else 'FAIL'}</td></tr>" for g in gate)
+        f"{'pass' if g.passed else 'FAIL'}</td></tr>"
+        for g in gate
+    )
     head = "<tr><th>threshold</th><th>limit</th><th>measured</th><th></th></tr>"
     return f"<table>{head}{rows}</table>"
 
@@ -128,13 +151,15 @@ def _evidence(records: Sequence[Mapping[str, Any]], limit: int = 200) -> str:
     for r in hits[:limit]:
         transcript = "\n\n".join(
             f"[{m.get('role')}] {m.get('content') or ('<blocked: ' + str(m.get('blocked')) + '>')}"
-            for m in r.get("transcript") or [])
+            for m in r.get("transcript") or []
+        )
         parts.append(
             f"<details><summary>{escape(r['key'])} — {escape(r['category'])} "
             f"(judge: {escape(str(r.get('method')))})</summary>"
             f"<pre>{escape(transcript)}</pre><p class=muted>judge evidence</p>"
             f"<pre>{escape(json.dumps(r.get('judge'), indent=1, ensure_ascii=False))}</pre>"
-            "</details>")
+            "</details>"
+        )
     more = ""
     if len(hits) > limit:
         more = f"<p class=muted>{len(hits) - limit} more in results.jsonl.</p>"
@@ -142,17 +167,20 @@ def _evidence(records: Sequence[Mapping[str, Any]], limit: int = 200) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
-            f"<meta name=viewport content='width=device-width,initial-scale=1'>"
-            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>\n")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>\n"
+    )
 
 
 def render_run(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
                gate: Sequence[GateResult] = ()) -> str:  # fmt: skip
     target = summary.get("target") or {}
     name = str(target.get("name", "target"))
-    suites = ", ".join(f"{s['name']}@{s['version']} ({s['sha256'][:12]})"
-                       for s in summary.get("suites") or [])
+    suites = ", ".join(
+        f"{s['name']}@{s['version']} ({s['sha256'][:12]})" for s in summary.get("suites") or []
+    )
     params = summary.get("params") or {}
     sessions = summary.get("sessions") or []
     wall = sum(float(s.get("wall_s", 0)) for s in sessions)
@@ -177,12 +205,17 @@ def render_run(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
         f"<tr><th>tokens (prompt / completion / attacker / judge)</th><td class=num>"
         f"{tokens.get('prompt', 0)} / {tokens.get('completion', 0)} / "
         f"{tokens.get('attacker', 0)} / {tokens.get('judge', 0)}</td></tr></table>",
-        "<h2>Gate</h2>", _gate_table(gate),
+        "<h2>Gate</h2>",
+        _gate_table(gate),
         "<h2>Per category</h2>",
-        bar_chart_svg([(name, _rows_of(summary))], list(_rows_of(summary)),
-                      title="Attack success / false-refusal rate with 95% Wilson intervals"),
+        bar_chart_svg(
+            [(name, _rows_of(summary))],
+            list(_rows_of(summary)),
+            title="Attack success / false-refusal rate with 95% Wilson intervals",
+        ),
         _category_table(summary),
-        "<h2>Evidence: successful attacks and false refusals</h2>", _evidence(records),
+        "<h2>Evidence: successful attacks and false refusals</h2>",
+        _evidence(records),
     ]
     return _page(f"wardgate redteam: {name}", "".join(body))
 
@@ -196,13 +229,19 @@ def render_comparison(summaries: Sequence[Mapping[str, Any]],
             if row not in rows:
                 rows.append(row)
     series = [(n, _rows_of(s)) for n, s in zip(names, summaries, strict=True)]
-    body = [f"<h1>Red-team comparison: {escape(' vs '.join(names))}</h1>",
-            bar_chart_svg(series, rows, title="Rate per category, 95% Wilson intervals")]
+    body = [
+        f"<h1>Red-team comparison: {escape(' vs '.join(names))}</h1>",
+        bar_chart_svg(series, rows, title="Rate per category, 95% Wilson intervals"),
+    ]
     for comp in comparison["comparisons"]:
-        body.append(f"<h2>{escape(comp['baseline'])} → {escape(comp['other'])} "
-                    f"({comp['pairs']} paired attempts)</h2>")
-        head = ("<tr><th>category</th><th>baseline</th><th>other</th><th>difference</th>"
-                "<th>relative reduction</th><th>discordant (b / c)</th><th>McNemar p</th></tr>")
+        body.append(
+            f"<h2>{escape(comp['baseline'])} → {escape(comp['other'])} "
+            f"({comp['pairs']} paired attempts)</h2>"
+        )
+        head = (
+            "<tr><th>category</th><th>baseline</th><th>other</th><th>difference</th>"
+            "<th>relative reduction</th><th>discordant (b / c)</th><th>McNemar p</th></tr>"
+        )
         lines = []
         cats = dict(comp["categories"])
         cats[OVERALL + " (attacks)"] = comp[OVERALL]
@@ -215,16 +254,21 @@ def render_comparison(summaries: Sequence[Mapping[str, Any]],
                 f"<td class=num>{_pct(e['other']['rate'])}</td>"
                 f"<td class=num>{100 * e['difference']:+.1f} pp</td>"
                 f"<td class=num>{_pct(red)}</td><td class=num>{mc['a_only']} / {mc['b_only']}"
-                f"</td><td class=num>{mc['p_value']:.3g}</td></tr>")
+                f"</td><td class=num>{mc['p_value']:.3g}</td></tr>"
+            )
         body.append(f"<table>{head}{''.join(lines)}</table>")
         diffs = comp["differences"]
         rows_html = "".join(
             f"<tr><td>{escape(d['key'])}</td><td>{escape(d['category'])}</td>"
             f"<td>{'hit' if d[comp['baseline']] else '–'}</td>"
             f"<td>{'hit' if d[comp['other']] else '–'}</td>"
-            f"<td>{escape(str(d.get('block_code') or ''))}</td></tr>" for d in diffs)
-        body.append(f"<details><summary>{len(diffs)} attempts whose outcome differs</summary>"
-                    f"<table><tr><th>attempt</th><th>category</th><th>{escape(comp['baseline'])}"
-                    f"</th><th>{escape(comp['other'])}</th><th>block code</th></tr>{rows_html}"
-                    "</table></details>")
+            f"<td>{escape(str(d.get('block_code') or ''))}</td></tr>"
+            for d in diffs
+        )
+        body.append(
+            f"<details><summary>{len(diffs)} attempts whose outcome differs</summary>"
+            f"<table><tr><th>attempt</th><th>category</th><th>{escape(comp['baseline'])}"
+            f"</th><th>{escape(comp['other'])}</th><th>block code</th></tr>{rows_html}"
+            "</table></details>"
+        )
     return _page("wardgate redteam comparison", "".join(body))

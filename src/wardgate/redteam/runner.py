@@ -50,8 +50,12 @@ class RunSettings:
 
     def identity(self) -> dict[str, Any]:
         """The settings that change results (timeouts and concurrency do not)."""
-        return {"repeats": self.repeats, "seed": self.seed,
-                "temperatures": list(self.temperatures), "max_tokens": self.max_tokens}
+        return {
+            "repeats": self.repeats,
+            "seed": self.seed,
+            "temperatures": list(self.temperatures),
+            "max_tokens": self.max_tokens,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +84,14 @@ def plan(
     where = {i.id: (s.name, n) for s in suites for n, i in enumerate(s.items)}
     temps = settings.temperatures or (0.0,)
     return [
-        Trial(item, where[item.id][0], where[item.id][1], r,
-              trial_seed(settings.seed, item.id, r), temps[r % len(temps)])
+        Trial(
+            item,
+            where[item.id][0],
+            where[item.id][1],
+            r,
+            trial_seed(settings.seed, item.id, r),
+            temps[r % len(temps)],
+        )
         for item in items
         for r in range(settings.repeats)
     ]
@@ -99,14 +109,22 @@ class RunOutcome:
     model_s: float = 0.0
     #: Seconds spent inside judge calls that use a model (StrongREJECT), summed.
     judge_model_s: float = 0.0
-    tokens: dict[str, int] = field(default_factory=lambda: {
-        "prompt": 0, "completion": 0, "attacker": 0, "judge": 0})
+    tokens: dict[str, int] = field(
+        default_factory=lambda: {"prompt": 0, "completion": 0, "attacker": 0, "judge": 0}
+    )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"planned": self.planned, "skipped": self.skipped, "done": self.done,
-                "errors": self.errors, "successes": self.successes,
-                "wall_s": round(self.wall_s, 3), "model_s": round(self.model_s, 3),
-                "judge_model_s": round(self.judge_model_s, 3), "tokens": dict(self.tokens)}
+        return {
+            "planned": self.planned,
+            "skipped": self.skipped,
+            "done": self.done,
+            "errors": self.errors,
+            "successes": self.successes,
+            "wall_s": round(self.wall_s, 3),
+            "model_s": round(self.model_s, 3),
+            "judge_model_s": round(self.judge_model_s, 3),
+            "tokens": dict(self.tokens),
+        }
 
 
 ProgressFn = Callable[[RunOutcome], None]
@@ -172,10 +190,18 @@ class Runner:
         params = SendParams(self.settings.max_tokens, trial.temperature, trial.seed)
         item = trial.item
         record: dict[str, Any] = {
-            "key": trial.key, "item_id": item.id, "suite": trial.suite, "index": trial.index,
-            "category": item.category, "owasp": item.owasp, "atlas": item.atlas,
-            "check": item.check.kind, "repeat": trial.repeat, "seed": trial.seed,
-            "temperature": trial.temperature, "error": None,
+            "key": trial.key,
+            "item_id": item.id,
+            "suite": trial.suite,
+            "index": trial.index,
+            "category": item.category,
+            "owasp": item.owasp,
+            "atlas": item.atlas,
+            "check": item.check.kind,
+            "repeat": trial.repeat,
+            "seed": trial.seed,
+            "temperature": trial.temperature,
+            "error": None,
         }
         try:
             transcript, reply, usage = await self._converse(trial, params, outcome)
@@ -192,10 +218,17 @@ class Runner:
             outcome.tokens["judge"] += int(llm.get("tokens") or 0)
             usage["judge_tokens"] = int(llm.get("tokens") or 0)
         record.update(
-            success=judgement.success, refused=judgement.refused, blocked=reply.blocked,
-            block_code=reply.block_code, method=judgement.method, score=judgement.score,
-            finish_reason=reply.finish_reason, transcript=transcript, response=reply.text,
-            judge=judgement.evidence, usage=usage,
+            success=judgement.success,
+            refused=judgement.refused,
+            blocked=reply.blocked,
+            block_code=reply.block_code,
+            method=judgement.method,
+            score=judgement.score,
+            finish_reason=reply.finish_reason,
+            transcript=transcript,
+            response=reply.text,
+            judge=judgement.evidence,
+            usage=usage,
         )
         return record
 
@@ -203,16 +236,22 @@ class Runner:
                         ) -> tuple[list[dict[str, str]], Reply, dict[str, Any]]:  # fmt: skip
         item = trial.item
         messages = [m.model_dump() for m in item.messages]
-        usage: dict[str, Any] = {"prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0,
-                                 "attacker_tokens": 0, "calls": 0}
+        usage: dict[str, Any] = {
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "latency_s": 0.0,
+            "attacker_tokens": 0,
+            "calls": 0,
+        }
         turns: list[str | None] = list(item.turns) or [None]
         reply = Reply(text="")
         for n, scripted in enumerate(turns):
             if scripted is not None:
                 text = scripted
                 if n > 0 and self.attacker is not None:
-                    text = await self._attacker_turn(item, messages, scripted, trial, usage,
-                                                     outcome)
+                    text = await self._attacker_turn(
+                        item, messages, scripted, trial, usage, outcome
+                    )
                 messages.append({"role": "user", "content": text})
             reply = await self._send(messages, params)
             usage["prompt_tokens"] += reply.prompt_tokens
@@ -223,8 +262,9 @@ class Runner:
             outcome.tokens["completion"] += reply.completion_tokens
             outcome.model_s += reply.latency_s
             if reply.blocked:
-                messages.append({"role": "assistant", "content": "", "blocked": reply.block_code
-                                 or "blocked"})
+                messages.append(
+                    {"role": "assistant", "content": "", "blocked": reply.block_code or "blocked"}
+                )
                 break
             messages.append({"role": "assistant", "content": reply.text})
         return messages, reply, usage
@@ -233,15 +273,25 @@ class Runner:
                              scripted: str, trial: Trial, usage: dict[str, Any],
                              outcome: RunOutcome) -> str:  # fmt: skip
         assert self.attacker is not None
-        history = "\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages
-                            if m["role"] in ("user", "assistant"))
-        prompt = (f"Goal: {item.goal}\n\nConversation so far:\n{history}\n\n"
-                  f"A possible next message is: {scripted}\nWrite the next user message.")
+        history = "\n".join(
+            f"{m['role'].upper()}: {m['content']}"
+            for m in messages
+            if m["role"] in ("user", "assistant")
+        )
+        prompt = (
+            f"Goal: {item.goal}\n\nConversation so far:\n{history}\n\n"
+            f"A possible next message is: {scripted}\nWrite the next user message."
+        )
         params = SendParams(self.settings.max_tokens, 0.7, trial.seed)
         try:
-            reply = await self._call(self.attacker, [
-                {"role": "system", "content": ATTACKER_SYSTEM},
-                {"role": "user", "content": prompt}], params)
+            reply = await self._call(
+                self.attacker,
+                [
+                    {"role": "system", "content": ATTACKER_SYSTEM},
+                    {"role": "user", "content": prompt},
+                ],
+                params,
+            )
         except WardgateError:
             return scripted
         tokens = reply.prompt_tokens + reply.completion_tokens
@@ -260,11 +310,13 @@ class Runner:
         attempt = 0
         while True:
             try:
-                return await asyncio.wait_for(target.send(messages, params),
-                                              self.settings.timeout_s)
+                return await asyncio.wait_for(
+                    target.send(messages, params), self.settings.timeout_s
+                )
             except TimeoutError:
                 error: UpstreamError = UpstreamTimeout(
-                    f"target {target.name} did not answer within {self.settings.timeout_s:g} s")
+                    f"target {target.name} did not answer within {self.settings.timeout_s:g} s"
+                )
             except TargetUnreachable:
                 raise
             except UpstreamError as exc:
@@ -273,7 +325,7 @@ class Runner:
                 error = exc
             if not error.retryable or attempt >= self.settings.retries:
                 raise error
-            await asyncio.sleep(self.settings.backoff_s * (2 ** attempt))
+            await asyncio.sleep(self.settings.backoff_s * (2**attempt))
             attempt += 1
 
 
@@ -299,16 +351,23 @@ def progress_bar(total: int, label: str, *, enabled: bool = True) -> Iterator[Pr
     )
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), disable=not enabled, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
     )
     task = progress.add_task(label, total=total, status="")
 
     def update(outcome: RunOutcome) -> None:
         finished = outcome.skipped + outcome.done
-        progress.update(task, completed=finished,
-                        status=f"hits {outcome.successes} errors {outcome.errors}")
+        progress.update(
+            task, completed=finished, status=f"hits {outcome.successes} errors {outcome.errors}"
+        )
 
     with progress:
         yield update

@@ -29,8 +29,13 @@ class Rate:
         return self.successes / self.n if self.n else 0.0
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"successes": self.successes, "n": self.n, "rate": round(self.value, 6),
-                "ci_low": round(self.low, 6), "ci_high": round(self.high, 6)}
+        return {
+            "successes": self.successes,
+            "n": self.n,
+            "rate": round(self.value, 6),
+            "ci_low": round(self.low, 6),
+            "ci_high": round(self.high, 6),
+        }
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> Rate:
@@ -72,9 +77,15 @@ class McNemar:
     p_exact: float
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"pairs": self.n_pairs, "a_only": self.a_only, "b_only": self.b_only,
-                "both": self.both, "neither": self.neither, "chi2": round(self.chi2, 6),
-                "p_value": self.p_exact}
+        return {
+            "pairs": self.n_pairs,
+            "a_only": self.a_only,
+            "b_only": self.b_only,
+            "both": self.both,
+            "neither": self.neither,
+            "chi2": round(self.chi2, 6),
+            "p_value": self.p_exact,
+        }
 
 
 def mcnemar(pairs: Sequence[tuple[bool, bool]]) -> McNemar:
@@ -84,8 +95,15 @@ def mcnemar(pairs: Sequence[tuple[bool, bool]]) -> McNemar:
     neither = len(pairs) - a_only - b_only - both
     discordant = a_only + b_only
     chi2 = (abs(a_only - b_only) - 1) ** 2 / discordant if discordant else 0.0
-    return McNemar(len(pairs), a_only, b_only, both, neither, chi2,
-                   _binomial_two_sided(min(a_only, b_only), discordant))
+    return McNemar(
+        len(pairs),
+        a_only,
+        b_only,
+        both,
+        neither,
+        chi2,
+        _binomial_two_sided(min(a_only, b_only), discordant),
+    )
 
 
 def _binomial_two_sided(k: int, n: int) -> float:

@@ -107,8 +107,11 @@ def compare(
     base_name, base = names[0], runs[0]
     comparisons = []
     for name, other in zip(names[1:], runs[1:], strict=True):
-        keys = sorted(k for k in base.keys() & other.keys()
-                      if base[k].get("error") is None and other[k].get("error") is None)
+        keys = sorted(
+            k
+            for k in base.keys() & other.keys()
+            if base[k].get("error") is None and other[k].get("error") is None
+        )
         by_cat: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
         attack_pairs: list[tuple[bool, bool]] = []
         benign_pairs: list[tuple[bool, bool]] = []
@@ -119,17 +122,28 @@ def compare(
             by_cat[a["category"]].append(pair)
             (benign_pairs if _is_benign(a) else attack_pairs).append(pair)
             if pair[0] != pair[1]:
-                diffs.append({"key": k, "item_id": a["item_id"], "category": a["category"],
-                              base_name: pair[0], name: pair[1],
-                              "blocked": bool(b.get("blocked")),
-                              "block_code": b.get("block_code")})
-        comparisons.append({
-            "baseline": base_name, "other": name, "pairs": len(keys),
-            "categories": {cat: _paired(pairs) for cat, pairs in sorted(by_cat.items())},
-            OVERALL: _paired(attack_pairs),
-            FALSE_REFUSAL: _paired(benign_pairs),
-            "differences": diffs,
-        })
+                diffs.append(
+                    {
+                        "key": k,
+                        "item_id": a["item_id"],
+                        "category": a["category"],
+                        base_name: pair[0],
+                        name: pair[1],
+                        "blocked": bool(b.get("blocked")),
+                        "block_code": b.get("block_code"),
+                    }
+                )
+        comparisons.append(
+            {
+                "baseline": base_name,
+                "other": name,
+                "pairs": len(keys),
+                "categories": {cat: _paired(pairs) for cat, pairs in sorted(by_cat.items())},
+                OVERALL: _paired(attack_pairs),
+                FALSE_REFUSAL: _paired(benign_pairs),
+                "differences": diffs,
+            }
+        )
     return {"targets": list(names), "comparisons": comparisons}
 
 
@@ -138,7 +152,8 @@ def _paired(pairs: Sequence[tuple[bool, bool]]) -> dict[str, Any]:
     b = rate_of(p[1] for p in pairs)
     reduction = relative_reduction(a.value, b.value)
     return {
-        "baseline": a.as_dict(), "other": b.as_dict(),
+        "baseline": a.as_dict(),
+        "other": b.as_dict(),
         "difference": round(b.value - a.value, 6),
         "relative_reduction": None if reduction is None else round(reduction, 6),
         "mcnemar": mcnemar(pairs).as_dict(),

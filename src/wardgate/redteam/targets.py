@@ -31,10 +31,18 @@ from wardgate.chat import ChatMessage, ChatRequest
 from wardgate.errors import ConfigError, UpstreamError, UpstreamTimeout
 
 #: 400-class codes that are plain client errors, not a guard's refusal.
-_NOT_A_GUARD = frozenset({
-    "invalid_request", "context_length_exceeded", "max_tokens_too_large", "request_too_large",
-    "model_not_found", "invalid_api_key", "model_not_allowed", "rate_limit_exceeded",
-})
+_NOT_A_GUARD = frozenset(
+    {
+        "invalid_request",
+        "context_length_exceeded",
+        "max_tokens_too_large",
+        "request_too_large",
+        "model_not_found",
+        "invalid_api_key",
+        "model_not_allowed",
+        "rate_limit_exceeded",
+    }
+)
 #: The gateway's fail-closed answer when a guard errs: still a defended attempt.
 _GUARD_UNAVAILABLE = "guard_unavailable"
 
@@ -96,8 +104,11 @@ class BackendTarget:
         """Build from a :class:`~wardgate.config.ModelConfig` through ``create_backend``."""
         from wardgate.backends.base import create_backend
 
-        return cls(create_backend(model), name=model.name,
-                   description=f"model:{model.name} (backend {model.backend}, no guards)")
+        return cls(
+            create_backend(model),
+            name=model.name,
+            description=f"model:{model.name} (backend {model.backend}, no guards)",
+        )
 
     async def start(self) -> None:
         await self.backend.start()
@@ -216,8 +227,13 @@ class OpenAITarget:
         code = str(error.get("code") or "") if isinstance(error, dict) else ""
         status = response.status_code
         if (status == 400 and code and code not in _NOT_A_GUARD) or code == _GUARD_UNAVAILABLE:
-            return Reply(text="", blocked=True, block_code=code, finish_reason="content_filter",
-                         latency_s=latency)
+            return Reply(
+                text="",
+                blocked=True,
+                block_code=code,
+                finish_reason="content_filter",
+                latency_s=latency,
+            )
         message = f"target {self.name} answered HTTP {status}" + (f" ({code})" if code else "")
         retryable = status in (408, 409, 429) or status >= 500
         raise UpstreamError(message, retryable=retryable, upstream_status=status)
@@ -234,8 +250,12 @@ def anthropic_target(base_url: str, model: str, *, api_key_env: str | None,
     from wardgate.config import ModelConfig, ModelTags
 
     config = ModelConfig(
-        name=model, backend="anthropic", base_url=base_url, api_key_env=api_key_env,
-        timeout_s=timeout_s, retries=0,
+        name=model,
+        backend="anthropic",
+        base_url=base_url,
+        api_key_env=api_key_env,
+        timeout_s=timeout_s,
+        retries=0,
         tags=ModelTags(deployment="vendor", weights="closed"),
     )
     target = BackendTarget.from_config(config)

@@ -30,6 +30,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("0*.py")) == [
         "0001_keys_and_audit.py",
         "0002_meta.py",
+        "0003_admin_bootstrap_mark.py",
     ]
     assert not list(MIGRATIONS_DIR.parents[2].glob("alembic.ini"))
 
@@ -39,7 +40,7 @@ def test_upgrade_creates_the_schema_once(db_url) -> None:
     assert current_revision(engine) is None
     upgrade_database(db_url)
     upgrade_database(engine)  # second run is a no-op
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as conn:
         head = conn.execute(sa.text("SELECT id, seq FROM wardgate_audit_head")).all()
@@ -63,7 +64,7 @@ def test_concurrent_first_starts_migrate_once(db_url) -> None:
         t.join()
     assert errors == []
     engine = create_engine_for(db_url)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0003"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM wardgate_audit_head")).scalar() == 1
     engine.dispose()

@@ -14,6 +14,7 @@ was right.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -26,6 +27,7 @@ from sqlalchemy import Engine, RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from wardgate.errors import ConfigError, InvalidRequest, WardgateError
+from wardgate.store.db import write_connection
 from wardgate.store.tables import api_keys, meta
 
 KEY_PREFIX = "wg-"
@@ -46,6 +48,8 @@ MAX_MODELS_PER_KEY = 256
 MAX_RATE_LIMIT = 2**31 - 1
 
 _FINGERPRINT = "key_secret_fingerprint"
+#: ``wardgate_meta`` row written when the database got its first admin key (migration 0003).
+BOOTSTRAP_MARK = "admin_bootstrapped"
 _FINGERPRINT_LABEL = b"wardgate key-secret fingerprint v1"
 
 KeyStatus = Literal["active", "revoked", "expired"]
@@ -113,6 +117,10 @@ class ApiKey:
             "revoked_at": _iso(self.revoked_at),
             "rotated_from": self.rotated_from,
         }
+
+
+def _mark(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).isoformat(timespec="seconds")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -188,7 +196,52 @@ class KeyStore:
         """Create a key; returns the record and the raw key, which is not kept anywhere."""
         values = _validated(owner, models, tier, rpm, tpm, expires_at)
         self.check_secret()
-        return self._insert({**values, "admin": bool(admin), "rotated_from": None})
+        created = self._insert({**values, "admin": bool(admin), "rotated_from": None})
+        if admin:
+            # An operator's own admin key counts as the first one: serve must not add another.
+            with contextlib.suppress(IntegrityError):
+                with self._engine.begin() as conn:
+                    if not self.bootstrapped(conn):
+                        conn.execute(
+                            insert(meta).values(name=BOOTSTRAP_MARK, value=_mark(now=None))
+                        )
+        return created
+
+    def bootstrapped(self, conn: Any = None) -> bool:
+        """Has this database had its first admin key (made by ``serve`` or by an operator)?"""
+        query = select(meta.c.value).where(meta.c.name == BOOTSTRAP_MARK)
+        if conn is not None:
+            return conn.execute(query).first() is not None
+        with self._engine.connect() as own:
+            return own.execute(query).first() is not None
+
+    def bootstrap_admin(self) -> tuple[ApiKey, str] | None:
+        """The database's first admin key, made at most once in the database's life.
+
+        ``None`` when it was made before, by any process, at any time — even if every admin
+        key has since been revoked: after an incident, a restart must not mint a new one (an
+        operator does that with ``wardgate keys create --admin``). The mark and the key are
+        written in one transaction under the write lock, so concurrent first starts make one.
+        """
+        self.check_secret()
+        now = datetime.now(UTC)
+        raw = generate_raw_key()
+        values = _validated("admin", ["*"], "admin", None, None, None)
+        row = self._row(raw, {**values, "admin": True, "rotated_from": None}, now)
+        try:
+            with write_connection(self._engine) as conn, conn.begin():
+                if self.bootstrapped(conn):
+                    return None
+                existing = conn.execute(
+                    select(api_keys.c.id).where(api_keys.c.admin.is_(True)).limit(1)
+                ).first()
+                conn.execute(insert(meta).values(name=BOOTSTRAP_MARK, value=_mark(now)))
+                if existing is not None:
+                    return None
+                conn.execute(insert(api_keys).values(**row))
+        except IntegrityError:  # another process made it at the same moment
+            return None
+        return _record(row), raw
 
     def verify(self, raw: str) -> ApiKey | None:
         """The key record for ``raw``, or ``None`` if no key matches.

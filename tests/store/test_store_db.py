@@ -81,3 +81,79 @@ def test_sqlite_uses_wal_and_creates_its_directory(tmp_path) -> None:
 def test_bad_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         create_engine_for("not a url")
+
+
+_FIRST_START = """
+import sys
+from wardgate.store.audit import AuditRecord, append_records
+from wardgate.store.db import open_database
+from wardgate.store.keys import KeyStore
+
+engine = open_database(sys.argv[1])
+store = KeyStore(engine, b"s" * 32)
+_, raw = store.create(owner="o")
+assert store.verify(raw) is not None
+append_records(engine, [AuditRecord(request_id="r")])
+engine.dispose()
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_first_starts_in_processes_under_load(tmp_path) -> None:
+    """Four gateways' first start at once on one fresh SQLite file, on a loaded machine (two
+    busy loops compete for the cores): every one migrates, writes and reads."""
+    import subprocess
+    import sys
+
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        for round_ in range(1):
+            url = f"sqlite:///{tmp_path / f'round{round_}.db'}"
+            children = [
+                subprocess.Popen(
+                    [sys.executable, "-c", _FIRST_START, url],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(4)
+            ]
+            failures = [
+                err
+                for child in children
+                if (err := child.communicate(timeout=240)[1]) and child.returncode
+            ]
+            assert failures == []
+            engine = create_engine_for(url)
+            assert current_revision(engine) == "0003"
+            with engine.connect() as conn:
+                assert conn.execute(sa.text("SELECT count(*) FROM wardgate_api_keys")).scalar() == 4
+                assert conn.execute(sa.text("SELECT seq FROM wardgate_audit_head")).scalar() == 4
+            engine.dispose()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def test_sqlite_migrations_wait_for_the_migration_file_lock(tmp_path) -> None:
+    """A second first start waits while another process holds ``<db>.lock`` (its
+    migration is running), instead of racing it on a file not yet in WAL mode."""
+    from filelock import FileLock
+
+    path = tmp_path / "w.db"
+    done = threading.Event()
+    holder = FileLock(f"{path}.lock")
+    holder.acquire()
+    try:
+        thread = threading.Thread(
+            target=lambda: (open_database(f"sqlite:///{path}").dispose(), done.set())
+        )
+        thread.start()
+        assert not done.wait(1.0), "migrated while another process held the migration lock"
+    finally:
+        holder.release()
+    thread.join(timeout=60)
+    assert done.is_set()
+    engine = create_engine_for(f"sqlite:///{path}")
+    assert current_revision(engine) == "0003"
+    engine.dispose()

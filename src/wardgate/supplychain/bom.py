@@ -112,7 +112,9 @@ def _local_component(model: ModelConfig) -> dict[str, Any]:
             else ",".join(sorted(set(report.formats)))
         )
         props.append(_prop("format", fmt or "unknown"))
-        scan_status = "clean" if report.clean else f"findings:{len(report.findings)}"
+        scan_status = (
+            f"findings:{len(report.findings)}" if report.status == "findings" else report.status
+        )
         props.append(_prop("scan", scan_status))
         for finding in report.findings[:20]:
             props.append(_prop("finding", f"{finding.severity}:{finding.code}"))

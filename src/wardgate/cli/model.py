@@ -2,8 +2,9 @@
 
 A thin layer over :mod:`wardgate.supplychain`. Exit codes are the contract for CI:
 0 clean / verified, 1 findings / verification failed, 2 error (missing, corrupt or truncated
-input, bad arguments), 3 unscanned (``scan`` met a format it does not know: not clean). Human tables by default, ``--json`` for machines. Every command that
-writes a file writes it atomically, so a failure never leaves a partial output.
+input, bad arguments), 3 unscanned (``scan`` met a format it does not know: not clean).
+Human tables by default, ``--json`` for machines. Every command that writes a file writes it
+atomically, so a failure never leaves a partial output.
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ def scan_cmd(
         list[str] | None,
         typer.Option(
             "--inert-ext",
-            help="Extension whose text files are inert (repeat; adds to .json .txt .md .yaml .yml).",
+            help="Extension of text files that are inert (repeat; adds to .json .txt .md .yaml).",
         ),
     ] = None,
     as_json: JsonOpt = False,

@@ -169,10 +169,9 @@ def _audit_gguf(
     policy: Literal["warn", "fail", "off"],
     pinned_template_sha256: str | None,
 ) -> list[Finding]:
+    from wardgate.supplychain.formats import detect
     from wardgate.supplychain.gguf_meta import GGUFFormatError, read_metadata_file
     from wardgate.supplychain.gguf_template import audit_templates
-
-    from wardgate.supplychain.formats import detect
 
     with open(path, "rb") as handle:
         kind = detect(handle.read(1024))

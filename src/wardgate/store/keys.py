@@ -201,9 +201,7 @@ class KeyStore:
             # An operator's own admin key counts as the first one: serve must not add another.
             with contextlib.suppress(IntegrityError), self._engine.begin() as conn:
                 if not self.bootstrapped(conn):
-                    conn.execute(
-                        insert(meta).values(name=BOOTSTRAP_MARK, value=_mark(now=None))
-                    )
+                    conn.execute(insert(meta).values(name=BOOTSTRAP_MARK, value=_mark(now=None)))
         return created
 
     def bootstrapped(self, conn: Any = None) -> bool:

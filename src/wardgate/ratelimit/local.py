@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 
 from wardgate.ratelimit.base import LimitDecision, unlimited
@@ -36,7 +36,8 @@ class _KeyWindow:
     __slots__ = ("requests", "slots", "tokens")
 
     def __init__(self) -> None:
-        self.slots: deque[list[float]] = deque()
+        # A list, not a deque: at most 61 entries, and an empty deque costs ten times more.
+        self.slots: list[list[float]] = []
         self.requests = 0.0
         self.tokens = 0.0
 
@@ -44,10 +45,13 @@ class _KeyWindow:
         """Forget slots that no longer count at ``current``."""
         oldest = first_live_slot(current)
         slots = self.slots
-        while slots and slots[0][0] < oldest:
-            _, requests, tokens = slots.popleft()
-            self.requests -= requests
-            self.tokens -= tokens
+        dead = 0
+        while dead < len(slots) and slots[dead][0] < oldest:
+            self.requests -= slots[dead][1]
+            self.tokens -= slots[dead][2]
+            dead += 1
+        if dead:
+            del slots[:dead]
         if not slots:
             self.requests = self.tokens = 0.0  # no float drift survives an empty window
 

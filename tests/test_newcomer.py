@@ -23,12 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pty
 import re
 import shutil
 import signal
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
 
@@ -42,10 +44,16 @@ def _git_head_available() -> bool:
     return shutil.which("git") is not None and (ROOT / ".git").exists()
 
 
+def _outside_make() -> dict[str, str]:
+    """This environment as a shell has it: the suite itself may run under `make test`, whose
+    MAKELEVEL/MAKEFLAGS would make a nested make print 'Entering directory' lines."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+
+
 def test_make_run_installs_only_the_runtime_extras() -> None:
     dry = subprocess.run(
         ["make", "-n", "run", "PORT=8123", "CONFIG=examples/hybrid.yaml", "VENV=/nonexistent"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT, capture_output=True, text=True, check=True, env=_outside_make(),
     )  # fmt: skip
     installs = [line for line in dry.stdout.splitlines() if "pip install" in line]
     assert any("-e '.[guards,semantic,supplychain]'" in line for line in installs), installs
@@ -54,8 +62,9 @@ def test_make_run_installs_only_the_runtime_extras() -> None:
         "/nonexistent/bin/wardgate serve --config examples/hybrid.yaml --port 8123"
     )
     tests = subprocess.run(
-        ["make", "-n", "test", "VENV=/nonexistent"], cwd=ROOT, capture_output=True, text=True
-    )
+        ["make", "-n", "test", "VENV=/nonexistent"], cwd=ROOT, capture_output=True, text=True,
+        env=_outside_make(),
+    )  # fmt: skip
     assert "-e '.[guards,semantic,supplychain,dev]'" in tests.stdout
 
 
@@ -102,6 +111,20 @@ def _venv_over_this_one(venv: Path, clone: Path) -> None:
     (venv / f".installed-runtime-{digest}").touch()
 
 
+def _copy_terminal(controller: int, out: Path) -> None:
+    """Copy what the program writes to its terminal into ``out`` until the terminal closes."""
+    with out.open("ab") as sink:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: every process holding the terminal has gone
+                return
+            if not chunk:
+                return
+            sink.write(chunk.replace(b"\r\n", b"\n"))
+            sink.flush()
+
+
 def _banner_commands(banner: str) -> dict[str, str]:
     """The three commands of the banner, as a reader would copy them (continuations kept)."""
     lines = banner.splitlines()
@@ -126,14 +149,20 @@ def test_a_fresh_clone_serves_the_readme_quick_start(tmp_path: Path) -> None:
     assert where.stdout.startswith(str(clone)), where.stdout  # the clone's code runs
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env = {k: v for k, v in _outside_make().items() if not k.endswith("_API_KEY")}
     env.pop("VIRTUAL_ENV", None)
     out, err = tmp_path / "stdout", tmp_path / "stderr"
-    with out.open("w") as stdout, err.open("w") as stderr:
+    # A newcomer runs `make run` in a terminal: stdout is a pseudo-terminal, so the first
+    # admin key is shown there (off a terminal it goes to a 0600 file instead).
+    controller, terminal = pty.openpty()
+    copier = threading.Thread(target=_copy_terminal, args=(controller, out), daemon=True)
+    copier.start()
+    with err.open("w") as stderr:
         server = subprocess.Popen(
             ["make", "run", f"VENV={venv}", f"PORT={port}"],
-            cwd=clone, env=env, stdout=stdout, stderr=stderr, start_new_session=True,
+            cwd=clone, env=env, stdout=terminal, stderr=stderr, start_new_session=True,
         )  # fmt: skip
+    os.close(terminal)
     try:
         deadline = time.monotonic() + 300
         while "Wardgate is ready on" not in err.read_text():

@@ -28,10 +28,15 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Deployment = Literal["on_prem", "vendor"]
+
+
 class ModelTags(StrictModel):
     """Tags the routing policy and failover rules read."""
 
-    deployment: Literal["on_prem", "vendor"] = "on_prem"
+    #: Where the model runs. Left unset, :attr:`ModelConfig.deployment` decides, failing
+    #: closed: only a ``llamacpp`` model (weights loaded in this process) counts as on-prem.
+    deployment: Deployment | None = None
     weights: Literal["open", "closed"] = "open"
     region: str = "local"
 
@@ -98,6 +103,18 @@ class ModelConfig(StrictModel):
             if not self.base_url.startswith(("http://", "https://")):
                 raise field_error("base_url", "base_url must be an http(s) URL")
         return self
+
+    @property
+    def deployment(self) -> Deployment:
+        """The deployment every routing and fallback decision uses.
+
+        An unstated deployment is ``on_prem`` only for ``llamacpp`` (local weights, in this
+        process); any other backend is reached over the network and may be a vendor, so it
+        counts as ``vendor`` until the config says otherwise: PII never follows a guess.
+        """
+        if self.tags.deployment is not None:
+            return self.tags.deployment
+        return "on_prem" if self.backend == "llamacpp" else "vendor"
 
     @property
     def wire_model(self) -> str:
@@ -174,6 +191,16 @@ class GatewayConfig(StrictModel):
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def deployment_warnings(self) -> list[str]:
+        """One line per network model whose ``tags.deployment`` is not stated."""
+        return [
+            f"model {m.name!r} (backend {m.backend}) does not state tags.deployment; it is "
+            "treated as 'vendor' (no PII, secrets or confidential data): set "
+            "'deployment: on_prem' if it runs in-house, or 'vendor' to silence this"
+            for m in self.models
+            if m.tags.deployment is None and m.backend != "llamacpp"
+        ]
 
 
 def default_config() -> GatewayConfig:

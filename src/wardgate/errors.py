@@ -112,6 +112,13 @@ class PayloadTooLarge(InvalidRequest):
     code = "request_too_large"
 
 
+class ClientClosedRequest(InvalidRequest):
+    """The client went away before its request was read in full (nginx's 499)."""
+
+    status = 499
+    code = "client_disconnected"
+
+
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
 

@@ -53,6 +53,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                         "base_url": f"{upstream}/v1",
                         "api_key_env": "WG_GUARD_TEST_KEY",
                         "retries": 0,
+                        # A local OpenAI-compatible server (think vLLM): in-house, stated so.
+                        "tags": {"deployment": "on_prem"},
                     },
                 ],
             }

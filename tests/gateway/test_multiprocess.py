@@ -145,7 +145,8 @@ def test_two_gateways_share_limits_audit_and_revocation(tmp_path: Path, pg_datab
         # Clean shutdown flushed everything; both processes appended to one intact chain.
         report = verify_chain(engine)
         assert report.ok, report
-        assert report.checked == 24 + 2
+        # 24 limited chat requests, 2 by the victim, and the admin API's revoke.
+        assert report.checked == 24 + 2 + 1
         with engine.connect() as conn:
             keys = conn.execute(sa.select(audit_log.c.key_id).distinct()).scalars().all()
         assert limited_id.id in keys

@@ -28,9 +28,7 @@ def test_format_duration(seconds, text):
 
 
 def test_allowed_decision_has_no_retry_after():
-    decision = LimitDecision(
-        allowed=True, requests=BucketView(limit=10, remaining=9, reset_s=6.0)
-    )
+    decision = LimitDecision(allowed=True, requests=BucketView(limit=10, remaining=9, reset_s=6.0))
     assert decision.headers() == {
         "x-ratelimit-limit-requests": "10",
         "x-ratelimit-remaining-requests": "9",

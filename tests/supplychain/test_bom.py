@@ -75,8 +75,10 @@ def test_embedded_and_vendor_models(tmp_path):
 
 
 def test_signed_model_reports_verified(tmp_path):
-    model = tmp_path / "m.bin"
-    model.write_bytes(b"\x00" * 1000)
+    from tests.supplychain.test_verify_load import gguf_bytes
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(gguf_bytes("{{ messages[0]['content'] }}"))
     generate_key_pair(tmp_path / "k.pem", tmp_path / "k.pub")
     sign_model(model, tmp_path / "m.sig", private_key=tmp_path / "k.pem")
     verify = VerifyConfig(

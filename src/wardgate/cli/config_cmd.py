@@ -69,9 +69,11 @@ def config_check(file: FileArgument = None, config: ConfigOption = None) -> None
         tags = model.tags
         fallbacks = f" -> {', '.join(model.fallbacks)}" if model.fallbacks else ""
         typer.echo(
-            f"  {model.name}: backend={model.backend} deployment={tags.deployment} "
+            f"  {model.name}: backend={model.backend} deployment={model.deployment} "
             f"weights={tags.weights} region={tags.region}{fallbacks}"
         )
+    for warning in cfg.deployment_warnings():
+        typer.echo(f"warning: {warning}")
     typer.echo(f"  input guards: {', '.join(g.label for g in cfg.guards.input) or 'none'}")
     typer.echo(f"  output guards: {', '.join(g.label for g in cfg.guards.output) or 'none'}")
 

@@ -16,6 +16,7 @@ from typing import Annotated
 import orjson
 import typer
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from wardgate.cli.common import load_or_exit
 from wardgate.cli.help import WardgateTyper
@@ -58,6 +59,24 @@ def database(config: GatewayConfig) -> Iterator[Engine]:
 
 @contextmanager
 def _store(config_path: Path | None) -> Iterator[KeyStore]:
+    with _store_and_config(config_path) as (store, _config):
+        yield store
+
+
+def _announce(config: GatewayConfig, key_id: str) -> None:
+    """Tell running gateways at once (Redis pub/sub); else they notice within the cache TTL."""
+    from wardgate.gateway.key_events import announce_key_change
+
+    if config.redis_url and not announce_key_change(config.redis_url, key_id):
+        typer.echo(
+            "note: Redis did not take the change notice; gateways notice within "
+            f"auth.key_cache_ttl_s ({config.auth.key_cache_ttl_s:g} s)",
+            err=True,
+        )
+
+
+@contextmanager
+def _store_and_config(config_path: Path | None) -> Iterator[tuple[KeyStore, GatewayConfig]]:
     config = load_cli_config(config_path)
     try:
         secret = load_or_create_secret(config.auth)
@@ -66,10 +85,16 @@ def _store(config_path: Path | None) -> Iterator[KeyStore]:
         raise typer.Exit(2) from exc
     with database(config) as engine:
         try:
-            yield KeyStore(engine, secret)
+            yield KeyStore(engine, secret), config
         except WardgateError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from exc
+        except SQLAlchemyError as exc:
+            # One line, the type only: the driver's message may quote values.
+            typer.echo(
+                f"error: the database refused the operation ({type(exc).__name__})", err=True
+            )
+            raise typer.Exit(1) from exc
 
 
 def parse_expiry(text: str | None, now: datetime | None = None) -> datetime | None:
@@ -191,9 +216,11 @@ def revoke(
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Revoke a key at once (gateways notice within auth.key_cache_ttl_s)."""
-    with _store(config) as store:
+    """Revoke a key at once (gateways sharing redis_url at once, others within
+    auth.key_cache_ttl_s)."""
+    with _store_and_config(config) as (store, cfg):
         record = store.revoke(store.find(key).id)
+        _announce(cfg, record.id)
     if as_json:
         typer.echo(orjson.dumps(record.as_dict()).decode())
     else:
@@ -207,6 +234,8 @@ def rotate(
     config: ConfigOption = None,
 ) -> None:
     """Issue a new secret with the same settings and revoke the old one."""
-    with _store(config) as store:
-        record, raw = store.rotate(store.find(key).id)
+    with _store_and_config(config) as (store, cfg):
+        old = store.find(key).id
+        record, raw = store.rotate(old)
+        _announce(cfg, old)
     _print_secret(record, raw, "Rotated; new", as_json)

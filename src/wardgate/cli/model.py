@@ -2,8 +2,9 @@
 
 A thin layer over :mod:`wardgate.supplychain`. Exit codes are the contract for CI:
 0 clean / verified, 1 findings / verification failed, 2 error (missing, corrupt or truncated
-input, bad arguments). Human tables by default, ``--json`` for machines. Every command that
-writes a file writes it atomically, so a failure never leaves a partial output.
+input, bad arguments), 3 unscanned (``scan`` met a format it does not know: not clean).
+Human tables by default, ``--json`` for machines. Every command that writes a file writes it
+atomically, so a failure never leaves a partial output.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ model_app = WardgateTyper(
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
+EXIT_UNSCANNED = 3
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
@@ -240,10 +242,21 @@ def scan_cmd(
     template_sha256: Annotated[
         str | None, typer.Option(help="Known-good sha256 of the default chat template.")
     ] = None,
+    inert_ext: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--inert-ext",
+            help="Extension of text files that are inert (repeat; adds to .json .txt .md .yaml).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Scan for unsafe serialisation (pickle, Keras, SavedModel, ONNX, GGUF templates)."""
+    """Scan for unsafe serialisation (pickle, Keras, SavedModel, ONNX, GGUF templates).
+
+    Exit 0 clean, 1 findings, 2 unreadable input, 3 unscanned (unknown format, encrypted
+    file, empty folder): what was not read is never reported clean."""
     from wardgate.supplychain.allowlist import default_allowlist, load_allowlist_file
+    from wardgate.supplychain.formats import DEFAULT_INERT_EXTENSIONS
     from wardgate.supplychain.scan import ScanOptions, scan_path
 
     _exists(path, as_json)
@@ -253,9 +266,11 @@ def scan_cmd(
             extra |= load_allowlist_file(str(allow_file))
         except OSError as exc:
             _fail(f"cannot read allow-list file: {exc}", as_json)
+    inert = {e if e.startswith(".") else f".{e}" for e in inert_ext or []}
     options = ScanOptions(
         allowlist=default_allowlist(extra),
         pinned_templates={"default": template_sha256} if template_sha256 else {},
+        inert_extensions=DEFAULT_INERT_EXTENSIONS | inert,
     )
     try:
         report = scan_path(path, options)
@@ -272,15 +287,24 @@ def scan_cmd(
                     str(finding.severity), finding.code, finding.location, finding.message
                 )
             console.print(table)
+        for where in report.unscanned:
+            console.print(f"[yellow]not scanned:[/] {where}")
         formats = ", ".join(sorted(set(report.formats))) or "-"
-        verdict = "[green]clean[/]" if report.clean else "[bold red]NOT SAFE[/]"
+        verdict = {
+            "clean": "[green]clean[/]",
+            "findings": "[bold red]NOT SAFE[/]",
+            "error": "[bold red]NOT SAFE[/]",
+            "unscanned": "[bold yellow]UNSCANNED[/]",
+        }[report.status]
         console.print(
             f"{verdict}: {report.files_scanned} file(s), formats: {formats}, "
-            f"{len(report.findings)} finding(s), {len(report.errors)} error(s)"
+            f"{len(report.findings)} finding(s), {len(report.errors)} error(s), "
+            f"{len(report.unscanned)} not scanned"
         )
     if report.errors:
         raise typer.Exit(EXIT_ERROR)
-    raise typer.Exit(EXIT_CLEAN if report.clean else EXIT_FINDINGS)
+    exits = {"clean": EXIT_CLEAN, "findings": EXIT_FINDINGS, "unscanned": EXIT_UNSCANNED}
+    raise typer.Exit(exits.get(report.status, EXIT_ERROR))
 
 
 @model_app.command("audit-template")

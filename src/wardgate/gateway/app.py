@@ -20,10 +20,12 @@ from wardgate.errors import (
     NotFound,
     WardgateError,
 )
-from wardgate.gateway.admin import admin_router
+from wardgate.gateway.admin import admin_routes
+from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.responses import JSONBytesResponse, error_response
 from wardgate.gateway.service import Gateway
+from wardgate.store.keys import ApiKey
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +59,27 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,
     )
     app.state.gateway = runtime
     # The hot path is a plain Starlette route: no dependency injection, no response model.
     app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
-    app.router.add_route("/v1/models", list_models, methods=["GET"])
-    app.router.add_route("/v1/models/{model_id:path}", retrieve_model, methods=["GET"])
+    app.router.routes.append(
+        audited_route("/v1/models", list_models, methods=["GET"], action="list_models", admin=False)
+    )
+    app.router.routes.append(
+        audited_route(
+            "/v1/models/{model_id:path}",
+            retrieve_model,
+            methods=["GET"],
+            action="retrieve_model",
+            admin=False,
+        )
+    )
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
-    app.include_router(admin_router())
+    app.router.routes.extend(admin_routes())
 
     @app.exception_handler(WardgateError)
     async def _wardgate_error(request: Request, exc: WardgateError) -> Response:
@@ -108,10 +121,8 @@ def _model_object(name: str) -> dict[str, object]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "wardgate"}
 
 
-async def _visible_models(request: Request) -> list[str]:
+def _visible_models(gateway: Gateway, key: ApiKey) -> list[str]:
     """The models and logical models the presented key may use (in config order)."""
-    gateway: Gateway = request.app.state.gateway
-    key = await gateway.auth.authenticate(request.headers.get("authorization"))
     return [
         n
         for n in [*gateway.model_configs, *gateway.config.routing.logical_models]
@@ -119,16 +130,16 @@ async def _visible_models(request: Request) -> list[str]:
     ]
 
 
-async def list_models(request: Request) -> Response:
-    names = await _visible_models(request)
+async def list_models(request: Request, gateway: Gateway, key: ApiKey) -> Response:
+    names = _visible_models(gateway, key)
     return JSONBytesResponse({"object": "list", "data": [_model_object(n) for n in names]})
 
 
-async def retrieve_model(request: Request) -> Response:
+async def retrieve_model(request: Request, gateway: Gateway, key: ApiKey) -> Response:
     """``GET /v1/models/{id}`` (the SDK's ``models.retrieve``): like OpenAI, a model the key
     may not use is indistinguishable from one that does not exist."""
     model_id = request.path_params["model_id"]
-    if model_id not in await _visible_models(request):
+    if model_id not in _visible_models(gateway, key):
         raise ModelNotFound(
             f"The model {model_id[:256]!r} does not exist or you do not have access to it.",
             param="model",

@@ -6,14 +6,20 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from wardgate.chat import ChatRequest, reject_unsupported
-from wardgate.errors import InvalidRequest, PayloadTooLarge
+from wardgate.errors import ClientClosedRequest, InvalidRequest, PayloadTooLarge
 
 
 async def read_json_body(request: Request, limit: int) -> Any:
-    """The parsed JSON body, refusing more than ``limit`` bytes without buffering them."""
+    """The parsed JSON body, refusing more than ``limit`` bytes without buffering them.
+
+    The one body reader of every route, called only once the key has been checked: the
+    declared ``Content-Length`` is refused before a byte is read, and the running total while
+    the body streams in (chunked bodies declare nothing). A client that goes away mid-body is
+    a typed error, so the route still answers and audits it like any other refusal.
+    """
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -24,11 +30,14 @@ async def read_json_body(request: Request, limit: int) -> Any:
             raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is larger than the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise ClientClosedRequest("the client closed the connection before its body ended") from exc
     raw = b"".join(chunks)
     if not raw:
         raise InvalidRequest("request body is empty; expected a JSON object", code="invalid_json")

@@ -78,7 +78,8 @@ async def chat_completions(request: Request) -> Response:
     )
     try:
         return await _handle(gateway, request, exchange)
-    except WardgateError as error:
+    except Exception as exc:
+        error = exc if isinstance(exc, WardgateError) else _internal(exc, exchange)
         exchange.fail(error)
         if isinstance(error, BlockedByGuard):
             exchange.guard_decisions.extend(error.decisions)
@@ -87,6 +88,13 @@ async def chat_completions(request: Request) -> Response:
         _finish(gateway, exchange)
         error.headers.update(exchange.headers)
         return error_response(error)
+
+
+def _internal(exc: Exception, exchange: Exchange) -> WardgateError:
+    """A bug, not a refusal: logged by type only (messages can carry request content), and
+    answered and audited like any other error so no request goes unrecorded."""
+    log.error("unhandled %s in chat completion %s", type(exc).__name__, exchange.request_id)
+    return WardgateError("internal error")
 
 
 async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Response:
@@ -122,6 +130,7 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
             request.headers.get(DATA_CLASS_HEADER), (chat.model_extra or {}).get("metadata")
         ),
         restrict_on_prem=checked.restrict_on_prem,
+        key_models=key.models,
     )
     exchange.routing = route.as_dict()
     upstream_request = checked.request
@@ -138,7 +147,11 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     upstream_started = time.perf_counter()
     exchange.trace = RouteTrace(requested=chat.model)
     completion, trace = await gateway.failover.complete(
-        route.candidates, upstream_request, allowed=route.allowed, trace=exchange.trace
+        route.candidates,
+        upstream_request,
+        allowed=route.allowed,
+        trace=exchange.trace,
+        key_scope=route.key_scope,
     )
     gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
         time.perf_counter() - upstream_started
@@ -181,7 +194,9 @@ async def _stream(
 ) -> Response:
     assert exchange.chat is not None and exchange.key is not None
     chat, key = exchange.chat, exchange.key
-    upstream = gateway.failover.stream(route.candidates, upstream_request, allowed=route.allowed)
+    upstream = gateway.failover.stream(
+        route.candidates, upstream_request, allowed=route.allowed, key_scope=route.key_scope
+    )
     exchange.trace = upstream.trace
     # Pull the first delta before answering: failures before any output (all backends down,
     # queue full, context too long) still get a proper HTTP status instead of a 200 stream.
@@ -256,7 +271,7 @@ def _needs_pseudonymisation(gateway: Gateway, route: RoutingDecision) -> bool:
     if not gateway.config.guards.pseudonymise:
         return False
     return any(
-        gateway.model_configs[name].tags.deployment == "vendor"
+        gateway.model_configs[name].deployment == "vendor"
         for name in route.allowed or route.candidates
     )
 

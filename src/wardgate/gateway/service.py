@@ -16,6 +16,7 @@ from wardgate.chat import ChatRequest, Completion
 from wardgate.config import GatewayConfig, ModelConfig
 from wardgate.errors import ModelNotFound
 from wardgate.gateway.auth import KeyAuthenticator
+from wardgate.gateway.key_events import KeyEvents
 from wardgate.gateway.metrics import GatewayMetrics
 from wardgate.guards.pipeline import GuardPipeline
 from wardgate.ratelimit import RateLimiter, create_rate_limiter
@@ -38,9 +39,12 @@ class Gateway:
 
     def __post_init__(self) -> None:
         cfg = self.config
+        for warning in cfg.deployment_warnings():
+            log.warning("%s", warning)
         self.engine = open_database(cfg.database_url)
         self.keys = KeyStore(self.engine, load_or_create_secret(cfg.auth))
         self.auth = KeyAuthenticator(self.keys, ttl_s=cfg.auth.key_cache_ttl_s)
+        self.key_events = KeyEvents(cfg.redis_url, self.auth.invalidate)
         self.audit = AuditWriter(self.engine, cfg.audit)
         self.limiter: RateLimiter = create_rate_limiter(cfg.redis_url)
         self.model_configs: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
@@ -58,6 +62,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.audit.start()
+        await self.key_events.start()
         # Load local models one at a time: two llama.cpp loads compete for the same cores.
         for name, backend in self.backends.items():
             log.info("starting model %s (%s)", name, self.model_configs[name].backend)
@@ -72,9 +77,16 @@ class Gateway:
         self.ready = False
         await asyncio.gather(*(b.aclose() for b in self.backends.values()), return_exceptions=True)
         await self.limiter.aclose()
+        await self.key_events.aclose()
         self.guards.close()
         await asyncio.to_thread(self.audit.close)
         self.engine.dispose()
+
+    async def key_changed(self, key_id: str) -> None:
+        """A key was revoked, rotated or updated: no cached verdict about it may outlive this,
+        here or (through Redis, when configured) on any other replica."""
+        self.auth.invalidate()
+        await self.key_events.publish(key_id)
 
     async def complete_direct(self, model: str, request: ChatRequest) -> Completion:
         """Call one configured model without guards (LLM-as-judge uses this)."""

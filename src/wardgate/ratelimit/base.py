@@ -1,16 +1,17 @@
 """The rate-limiter interface and the decision it returns.
 
-Two limits apply per API key, both token buckets refilled continuously:
+Two limits apply per API key, both over a sliding 60-second window (see
+:mod:`wardgate.ratelimit.window`), so "N per minute" means at most N in *any* 60 seconds:
 
-* **requests per minute** (RPM): capacity ``rpm``, refill ``rpm / 60`` per second; every
-  admitted request takes one.
-* **tokens per minute** (TPM): capacity ``tpm``, refill ``tpm / 60`` per second. ``check``
-  admits a request only when the bucket holds the prompt-token estimate (or is full, so a
-  prompt larger than the whole budget is not refused forever) and takes that estimate;
-  ``consume_tokens`` later takes what the answer actually used. That second charge may push
-  the bucket below zero, so a key that overspent waits until it has paid the debt back —
-  generation length is unknown up front, and charging ``max_tokens`` in advance would refuse
-  honest clients that ask for long limits but get short answers.
+* **requests per minute** (RPM): a request is admitted when fewer than ``rpm`` were admitted
+  in the window.
+* **tokens per minute** (TPM): ``check`` admits a request only when the window's tokens plus
+  the prompt-token estimate fit ``tpm`` (a prompt larger than the whole limit fits only an
+  empty window, so it is not refused forever) and records that estimate; ``consume_tokens``
+  later records what the answer actually used. That second charge may take the window past
+  the limit, so a key that overspent waits until it ages out — generation length is unknown
+  up front, and charging ``max_tokens`` in advance would refuse honest clients that ask for
+  long limits but get short answers.
 
 A limit of 0 means unlimited and costs nothing (no state, no Redis round trip).
 """
@@ -30,7 +31,7 @@ class BucketView:
 
     limit: int
     remaining: int
-    #: Seconds until the bucket is full again (OpenAI's ``reset`` semantics).
+    #: Seconds until the window is empty again (OpenAI's ``reset`` semantics).
     reset_s: float
 
 

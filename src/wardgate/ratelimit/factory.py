@@ -8,7 +8,7 @@ from wardgate.ratelimit.redis_limiter import RedisRateLimiter
 
 
 def create_rate_limiter(
-    redis_url: str | None, *, prefix: str = "wardgate:rl:", ttl_s: float = 60.0
+    redis_url: str | None, *, prefix: str = "wardgate:rl:", ttl_s: float = 1.0
 ) -> RateLimiter:
     """In-process limits without ``redis_url``; limits shared through Redis with it.
 

@@ -1,11 +1,13 @@
 """In-process rate limiter: exact for one gateway process, no dependencies.
 
-Each check is a few float operations under a lock with no ``await`` inside, so concurrent
-tasks (and threads) see a consistent bucket. Memory stays bounded: a bucket that has refilled
-to capacity is indistinguishable from no bucket, so idle keys are dropped on a periodic sweep
-without changing any decision. Only when more than ``max_keys`` keys are *active* at once is
-the least recently used one forgotten (which lets that key start again from a full bucket) —
-keys are issued by an administrator, so that bound is a sizing knob, not an attack surface.
+Sliding windows (see :mod:`wardgate.ratelimit.window`): per key, one-second slots holding
+the requests and tokens admitted in them. Each check is a few operations under a lock with no
+``await`` inside, so concurrent tasks (and threads) see one consistent window. Memory stays
+bounded: a key whose window has emptied is indistinguishable from no key, so idle keys are
+dropped on a periodic sweep without changing any decision. Only when more than ``max_keys``
+keys are *active* at once is the least recently used one forgotten (which lets that key start
+again from an empty window) — keys are issued by an administrator, so that bound is a sizing
+knob, not an attack surface.
 """
 
 from __future__ import annotations
@@ -14,39 +16,73 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from wardgate.ratelimit.base import LimitDecision, unlimited
-from wardgate.ratelimit.bucket import Outcome, decision, refilled, seconds_until, token_need
+from wardgate.ratelimit.window import (
+    WINDOW_S,
+    Outcome,
+    decision,
+    first_live_slot,
+    slot_expires_at,
+    slot_of,
+    token_need,
+    wait_for,
+)
 
 
-@dataclass(slots=True)
-class _KeyBuckets:
-    """Both buckets of one key, as of ``updated``, with the limits they were last used with."""
+class _KeyWindow:
+    """One key's live slots, oldest first, as ``[slot, requests, tokens]``, with totals."""
 
-    requests: float
-    tokens: float
-    rpm: int
-    tpm: int
-    updated: float
+    __slots__ = ("requests", "slots", "tokens")
 
-    def advance(self, now: float, rpm: int, tpm: int) -> None:
-        """Refill to ``now`` under the given limits (a limit newly set starts full)."""
-        elapsed = now - self.updated
-        self.requests = refilled(self.requests, rpm, elapsed) if self.rpm > 0 else float(rpm)
-        self.tokens = refilled(self.tokens, tpm, elapsed) if self.tpm > 0 else float(tpm)
-        self.rpm, self.tpm, self.updated = rpm, tpm, now
+    def __init__(self) -> None:
+        # A list, not a deque: at most 61 entries, and an empty deque costs ten times more.
+        self.slots: list[list[float]] = []
+        self.requests = 0.0
+        self.tokens = 0.0
 
-    def idle(self, now: float) -> bool:
-        """Full again, so forgetting it changes nothing."""
-        elapsed = now - self.updated
-        return (self.rpm <= 0 or refilled(self.requests, self.rpm, elapsed) >= self.rpm) and (
-            self.tpm <= 0 or refilled(self.tokens, self.tpm, elapsed) >= self.tpm
+    def advance(self, current: int) -> None:
+        """Forget slots that no longer count at ``current``."""
+        oldest = first_live_slot(current)
+        slots = self.slots
+        dead = 0
+        while dead < len(slots) and slots[dead][0] < oldest:
+            self.requests -= slots[dead][1]
+            self.tokens -= slots[dead][2]
+            dead += 1
+        if dead:
+            del slots[:dead]
+        if not slots:
+            self.requests = self.tokens = 0.0  # no float drift survives an empty window
+
+    def add(self, current: int, requests: float, tokens: float) -> None:
+        slots = self.slots
+        if slots and slots[-1][0] == current:
+            slots[-1][1] += requests
+            slots[-1][2] += tokens
+        else:
+            slots.append([current, requests, tokens])
+        self.requests += requests
+        self.tokens += tokens
+
+    def refund(self, tokens: float) -> None:
+        """Take ``tokens`` off the newest slots, none below zero (never a credit)."""
+        for slot in reversed(self.slots):
+            taken = min(slot[2], tokens)
+            slot[2] -= taken
+            self.tokens -= taken
+            tokens -= taken
+            if tokens <= 0:
+                return
+
+    def reset_s(self, now: float, window_s: float) -> float:
+        return (
+            max(0.0, slot_expires_at(int(self.slots[-1][0]), window_s) - now) if self.slots else 0.0
         )
 
 
 class LocalRateLimiter:
-    """Token buckets in a dict; see the module docstring for the memory bound."""
+    """Sliding windows in a dict; see the module docstring for the memory bound."""
 
     def __init__(
         self,
@@ -54,19 +90,21 @@ class LocalRateLimiter:
         max_keys: int = 100_000,
         sweep_interval_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        window_s: float = WINDOW_S,
     ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         self._max_keys = max_keys
         self._sweep_interval_s = sweep_interval_s
         self._clock = clock
-        self._buckets: OrderedDict[str, _KeyBuckets] = OrderedDict()
+        self._window_s = window_s
+        self._windows: OrderedDict[str, _KeyWindow] = OrderedDict()
         self._lock = threading.Lock()
         self._last_sweep = clock()
 
     def __len__(self) -> int:
         """Keys currently holding state (for tests and metrics)."""
-        return len(self._buckets)
+        return len(self._windows)
 
     async def check(self, key_id: str, rpm: int, tpm: int, tokens: int) -> LimitDecision:
         rpm, tpm = max(0, rpm), max(0, tpm)
@@ -74,17 +112,42 @@ class LocalRateLimiter:
             return unlimited()
         with self._lock:
             now = self._clock()
-            state = self._state(key_id, now, rpm, tpm)
-            request_wait = seconds_until(state.requests, 1, rpm) if rpm else 0.0
-            token_wait = seconds_until(state.tokens, token_need(tokens, tpm), tpm) if tpm else 0.0
+            current = slot_of(now, self._window_s)
+            window = self._window(key_id, current)
+            need = token_need(tokens, tpm)
+            # The slot walk runs only for a refusal (to say how long to wait).
+            request_wait = 0.0
+            if rpm and window.requests + 1 > rpm:
+                request_wait = wait_for(
+                    ((int(s[0]), s[1]) for s in window.slots),
+                    window.requests,
+                    1,
+                    rpm,
+                    now,
+                    self._window_s,
+                )
+            token_wait = 0.0
+            if tpm and window.tokens + need > tpm:
+                token_wait = wait_for(
+                    ((int(s[0]), s[2]) for s in window.slots),
+                    window.tokens,
+                    need,
+                    tpm,
+                    now,
+                    self._window_s,
+                )
             allowed = request_wait == 0.0 and token_wait == 0.0
             if allowed:
-                if rpm:
-                    state.requests -= 1
-                if tpm:
-                    state.tokens -= max(0, tokens)
-            outcome = Outcome(allowed, state.requests, state.tokens, request_wait, token_wait)
-            self._maybe_sweep(now)
+                window.add(current, 1 if rpm else 0, max(0, tokens) if tpm else 0)
+            outcome = Outcome(
+                allowed,
+                window.requests,
+                window.tokens,
+                request_wait,
+                token_wait,
+                window.reset_s(now, self._window_s),
+            )
+            self._maybe_sweep(now, current)
         return decision(outcome, rpm, tpm)
 
     async def consume_tokens(self, key_id: str, tpm: int, tokens: int) -> None:
@@ -92,32 +155,35 @@ class LocalRateLimiter:
             return
         with self._lock:
             now = self._clock()
-            existing = self._buckets.get(key_id)
-            rpm = existing.rpm if existing is not None else 0
-            state = self._state(key_id, now, rpm, tpm)
-            state.tokens = min(float(tpm), state.tokens - tokens)
-            self._maybe_sweep(now)
+            current = slot_of(now, self._window_s)
+            window = self._window(key_id, current)
+            if tokens > 0:
+                window.add(current, 0, tokens)
+            else:
+                window.refund(-tokens)
+            self._maybe_sweep(now, current)
 
     async def aclose(self) -> None:
         with self._lock:
-            self._buckets.clear()
+            self._windows.clear()
 
-    def _state(self, key_id: str, now: float, rpm: int, tpm: int) -> _KeyBuckets:
-        state = self._buckets.get(key_id)
-        if state is None:
-            state = _KeyBuckets(float(rpm), float(tpm), rpm, tpm, now)
-            self._buckets[key_id] = state
+    def _window(self, key_id: str, current: int) -> _KeyWindow:
+        window = self._windows.get(key_id)
+        if window is None:
+            window = self._windows[key_id] = _KeyWindow()
         else:
-            state.advance(now, rpm, tpm)
-            self._buckets.move_to_end(key_id)
-        return state
+            window.advance(current)
+            self._windows.move_to_end(key_id)
+        return window
 
-    def _maybe_sweep(self, now: float) -> None:
+    def _maybe_sweep(self, now: float, current: int) -> None:
         # The O(n) sweep runs at most once per interval; between sweeps an overflow costs
         # one O(1) LRU eviction, so a burst of new keys cannot make every check O(n).
         if now - self._last_sweep >= self._sweep_interval_s:
             self._last_sweep = now
-            for key_id in [k for k, state in self._buckets.items() if state.idle(now)]:
-                del self._buckets[key_id]
-        while len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
+            for key_id, window in list(self._windows.items()):
+                window.advance(current)
+                if not window.slots:
+                    del self._windows[key_id]
+        while len(self._windows) > self._max_keys:
+            self._windows.popitem(last=False)

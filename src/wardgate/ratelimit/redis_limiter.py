@@ -2,8 +2,10 @@
 
 Each check is one Lua script, which Redis runs atomically, reading the time from the Redis
 server (``TIME``) so that gateway hosts with skewed clocks still agree. The rules are the
-ones in :mod:`wardgate.ratelimit.bucket`. One hash per key holds both buckets; it expires
-once it would have refilled (never earlier than ``ttl_s``), so Redis memory tracks active keys.
+sliding windows of :mod:`wardgate.ratelimit.window`: one hash per key holds its live
+one-second slots (``r<slot>`` requests, ``t<slot>`` tokens); a check drops the slots that no
+longer count, and the hash expires when its newest slot does, so Redis memory tracks active
+keys (at most 122 small fields each).
 
 If Redis cannot answer a ``check``, the limiter raises :class:`~wardgate.errors.Overloaded`
 with code ``rate_limiter_unavailable`` (HTTP 503): a gateway that cannot count must not serve
@@ -25,69 +27,100 @@ from redis.exceptions import RedisError
 
 from wardgate.errors import Overloaded
 from wardgate.ratelimit.base import LimitDecision, unlimited
-from wardgate.ratelimit.bucket import Outcome, decision
+from wardgate.ratelimit.window import SLOTS, WINDOW_S, Outcome, decision
 
 log = logging.getLogger(__name__)
 
-# KEYS[1]: the key's hash. ARGV: rpm (-1: keep the stored one), tpm, requests to take,
-# tokens to take, enforce (1: refuse without budget, as in check; 0: always charge, as in
-# consume), min TTL ms.
-# Fields: r / t = request / token level, rc / tc = limits they were written under, ts = time.
-# Numbers go back as strings because Redis truncates Lua numbers to integers.
+# KEYS[1]: the key's hash. ARGV: rpm, tpm, tokens (check: the prompt estimate; consume: the
+# correction, negative for a refund), mode (1: check and admit; 0: consume), window seconds,
+# slots per window, min TTL ms. Numbers go back as strings: Redis truncates Lua numbers.
 _SCRIPT = """
 -- Redis < 5 needs effects replication to write after reading TIME; later versions always do.
 if redis.replicate_commands then redis.replicate_commands() end
 local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
-local take_requests = tonumber(ARGV[3])
-local take_tokens = tonumber(ARGV[4])
-local enforce = tonumber(ARGV[5])
-local min_ttl_ms = tonumber(ARGV[6])
+local tokens = tonumber(ARGV[3])
+local mode = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+local slots = tonumber(ARGV[6])
+local min_ttl_ms = tonumber(ARGV[7])
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local current = math.floor(now * slots / window)
+local oldest = current - slots
 
-local s = redis.call('HMGET', KEYS[1], 'r', 't', 'rc', 'tc', 'ts')
-if rpm < 0 then rpm = tonumber(s[3] or '0') end
-local elapsed = 0
-if s[5] then
-  elapsed = math.max(0, now - tonumber(s[5]))
-end
-
-local function level(stored, stored_cap, cap)
-  if cap <= 0 then return 0 end
-  if (not stored) or (not stored_cap) or tonumber(stored_cap) <= 0 then return cap end
-  return math.min(cap, tonumber(stored) + elapsed * cap / 60)
-end
-
-local r = level(s[1], s[3], rpm)
-local tk = level(s[2], s[4], tpm)
-local r_wait = 0
-local t_wait = 0
-local allowed = 1
-if enforce == 1 then
-  if rpm > 0 and r < take_requests then
-    r_wait = (take_requests - r) * 60 / rpm
-    allowed = 0
-  end
-  local need = math.min(math.max(0, take_tokens), tpm)
-  if tpm > 0 and tk < need then
-    t_wait = (need - tk) * 60 / tpm
-    allowed = 0
+local raw = redis.call('HGETALL', KEYS[1])
+local req, tok, seen, order, dead = {}, {}, {}, {}, {}
+local used_r, used_t = 0, 0
+for i = 1, #raw, 2 do
+  local field = raw[i]
+  local slot = tonumber(string.sub(field, 2))
+  local amount = tonumber(raw[i + 1])
+  if slot < oldest then
+    dead[#dead + 1] = field
+  else
+    if not seen[slot] then seen[slot] = true; order[#order + 1] = slot end
+    if string.sub(field, 1, 1) == 'r' then
+      req[slot] = amount; used_r = used_r + amount
+    else
+      tok[slot] = amount; used_t = used_t + amount
+    end
   end
 end
-if allowed == 1 then
-  if rpm > 0 then r = r - take_requests end
-  if tpm > 0 then tk = math.min(tpm, tk - take_tokens) end
+if #dead > 0 then redis.call('HDEL', KEYS[1], unpack(dead)) end
+table.sort(order)
+
+local function expires(slot) return (slot + slots + 1) * window / slots end
+local function wait(amounts, used, need, limit)
+  local excess = used + need - limit
+  if excess <= 0 then return 0 end
+  for _, slot in ipairs(order) do
+    excess = excess - (amounts[slot] or 0)
+    if excess <= 0 then return math.max(0, expires(slot) - now) end
+  end
+  return window
+end
+local function add(prefix, amounts, slot, amount)
+  redis.call('HINCRBY', KEYS[1], prefix .. slot, amount)
+  amounts[slot] = (amounts[slot] or 0) + amount
+  if not seen[slot] then seen[slot] = true; order[#order + 1] = slot end
 end
 
+local allowed, r_wait, t_wait = 1, 0, 0
+if mode == 1 then
+  if rpm > 0 then r_wait = wait(req, used_r, 1, rpm) end
+  if tpm > 0 then t_wait = wait(tok, used_t, math.min(math.max(0, tokens), tpm), tpm) end
+  if r_wait > 0 or t_wait > 0 then allowed = 0 end
+  if allowed == 1 then
+    if rpm > 0 then add('r', req, current, 1); used_r = used_r + 1 end
+    if tpm > 0 and tokens > 0 then add('t', tok, current, tokens); used_t = used_t + tokens end
+  end
+elseif tokens > 0 then
+  add('t', tok, current, tokens); used_t = used_t + tokens
+else
+  -- A refund comes off the newest slots and never below zero: no credit.
+  local left = -tokens
+  for i = #order, 1, -1 do
+    local slot = order[i]
+    local taken = math.min(tok[slot] or 0, left)
+    if taken > 0 then
+      redis.call('HINCRBY', KEYS[1], 't' .. slot, -taken)
+      used_t = used_t - taken
+      left = left - taken
+    end
+    if left <= 0 then break end
+  end
+end
+
+local reset = 0
+if #order > 0 then
+  table.sort(order)
+  reset = math.max(0, expires(order[#order]) - now)
+  redis.call('PEXPIRE', KEYS[1], math.max(min_ttl_ms, math.ceil(reset * 1000)))
+end
 local function fmt(x) return string.format('%.17g', x) end
-redis.call('HSET', KEYS[1], 'r', fmt(r), 't', fmt(tk), 'rc', rpm, 'tc', tpm, 'ts', fmt(now))
-local refill_s = 0
-if rpm > 0 then refill_s = math.max(refill_s, (rpm - r) * 60 / rpm) end
-if tpm > 0 then refill_s = math.max(refill_s, (tpm - tk) * 60 / tpm) end
-redis.call('PEXPIRE', KEYS[1], math.max(min_ttl_ms, math.ceil(refill_s * 1000)))
-return {allowed, fmt(r), fmt(tk), fmt(r_wait), fmt(t_wait)}
+return {allowed, fmt(used_r), fmt(used_t), fmt(r_wait), fmt(t_wait), fmt(reset)}
 """
 
 
@@ -99,11 +132,13 @@ class RedisRateLimiter:
         client: aioredis.Redis,
         *,
         prefix: str = "wardgate:rl:",
-        ttl_s: float = 60.0,
+        ttl_s: float = 1.0,
+        window_s: float = WINDOW_S,
     ) -> None:
         self._client = client
         self._prefix = prefix
         self._min_ttl_ms = max(1, int(ttl_s * 1000))
+        self._window_s = window_s
         self._script = client.register_script(_SCRIPT)
 
     @classmethod
@@ -112,9 +147,10 @@ class RedisRateLimiter:
         url: str,
         *,
         prefix: str = "wardgate:rl:",
-        ttl_s: float = 60.0,
+        ttl_s: float = 1.0,
         socket_timeout_s: float = 0.5,
         max_connections: int = 64,
+        window_s: float = WINDOW_S,
     ) -> RedisRateLimiter:
         """Build a limiter with its own connection pool (timeouts short: see module docs)."""
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -126,28 +162,28 @@ class RedisRateLimiter:
             decode_responses=True,
         )
         client = aioredis.Redis(connection_pool=pool)
-        return cls(client, prefix=prefix, ttl_s=ttl_s)
+        return cls(client, prefix=prefix, ttl_s=ttl_s, window_s=window_s)
 
     async def check(self, key_id: str, rpm: int, tpm: int, tokens: int) -> LimitDecision:
         rpm, tpm = max(0, rpm), max(0, tpm)
         if rpm == 0 and tpm == 0:
             return unlimited()
-        raw = await self._run(key_id, rpm, tpm, 1, max(0, tokens), enforce=True)
+        raw = await self._run(key_id, rpm, tpm, max(0, tokens), check=True)
         outcome = Outcome(
             allowed=int(raw[0]) == 1,
-            request_level=float(raw[1]),
-            token_level=float(raw[2]),
+            requests_used=float(raw[1]),
+            tokens_used=float(raw[2]),
             request_wait_s=float(raw[3]),
             token_wait_s=float(raw[4]),
+            reset_s=float(raw[5]),
         )
         return decision(outcome, rpm, tpm)
 
     async def consume_tokens(self, key_id: str, tpm: int, tokens: int) -> None:
         if tpm <= 0 or tokens == 0:
             return
-        # rpm=0 here would reset the request bucket, so pass the stored one through.
         try:
-            await self._run(key_id, -1, tpm, 0, tokens, enforce=False)
+            await self._run(key_id, 0, tpm, tokens, check=False)
         except Overloaded as exc:
             log.warning(
                 "rate limiter unavailable; %d tokens were not charged (%s)",
@@ -158,13 +194,19 @@ class RedisRateLimiter:
     async def aclose(self) -> None:
         await self._client.aclose(close_connection_pool=True)
 
-    async def _run(
-        self, key_id: str, rpm: int, tpm: int, take_requests: int, tokens: int, *, enforce: bool
-    ) -> list[Any]:
+    async def _run(self, key_id: str, rpm: int, tpm: int, tokens: int, *, check: bool) -> list[Any]:
         try:
             result: list[Any] = await self._script(
                 keys=[self._prefix + key_id],
-                args=[rpm, tpm, take_requests, tokens, 1 if enforce else 0, self._min_ttl_ms],
+                args=[
+                    rpm,
+                    tpm,
+                    tokens,
+                    1 if check else 0,
+                    repr(self._window_s),
+                    SLOTS,
+                    self._min_ttl_ms,
+                ],
             )
         except (RedisError, OSError) as exc:
             raise Overloaded(

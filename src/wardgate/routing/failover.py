@@ -17,8 +17,10 @@ breaker; the requested model's config alone decides which fallbacks are allowed:
   :class:`~wardgate.errors.WardgateError` — is raised at once: sending the same request
   elsewhere would fail the same way, or leak it further.
 * A fallback never moves a request from an ``on_prem`` model to a ``vendor`` one unless the
-  requested model says ``allow_vendor_fallback: true``; a routing predicate (``allowed``)
-  can narrow the plan further. Skipped candidates are recorded with the reason.
+  requested model says ``allow_vendor_fallback: true`` (a model whose deployment is not
+  stated counts as ``vendor``); a routing predicate (``allowed``) can narrow the plan
+  further, and ``key_scope`` (the models the API key may reach) always does: no fallback
+  chain or logical model leads outside it. Skipped candidates are recorded with the reason.
 
 Streams fail over only before their first chunk: once a chunk has reached the client a
 failure raises to the caller, which ends the stream with an error event. A stream that ends
@@ -52,6 +54,7 @@ from wardgate.routing.circuit import CircuitBreaker, Clock, Permit, SystemClock
 from wardgate.routing.trace import (
     DETAIL_MID_STREAM,
     DETAIL_RETRY_AFTER_TOO_LONG,
+    SKIP_KEY_SCOPE,
     SKIP_NO_BACKEND,
     SKIP_ROUTING,
     SKIP_VENDOR_FALLBACK,
@@ -141,6 +144,7 @@ class Failover:
         *,
         allowed: Allowed | None = None,
         trace: RouteTrace | None = None,
+        key_scope: Collection[str] | None = None,
     ) -> list[str]:
         """The models that may be tried, in order; skipped ones go into ``trace``.
 
@@ -164,7 +168,9 @@ class Failover:
             for position, name in enumerate(chain):
                 if name in names:
                     continue
-                reason = self._skip_reason(root_config, name, permitted, is_root=position == 0)
+                reason = self._skip_reason(
+                    root_config, name, permitted, key_scope, is_root=position == 0
+                )
                 if reason is None:
                     names.append(name)
                 elif trace is not None and (name, reason) not in skipped:
@@ -179,6 +185,7 @@ class Failover:
         *,
         trace: RouteTrace | None = None,
         allowed: Allowed | None = None,
+        key_scope: Collection[str] | None = None,
     ) -> tuple[Completion, RouteTrace]:
         """The first successful answer along the plan, and how it was obtained.
 
@@ -189,7 +196,7 @@ class Failover:
         """
         trace = trace if trace is not None else RouteTrace(requested=_first(models))
         errors: list[WardgateError] = []
-        for name in self.plan(models, allowed=allowed, trace=trace):
+        for name in self.plan(models, allowed=allowed, trace=trace, key_scope=key_scope):
             try:
                 completion = await self._complete_on(name, _for(request, name), trace)
             except _Exhausted as exhausted:
@@ -206,6 +213,7 @@ class Failover:
         *,
         trace: RouteTrace | None = None,
         allowed: Allowed | None = None,
+        key_scope: Collection[str] | None = None,
     ) -> RoutedStream:
         """Stream from the first backend that produces a first chunk (see module docstring).
 
@@ -213,7 +221,7 @@ class Failover:
         backend down, model unknown) surface there, so the caller can still send a status.
         """
         trace = trace if trace is not None else RouteTrace(requested=_first(models))
-        return RoutedStream(self._stream(models, request, trace, allowed), trace)
+        return RoutedStream(self._stream(models, request, trace, allowed, key_scope), trace)
 
     # -- one candidate --------------------------------------------------------------------
 
@@ -250,10 +258,15 @@ class Failover:
         raise AssertionError("unreachable: the last attempt always ends in 'next' or 'raise'")
 
     async def _stream(
-        self, models: Models, request: Request, trace: RouteTrace, allowed: Allowed | None
+        self,
+        models: Models,
+        request: Request,
+        trace: RouteTrace,
+        allowed: Allowed | None,
+        key_scope: Collection[str] | None,
     ) -> AsyncGenerator[Delta, None]:
         errors: list[WardgateError] = []
-        for name in self.plan(models, allowed=allowed, trace=trace):
+        for name in self.plan(models, allowed=allowed, trace=trace, key_scope=key_scope):
             config, backend = self._configs[name], self._backends[name]
             breaker = self._breakers[name]
             model_request = _for(request, name)
@@ -416,18 +429,21 @@ class Failover:
         root: ModelConfig | None,
         name: str,
         permitted: Callable[[str], bool] | None,
+        key_scope: Collection[str] | None,
         *,
         is_root: bool,
     ) -> str | None:
         candidate = self._configs.get(name)
         if root is None or candidate is None or name not in self._backends:
             return SKIP_NO_BACKEND
+        if key_scope is not None and name not in key_scope:
+            return SKIP_KEY_SCOPE
         if permitted is not None and not permitted(name):
             return SKIP_ROUTING
         if (
             not is_root
-            and root.tags.deployment == "on_prem"
-            and candidate.tags.deployment == "vendor"
+            and root.deployment == "on_prem"
+            and candidate.deployment != "on_prem"
             and not root.allow_vendor_fallback
         ):
             return SKIP_VENDOR_FALLBACK

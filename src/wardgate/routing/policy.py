@@ -13,7 +13,7 @@ When no allowed model can serve, :meth:`RoutingPolicy.decide` raises
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 #: Request field a client may use instead of the header: ``{"metadata": {"data_class": ...}}``.
 LABEL_METADATA_KEY = "data_class"
 UNKNOWN_LABEL_RULE = "unknown-label-on-prem"
+#: Why a model outside the API key's models is excluded (audit record, failover trace).
+NOT_FOR_KEY = "not allowed for this API key"
+#: Distinct key model lists whose scope is remembered (keys are issued by an administrator).
+_SCOPE_CACHE_SIZE = 4096
 
 
 class PolicyRefused(RoutingRefused):
@@ -44,6 +48,8 @@ class RoutingDecision:
     candidates: list[str]
     reason: str
     allowed: frozenset[str] = frozenset()
+    #: Models the API key may reach (``None``: every model); ``allowed`` is already within it.
+    key_scope: frozenset[str] | None = None
     pseudonymise: frozenset[str] = frozenset()
     rules: tuple[str, ...] = ()
     excluded: Mapping[str, str] = field(default_factory=dict)
@@ -104,7 +110,7 @@ def _matches_model(
     if (
         match.deployment is not None
         and not ignore_deployment
-        and tags.deployment not in match.deployment
+        and model.deployment not in match.deployment
     ):
         return False
     if match.weights is not None and tags.weights not in match.weights:
@@ -151,6 +157,7 @@ class RoutingPolicy:
         self.config = config
         self.models: dict[str, ModelConfig] = {m.name: m for m in models}
         self.rules: list[RoutingRule] = config.effective_rules
+        self._scopes: dict[tuple[str, ...], frozenset[str]] = {}
         self._check_names()
 
     def _check_names(self) -> None:
@@ -173,6 +180,27 @@ class RoutingPolicy:
         self.require_known(requested)
         return [requested]
 
+    def key_scope(self, key_models: Collection[str] | None) -> frozenset[str] | None:
+        """The models an API key may reach: the names it lists, and the candidates of the
+        logical models it lists. ``None`` (no restriction) for ``"*"`` or no key.
+
+        A logical model grants its own candidates, and nothing else: a config fallback of a
+        candidate is reachable only if the key names it too. Computed once per distinct list.
+        """
+        if key_models is None or "*" in key_models:
+            return None
+        names = tuple(key_models)
+        scope = self._scopes.get(names)
+        if scope is None:
+            logical = self.config.logical_models
+            reach = {n for n in names if n in self.models}
+            for name in names:
+                reach.update(logical.get(name, ()))
+            if len(self._scopes) >= _SCOPE_CACHE_SIZE:
+                self._scopes.clear()
+            scope = self._scopes[names] = frozenset(reach)
+        return scope
+
     def decide(
         self,
         requested_model: str,
@@ -181,9 +209,15 @@ class RoutingPolicy:
         label: str | None = None,
         *,
         restrict_on_prem: bool = False,
+        key_models: Collection[str] | None = None,
     ) -> RoutingDecision:
-        """Which of the requested candidates may serve; raises RoutingRefused when none."""
+        """Which of the requested candidates may serve; raises RoutingRefused when none.
+
+        ``key_models`` is the API key's model list: models outside :meth:`key_scope` are
+        excluded like any rule would exclude them, so no failover can reach them.
+        """
         candidates = self.resolve(requested_model)
+        scope = self.key_scope(key_models)
         classes = set(data_classes)
         label = label.strip().lower() if label else None
         rules = [
@@ -208,6 +242,9 @@ class RoutingPolicy:
         pseudonymise: set[str] = set()
         excluded: dict[str, str] = {}
         for model in self.models.values():
+            if scope is not None and model.name not in scope:
+                excluded[model.name] = NOT_FOR_KEY
+                continue
             verdict = self._evaluate(model, rules)
             if verdict is None:
                 allowed.add(model.name)
@@ -240,6 +277,7 @@ class RoutingPolicy:
             candidates=chosen,
             reason=reason,
             allowed=frozenset(allowed),
+            key_scope=scope,
             pseudonymise=frozenset(pseudonymise & allowed),
             excluded={k: v for k, v in excluded.items() if k in candidates},
             requested=requested_model,
@@ -258,7 +296,7 @@ class RoutingPolicy:
                 continue
             if (
                 rule.vendor_if_pseudonymised
-                and model.tags.deployment == "vendor"
+                and model.deployment == "vendor"
                 and _matches_model(rule.allow, model, ignore_deployment=True)
             ):
                 needs_pseudonym = True

@@ -14,6 +14,7 @@ AttemptOutcome = Literal["ok", "error", "circuit_open", "skipped"]
 #: Why a candidate was not tried (stable strings, safe for the audit log).
 SKIP_VENDOR_FALLBACK = "vendor_fallback_not_allowed"
 SKIP_ROUTING = "not_allowed_by_routing"
+SKIP_KEY_SCOPE = "not_allowed_for_key"
 SKIP_NO_BACKEND = "backend_unavailable"
 #: Details on error attempts.
 DETAIL_RETRY_AFTER_TOO_LONG = "retry_after_exceeds_max_wait"

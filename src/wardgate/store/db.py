@@ -7,8 +7,11 @@ collide; every engine built here therefore issues ``BEGIN`` itself, and ``BEGIN 
 PostgreSQL serialises appends with a row lock on the chain head instead (see ``audit.py``).
 
 Migrations ship inside the package and run programmatically, so a deployment needs no
-``alembic.ini``; concurrent first starts of several gateways are serialised by the same
-write lock (SQLite) or an advisory lock (PostgreSQL).
+``alembic.ini``. Concurrent first starts of several gateways are serialised by an advisory
+lock on PostgreSQL, and on SQLite by a file lock (``<database>.lock``) taken *before* the
+first connection: a fresh file is still in rollback-journal mode until one connection has
+switched it to WAL, and in that mode SQLite answers a lock upgrade that could deadlock with
+an immediate "database is locked" instead of waiting out the busy timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -43,8 +47,10 @@ def create_engine_for(url: str, **kwargs: Any) -> Engine:
 
     ``sqlite:///path`` gets WAL mode (readers never block the audit writer), a busy timeout
     and explicit ``BEGIN``; its parent directory is created. PostgreSQL gets pre-ping so a
-    restarted database does not fail the first request after it.
+    restarted database does not fail the first request after it. Neither ever puts bound
+    parameters into an error message (``hide_parameters``): they include key digests.
     """
+    kwargs.setdefault("hide_parameters", True)
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -73,8 +79,12 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            if not memory:
+            cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            # Switching to WAL takes an exclusive lock; once the file is WAL (it stays so), a
+            # connection only reads the mode, so busy databases are not contended for it.
+            if not memory and cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 cursor.execute("PRAGMA journal_mode=WAL")
+            if not memory:
                 # NORMAL in WAL mode survives a process crash (SIGKILL); only an OS crash or
                 # power loss can drop the last commits.
                 cursor.execute("PRAGMA synchronous=NORMAL")
@@ -119,7 +129,7 @@ def upgrade_database(target: str | Engine, revision: str = "head") -> None:
     """
     engine = create_engine_for(target) if isinstance(target, str) else target
     try:
-        with write_connection(engine) as conn, conn.begin():
+        with _migration_lock(engine), write_connection(engine) as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
@@ -128,6 +138,27 @@ def upgrade_database(target: str | Engine, revision: str = "head") -> None:
     finally:
         if isinstance(target, str):
             engine.dispose()
+
+
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """A file lock beside a SQLite database file (see the module docstring); nothing else."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    lock = FileLock(f"{Path(database).expanduser()}.lock", timeout=2 * _SQLITE_BUSY_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise ConfigError(
+            f"another process has held the migration lock {lock.lock_file} for "
+            f"{lock.timeout:g} s; is a migration stuck?"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def open_database(url: str) -> Engine:

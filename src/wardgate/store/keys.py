@@ -14,6 +14,7 @@ was right.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -26,6 +27,7 @@ from sqlalchemy import Engine, RowMapping, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from wardgate.errors import ConfigError, InvalidRequest, WardgateError
+from wardgate.store.db import write_connection
 from wardgate.store.tables import api_keys, meta
 
 KEY_PREFIX = "wg-"
@@ -36,7 +38,18 @@ _RAW_KEY_LEN = len(KEY_PREFIX) + 43
 #: Longest value :meth:`KeyStore.verify` will hash; anything longer cannot be a key.
 _MAX_RAW_LEN = 512
 
+#: Bounds of every key setting, shared by the admin API's schema and the CLI so that no value
+#: reaches SQL that a column cannot hold (``store/tables.py``): ``rpm``/``tpm`` are INTEGER,
+#: 32-bit signed on PostgreSQL, and text columns reject NUL there.
+MAX_OWNER_CHARS = 200
+MAX_TIER_CHARS = 64
+MAX_MODEL_NAME_CHARS = 256
+MAX_MODELS_PER_KEY = 256
+MAX_RATE_LIMIT = 2**31 - 1
+
 _FINGERPRINT = "key_secret_fingerprint"
+#: ``wardgate_meta`` row written when the database got its first admin key (migration 0003).
+BOOTSTRAP_MARK = "admin_bootstrapped"
 _FINGERPRINT_LABEL = b"wardgate key-secret fingerprint v1"
 
 KeyStatus = Literal["active", "revoked", "expired"]
@@ -104,6 +117,10 @@ class ApiKey:
             "revoked_at": _iso(self.revoked_at),
             "rotated_from": self.rotated_from,
         }
+
+
+def _mark(now: datetime | None) -> str:
+    return (now or datetime.now(UTC)).isoformat(timespec="seconds")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -179,7 +196,49 @@ class KeyStore:
         """Create a key; returns the record and the raw key, which is not kept anywhere."""
         values = _validated(owner, models, tier, rpm, tpm, expires_at)
         self.check_secret()
-        return self._insert({**values, "admin": bool(admin), "rotated_from": None})
+        created = self._insert({**values, "admin": bool(admin), "rotated_from": None})
+        if admin:
+            # An operator's own admin key counts as the first one: serve must not add another.
+            with contextlib.suppress(IntegrityError), self._engine.begin() as conn:
+                if not self.bootstrapped(conn):
+                    conn.execute(insert(meta).values(name=BOOTSTRAP_MARK, value=_mark(now=None)))
+        return created
+
+    def bootstrapped(self, conn: Any = None) -> bool:
+        """Has this database had its first admin key (made by ``serve`` or by an operator)?"""
+        query = select(meta.c.value).where(meta.c.name == BOOTSTRAP_MARK)
+        if conn is not None:
+            return conn.execute(query).first() is not None
+        with self._engine.connect() as own:
+            return own.execute(query).first() is not None
+
+    def bootstrap_admin(self) -> tuple[ApiKey, str] | None:
+        """The database's first admin key, made at most once in the database's life.
+
+        ``None`` when it was made before, by any process, at any time — even if every admin
+        key has since been revoked: after an incident, a restart must not mint a new one (an
+        operator does that with ``wardgate keys create --admin``). The mark and the key are
+        written in one transaction under the write lock, so concurrent first starts make one.
+        """
+        self.check_secret()
+        now = datetime.now(UTC)
+        raw = generate_raw_key()
+        values = _validated("admin", ["*"], "admin", None, None, None)
+        row = self._row(raw, {**values, "admin": True, "rotated_from": None}, now)
+        try:
+            with write_connection(self._engine) as conn, conn.begin():
+                if self.bootstrapped(conn):
+                    return None
+                existing = conn.execute(
+                    select(api_keys.c.id).where(api_keys.c.admin.is_(True)).limit(1)
+                ).first()
+                conn.execute(insert(meta).values(name=BOOTSTRAP_MARK, value=_mark(now)))
+                if existing is not None:
+                    return None
+                conn.execute(insert(api_keys).values(**row))
+        except IntegrityError:  # another process made it at the same moment
+            return None
+        return _record(row), raw
 
     def verify(self, raw: str) -> ApiKey | None:
         """The key record for ``raw``, or ``None`` if no key matches.
@@ -335,27 +394,62 @@ def _validated(
     tpm: int | None,
     expires_at: datetime | None,
 ) -> dict[str, Any]:
-    owner = owner.strip()
-    if not owner or len(owner) > 200:
-        raise InvalidRequest("owner must be 1-200 characters", param="owner")
-    model_list = list(dict.fromkeys(m.strip() for m in models if m.strip()))
+    """Key settings checked against the store's bounds, or :class:`InvalidRequest` naming the
+    field (never echoing the value)."""
+    owner = _text_field("owner", owner, MAX_OWNER_CHARS).strip()
+    if not owner:
+        raise InvalidRequest(f"owner must be 1-{MAX_OWNER_CHARS} characters", param="owner")
+    names = [_text_field("models", m, MAX_MODEL_NAME_CHARS).strip() for m in models]
+    model_list = list(dict.fromkeys(m for m in names if m))
     if not model_list:
         raise InvalidRequest("a key needs at least one model (or '*' for all)", param="models")
-    if not tier or len(tier) > 64:
-        raise InvalidRequest("tier must be 1-64 characters", param="tier")
+    if len(model_list) > MAX_MODELS_PER_KEY:
+        raise InvalidRequest(f"a key may list at most {MAX_MODELS_PER_KEY} models", param="models")
+    tier = _text_field("tier", tier, MAX_TIER_CHARS)
+    if not tier:
+        raise InvalidRequest(f"tier must be 1-{MAX_TIER_CHARS} characters", param="tier")
     for name, limit in (("rpm", rpm), ("tpm", tpm)):
-        if limit is not None and limit < 0:
-            raise InvalidRequest(f"{name} must be >= 0", param=name)
-    if expires_at is not None and expires_at.tzinfo is None:
-        raise InvalidRequest("expires_at must include a timezone", param="expires_at")
+        if limit is None:
+            continue
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise InvalidRequest(f"{name} must be a whole number", param=name)
+        if not 0 <= limit <= MAX_RATE_LIMIT:
+            raise InvalidRequest(f"{name} must be between 0 and {MAX_RATE_LIMIT}", param=name)
     return {
         "owner": owner,
         "models": model_list,
         "tier": tier,
         "rpm": rpm or None,
         "tpm": tpm or None,
-        "expires_at": expires_at,
+        "expires_at": utc_expiry(expires_at),
     }
+
+
+def utc_expiry(expires_at: datetime | None) -> datetime | None:
+    """``expires_at`` in UTC; it must carry a timezone and be a time UTC can represent
+    (``9999-12-31T23:59:59-14:00`` is in the year 10000 there)."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+        raise InvalidRequest("expires_at must include a timezone", param="expires_at")
+    try:
+        return expires_at.astimezone(UTC)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidRequest(
+            "expires_at is outside the years 1-9999 once converted to UTC", param="expires_at"
+        ) from exc
+
+
+def _text_field(name: str, value: object, limit: int) -> str:
+    """A string within ``limit`` characters, without control characters or lone surrogates
+    (NUL cannot be stored by PostgreSQL; the others have no place in a name)."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be text", param=name)
+    if len(value) > limit:
+        raise InvalidRequest(f"{name} must be at most {limit} characters", param=name)
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value):
+        raise InvalidRequest(f"{name} must not contain control characters", param=name)
+    return value
 
 
 def _record(row: RowMapping | dict[str, Any]) -> ApiKey:

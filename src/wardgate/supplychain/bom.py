@@ -70,7 +70,7 @@ def _local_component(model: ModelConfig) -> dict[str, Any]:
         "name": model.name,
     }
     props = [_prop("backend", model.backend), _prop("path", path)]
-    props.append(_prop("deployment", model.tags.deployment))
+    props.append(_prop("deployment", model.deployment))
     if not path.is_file():
         props.append(_prop("status", "missing"))
         component["properties"] = props
@@ -112,7 +112,9 @@ def _local_component(model: ModelConfig) -> dict[str, Any]:
             else ",".join(sorted(set(report.formats)))
         )
         props.append(_prop("format", fmt or "unknown"))
-        scan_status = "clean" if report.clean else f"findings:{len(report.findings)}"
+        scan_status = (
+            f"findings:{len(report.findings)}" if report.status == "findings" else report.status
+        )
         props.append(_prop("scan", scan_status))
         for finding in report.findings[:20]:
             props.append(_prop("finding", f"{finding.severity}:{finding.code}"))
@@ -162,7 +164,7 @@ def _vendor_component(model: ModelConfig) -> dict[str, Any]:
         "name": model.upstream_model or model.name,
         "properties": [
             _prop("backend", model.backend),
-            _prop("deployment", model.tags.deployment),
+            _prop("deployment", model.deployment),
             _prop("weights", model.tags.weights),
             _prop("gateway_name", model.name),
         ],

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Literal
+
+#: ``clean``: everything was read and nothing above INFO found; ``findings``: something
+#: unsafe; ``error``: something could not be parsed; ``unscanned``: something is in a format
+#: the scanner does not know (or is encrypted, or there was nothing to scan) — not clean.
+ScanStatus = Literal["clean", "findings", "error", "unscanned"]
 
 
 class Severity(IntEnum):
@@ -50,11 +55,24 @@ class ScanReport:
     files_scanned: int = 0
     #: Files or members that could not be read at all (corrupt, truncated, unsupported).
     errors: list[str] = field(default_factory=list)
+    #: Files or members in no format the scanner knows (``location: why``): never clean.
+    unscanned: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        """Clean means no error and no finding above INFO; INFO notes never fail a scan."""
-        return not self.errors and all(f.severity <= Severity.INFO for f in self.findings)
+        """Clean means every byte was scanned, no error, and no finding above INFO."""
+        return self.status == "clean"
+
+    @property
+    def status(self) -> ScanStatus:
+        """The verdict, worst first: findings, then errors, then anything left unscanned."""
+        if any(f.severity > Severity.INFO for f in self.findings):
+            return "findings"
+        if self.errors:
+            return "error"
+        if self.unscanned:
+            return "unscanned"
+        return "clean"
 
     @property
     def worst(self) -> Severity | None:
@@ -66,10 +84,12 @@ class ScanReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
+            "status": self.status,
             "clean": self.clean,
             "formats": sorted(set(self.formats)),
             "files_scanned": self.files_scanned,
             "errors": list(self.errors),
+            "unscanned": list(self.unscanned),
             "globals": sorted(self.globals_seen),
             "findings": [f.to_dict() for f in self.findings],
         }

@@ -17,11 +17,42 @@ from wardgate.supplychain.pickle_scan import looks_like_pickle
 
 Report = Callable[[Finding], None]
 
+#: ``wardgate model encrypt`` output (``encryption.MAGIC``): sealed, so unreadable to a scan.
+WARDGATE_ENCRYPTED_MAGIC = b"WGENC\x00"
+#: Extensions whose files loaders read as text (configs, tokenizers, model cards). A file with
+#: one of them *and* text content (UTF-8, no NUL) is inert; anything else unknown is unscanned.
+DEFAULT_INERT_EXTENSIONS = frozenset({".json", ".txt", ".md", ".yaml", ".yml"})
+_TEXT_CHECK_BLOCK = 1024 * 1024
+
+
+def is_inert_text(name: str, buf: memoryview | bytes, extensions: frozenset[str]) -> bool:
+    """Allow-listed extension and UTF-8 text without NUL, checked block by block (no copy
+    of a large tokenizer file in memory)."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if not suffix or suffix not in {e.lower() for e in extensions}:
+        return False
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(buf)
+    try:
+        for start in range(0, len(view), _TEXT_CHECK_BLOCK):
+            block = bytes(view[start : start + _TEXT_CHECK_BLOCK])
+            if b"\x00" in block:
+                return False
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
 
 def detect(head: bytes) -> str:
     """Name the container or serialisation format from the first bytes (>= 1 KiB ideally)."""
     if head.startswith(b"GGUF"):
         return "gguf"
+    if head.startswith(WARDGATE_ENCRYPTED_MAGIC):
+        return "wardgate-encrypted"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(b"7z\xbc\xaf\x27\x1c"):

@@ -2,8 +2,10 @@
 
 It finds each file's format by magic bytes, opens containers the way their loaders do (zip as
 PyTorch reads it, 7z, gzip/bz2/xz/zlib, tar) and recurses, and hands every pickle stream to the
-allow-list VM in :mod:`wardgate.supplychain.pickle_scan`. Anything it cannot read is an
-*error* on the report (never silently clean).
+allow-list VM in :mod:`wardgate.supplychain.pickle_scan`. Anything it cannot parse is an
+*error* on the report, and anything in a format it does not know (random bytes, a sealed
+``.enc`` file, an empty folder) is *unscanned*: never silently clean. Text files with an
+extension on the inert allow-list (``ScanOptions.inert_extensions``) are the exception.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class ScanOptions:
     max_depth: int = 4
     #: variant name -> known-good sha256 for GGUF chat templates.
     pinned_templates: dict[str, str] = field(default_factory=dict)
+    #: Extensions whose files are inert when they hold text (configs, tokenizers, READMEs).
+    inert_extensions: frozenset[str] = formats.DEFAULT_INERT_EXTENSIONS
 
 
 class _View(io.RawIOBase):
@@ -116,6 +120,7 @@ class _Scanner:
         model_dir: str | None = None,
         strict_pickle: bool = False,
         torch_pickle: bool = False,
+        torch_member: bool = False,
     ) -> None:
         if depth > self.options.max_depth:
             self.error("scan.too_deep", "containers nested too deeply to scan", location)
@@ -139,6 +144,9 @@ class _Scanner:
             kind = self._maybe_decompress(buf, kind, location, depth)
             if kind == "done":
                 return
+        if kind == "unknown":
+            self._unknown(buf, location, name_hint, depth, torch_member=torch_member)
+            return
         self.report.formats.append(kind)
         handler = getattr(self, f"_scan_{kind.replace('-', '_')}", None)
         if handler is None:
@@ -150,6 +158,34 @@ class _Scanner:
             name_hint=name_hint,
             model_dir=model_dir,
             torch_pickle=torch_pickle,
+        )
+
+    def _unknown(
+        self,
+        buf: memoryview | bytes,
+        location: str,
+        name_hint: str,
+        depth: int,
+        *,
+        torch_member: bool,
+    ) -> None:
+        """No known format: inert text by the allow-list, or unscanned (never clean)."""
+        if torch_member:
+            return  # torch.load reads its other members as raw bytes or text, never code
+        if len(buf) == 0 and depth > 0:
+            return  # an empty archive member holds nothing a loader could run
+        if formats.is_inert_text(name_hint or location, buf, self.options.inert_extensions):
+            self.report.formats.append("text")
+            return
+        self.report.formats.append("unknown")
+        self.report.unscanned.append(f"{location}: format not recognised, so not scanned")
+
+    def _scan_wardgate_encrypted(
+        self, buf: memoryview | bytes, location: str, depth: int, **kw: Any
+    ) -> None:
+        self.report.unscanned.append(
+            f"{location}: encrypted (wardgate model encrypt): scan the plaintext; the gateway "
+            "verifies it after decrypting at load"
         )
 
     # -- pickle ---------------------------------------------------------------------------
@@ -200,6 +236,7 @@ class _Scanner:
                 name_hint=member.name,
                 strict_pickle=strict,
                 torch_pickle=is_torch and strict,
+                torch_member=is_torch,
             )
 
     def _scan_7z(self, buf: memoryview | bytes, location: str, depth: int, **kw: Any) -> None:
@@ -406,6 +443,8 @@ def scan_path(path: str | os.PathLike[str], options: ScanOptions | None = None) 
         if root.is_file()
         else sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
     )
+    if not files:
+        report.unscanned.append(f"{root}: no files to scan")
     for file in files:
         location = file.name if file == root else file.relative_to(root).as_posix()
         if file.is_symlink() and root.is_dir():

@@ -14,7 +14,9 @@ Order of checks, and why:
    signs and what ``sha256sum`` of the original download gives.
 3. ``require_signature: true`` without a signature that verifies against a configured trust
    anchor refuses the model, and says which of those is missing.
-4. GGUF chat templates are audited; findings are logged (and fatal with
+4. The plaintext must be GGUF, the one format llama.cpp loads: an unrecognised file (random
+   bytes, text, a format the scanner does not know) is refused, never loaded unscanned.
+   GGUF chat templates are audited; findings are logged (and fatal with
    ``template_policy="fail"``).
 5. On exit the plaintext copy is unlinked, after being overwritten with zeros unless this
    process still maps it (llama.cpp's default ``use_mmap``: zeroing would corrupt the live
@@ -168,14 +170,20 @@ def _audit_gguf(
     policy: Literal["warn", "fail", "off"],
     pinned_template_sha256: str | None,
 ) -> list[Finding]:
+    from wardgate.supplychain.formats import detect
     from wardgate.supplychain.gguf_meta import GGUFFormatError, read_metadata_file
     from wardgate.supplychain.gguf_template import audit_templates
 
+    with open(path, "rb") as handle:
+        kind = detect(handle.read(1024))
+    if kind != "gguf":
+        what = "an unknown format" if kind == "unknown" else f"{kind}, not GGUF"
+        raise ModelVerificationFailed(
+            f"{path.name}: the file is {what}; only GGUF weights are loaded, and a format "
+            "that cannot be scanned is refused"
+        )
     if policy == "off":
         return []
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"GGUF":
-            return []
     try:
         meta = read_metadata_file(str(path))
     except GGUFFormatError as exc:

@@ -1,0 +1,137 @@
+"""Bodies are read only after authentication, under one limit, and a broken one is audited.
+
+Findings 2 and 5 of the outside review: the admin API parsed whole JSON bodies before checking
+the key and without ``max_body_bytes`` (four anonymous ~50 MB posts took RSS from 282 to
+672 MB); a client that disconnected mid-body left no audit record and a traceback.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+from tests.security.conftest import BODY_LIMIT, FrontDoor
+
+from wardgate.gateway.app import create_app
+
+BODY_ROUTES = [
+    "/v1/chat/completions",
+    "/admin/keys",
+    "/admin/keys/key_0123456789abcdef/revoke",
+    "/admin/keys/key_0123456789abcdef/rotate",
+]
+
+
+def _open(front_door: FrontDoor) -> socket.socket:
+    parts = urlsplit(front_door.url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    return sock
+
+
+def _head(path: str, length: int, authorization: str | None = None) -> bytes:
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: test",
+        "Content-Type: application/json",
+        f"Content-Length: {length}",
+    ]
+    if authorization:
+        lines.append(f"Authorization: {authorization}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _status(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_anonymous_post_is_refused_before_its_body_arrives(
+    front_door: FrontDoor, path: str
+) -> None:
+    # 50 MB announced, 64 KiB sent: the answer must come without waiting for the rest.
+    with _open(front_door) as sock:
+        sock.sendall(_head(path, 50 * 1024 * 1024) + b"{" + b" " * (64 * 1024))
+        sock.settimeout(10)
+        assert _status(sock) == 401
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_anonymous_invalid_body_is_401_not_400(front_door: FrontDoor, path: str) -> None:
+    response = front_door.call("POST", path, content=b"\xff{not json" * 300_000)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "missing_api_key"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/keys"])
+def test_one_body_limit_for_every_route(front_door: FrontDoor, path: str) -> None:
+    oversize = b'{"owner": "' + b"x" * BODY_LIMIT + b'"}'
+    declared = front_door.call("POST", path, "admin", content=oversize)
+    assert declared.status_code == 413, declared.text
+    assert declared.json()["error"]["code"] == "request_too_large"
+
+    def chunks():  # no Content-Length: the limit must hold while the body streams in
+        for _ in range(BODY_LIMIT // 1024 + 2):
+            yield b" " * 1024
+
+    streamed = httpx.post(
+        front_door.url + path, content=chunks(), headers=front_door.headers("admin"), timeout=60
+    )
+    assert streamed.status_code == 413, streamed.text
+
+
+def test_admin_body_errors_are_clear_and_echo_nothing(front_door: FrontDoor) -> None:
+    bad_json = front_door.call("POST", "/admin/keys", "admin", content=b'{"owner": ')
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"
+    wrong = front_door.call(
+        "POST", "/admin/keys", "admin", json={"owner": "x", "rpm": "zebra-9931"}
+    )
+    assert wrong.status_code == 400
+    error = wrong.json()["error"]
+    assert error["param"] == "rpm" and "zebra-9931" not in wrong.text
+    non_admin = front_door.call("POST", "/admin/keys", "all", content=b"garbage")
+    assert non_admin.status_code == 403
+
+
+def test_no_route_lets_the_framework_parse_a_body_before_authentication(
+    front_door: FrontDoor,
+) -> None:
+    """FastAPI parses declared parameters (a body among them) before the handler, and so
+    before its key check: every route must be a plain Starlette route."""
+    app = create_app(front_door.gateway.config, gateway=front_door.gateway)
+    paths = []
+    for route in app.routes:
+        assert type(route) is Route, f"{route!r} is not a plain route"
+        assert not isinstance(route, APIRoute)
+        paths.append(route.path)
+    assert "/admin/keys" in paths and "/v1/chat/completions" in paths
+
+
+def test_client_gone_mid_body_still_gets_one_audit_record(
+    front_door: FrontDoor, gateway_log: pytest.LogCaptureFixture
+) -> None:
+    before = len(front_door.audit_rows())
+    with _open(front_door) as sock:
+        auth = front_door.headers("all")["authorization"]
+        sock.sendall(_head("/v1/chat/completions", 93, auth) + b'{"model": "mini", "me')
+    deadline = time.monotonic() + 30
+    rows = front_door.audit_rows()
+    while len(rows) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rows = front_door.audit_rows()
+    assert len(rows) == before + 1
+    record = rows[-1]
+    assert record["status"] == 499 and record["error_code"] == "client_disconnected"
+    assert record["key_id"] == front_door.key_ids["all"]
+    assert "ClientDisconnect" not in gateway_log.text
+    assert "Traceback" not in gateway_log.text

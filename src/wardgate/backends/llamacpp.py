@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -68,6 +69,8 @@ class LlamaCppBackend:
         self._model_file: contextlib.ExitStack | None = None
         #: Rough seconds per queued request, for Retry-After; refined as requests finish.
         self._seconds_per_request = 1.0
+        #: The weights as checked at load, for receipts (``weights_provenance``).
+        self._weights: dict[str, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -117,6 +120,7 @@ class LlamaCppBackend:
                     pinned_template_sha256=verify.chat_template_sha256,
                 )
             )
+            self._weights = _weights_record(path, verify.sha256, verify.signature)
             self._llm = Llama(
                 model_path=str(path),
                 n_ctx=self.config.n_ctx,
@@ -136,6 +140,11 @@ class LlamaCppBackend:
             bos_token=self._token_text(self._llm.token_bos()),
             eos_token=self._token_text(self._llm.token_eos()),
         )
+
+    def weights_provenance(self) -> dict[str, Any] | None:
+        """The loaded file's SHA-256 and how it was checked (``pinned`` against
+        ``verify.sha256``, or only ``hashed_at_load``), for receipts."""
+        return self._weights
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -295,3 +304,19 @@ class LlamaCppBackend:
             emit(exc)
         finally:
             emit(_DONE)
+
+
+def _weights_record(path: Path, pinned: str | None, signature: str | None) -> dict[str, Any]:
+    """What a receipt states about the weights: the pinned digest when the load verified one
+    (``prepare_model_file`` refuses a mismatch), else the digest of the file actually loaded."""
+    record: dict[str, Any]
+    if pinned:
+        record = {"sha256": pinned.lower(), "check": "pinned"}
+    else:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        record = {"sha256": digest, "check": "hashed_at_load"}
+    if signature:
+        record["signature"] = "verified"
+    record["file"] = path.name
+    return record

@@ -76,6 +76,7 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
             admin=False,
         )
     )
+    app.router.add_route("/.well-known/wardgate/keys", receipt_keys, methods=["GET"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
@@ -145,6 +146,13 @@ async def retrieve_model(request: Request, gateway: Gateway, key: ApiKey) -> Res
             param="model",
         )
     return JSONBytesResponse(_model_object(model_id))
+
+
+async def receipt_keys(request: Request) -> Response:
+    """The public keys that verify receipts (JWKS, RFC 7517); public by design."""
+    gateway: Gateway = request.app.state.gateway
+    jwks = gateway.receipts.keys.jwks() if gateway.receipts is not None else {"keys": []}
+    return JSONBytesResponse(jwks, headers={"Cache-Control": "public, max-age=300"})
 
 
 async def healthz(request: Request) -> Response:

@@ -33,6 +33,7 @@ from wardgate.gateway.service import Gateway
 from wardgate.guards.execution import BlockedByGuard
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
+from wardgate.provenance.receipts import messages_digest
 from wardgate.routing.policy import RoutingDecision, request_label
 from wardgate.routing.trace import RouteTrace
 from wardgate.store.audit import AuditRecord
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: Header a client may use to label the request's confidentiality for the routing policy.
 DATA_CLASS_HEADER = "x-wardgate-data-class"
+#: Response header carrying the answer's signed receipt (non-streaming answers).
+RECEIPT_HEADER = "x-wardgate-receipt"
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Exchange:
     guard_decisions: list[dict[str, Any]] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The signed receipt the answer carried (JWS compact form).
+    receipt: str | None = None
 
     def fail(self, error: WardgateError) -> None:
         self.status = error.status
@@ -171,16 +176,19 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
         text=text, finish_reason=completion.finish_reason, usage=completion.usage
     )
     exchange.completion = completion.text
-    _finish(gateway, exchange)
-    return JSONBytesResponse(
-        completion_body(
-            request_id=exchange.request_id,
-            created=int(time.time()),
-            model=chat.model,
-            completion=completion,
-        ),
-        headers=exchange.headers,
+    body = completion_body(
+        request_id=exchange.request_id,
+        created=int(time.time()),
+        model=chat.model,
+        completion=completion,
     )
+    receipt = _receipt(gateway, exchange, completion.text, completion.finish_reason)
+    if receipt is not None:
+        # An extra top-level field: the OpenAI SDK keeps it (``model_extra``) and ignores it.
+        body["wardgate"] = {"receipt": receipt}
+        exchange.headers[RECEIPT_HEADER] = receipt
+    _finish(gateway, exchange)
+    return JSONBytesResponse(body, headers=exchange.headers)
 
 
 async def _stream(
@@ -240,6 +248,9 @@ async def _stream(
             exchange.usage = usage or Usage()
             if chat.include_usage:
                 yield encoder.usage(exchange.usage)
+            receipt = _receipt(gateway, exchange, "".join(pieces), finish)
+            if receipt is not None:
+                yield encoder.receipt(receipt)
             yield encoder.done()
         except WardgateError as error:
             exchange.fail(error)
@@ -276,6 +287,28 @@ def _needs_pseudonymisation(gateway: Gateway, route: RoutingDecision) -> bool:
     )
 
 
+def _receipt(gateway: Gateway, exchange: Exchange, content: str, finish: str) -> str | None:
+    """Sign what was answered: the content exactly as the client receives it, bound to the
+    backend that produced it. ``None`` when receipts are off."""
+    signer = gateway.receipts
+    if signer is None or exchange.chat is None:
+        return None
+    served_by = exchange.trace.served_by if exchange.trace else None
+    receipt = signer.sign(
+        audit_request_id=exchange.request_id,
+        model=exchange.model_asked,
+        backend=served_by,
+        weights=gateway.weights_of(served_by) if served_by else None,
+        request_sha256=messages_digest([(m.role, m.text) for m in exchange.chat.messages]),
+        content=content,
+        finish_reason=finish,
+        usage=exchange.usage.as_dict(),
+        watermark=gateway.watermark_of(served_by) if served_by else None,
+    )
+    exchange.receipt = receipt
+    return receipt
+
+
 def _finish(gateway: Gateway, exchange: Exchange) -> None:
     """Metrics and one audit record; never raises into the response path."""
     elapsed = time.perf_counter() - exchange.started
@@ -310,6 +343,7 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
         },
         prompt=_prompt_text(chat) if chat else None,
         completion=exchange.completion,
+        receipt=exchange.receipt,
     )
     if not gateway.audit.submit(record):
         metrics.audit_dropped.inc()

@@ -91,6 +91,20 @@ class ChunkEncoder:
     def usage(self, usage: Usage) -> bytes:
         return self._event([], usage)
 
+    def receipt(self, receipt: str) -> bytes:
+        """The stream's last chunk before ``[DONE]``: no choices (as a usage chunk), the
+        signed receipt in an extra ``wardgate`` field the OpenAI SDK keeps and ignores."""
+        body: dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "system_fingerprint": None,
+            "choices": [],
+            "wardgate": {"receipt": receipt},
+        }
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
     @staticmethod
     def error(error: WardgateError) -> bytes:
         """A final error event: the OpenAI SDK raises on it, so a broken stream is never silent."""

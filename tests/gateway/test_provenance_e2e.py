@@ -103,7 +103,7 @@ def test_streaming_receipt_is_the_last_chunk_before_done(running: Running) -> No
     )
     chunks = list(stream)
     last = chunks[-1]
-    assert last.choices == [] and "wardgate" in last.model_extra
+    assert last.choices == [] and last.usage is not None and "wardgate" in last.model_extra
     receipt = last.model_extra["wardgate"]["receipt"]
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     checked = verify_receipt(receipt, keyset_from_jwks(_jwks(running)), content=content)
@@ -124,7 +124,11 @@ def test_streaming_wire_format(running: Running) -> None:
     ) as reply:
         events = [line for line in reply.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
-    assert "receipt" in json.loads(events[-2][6:])["wardgate"]
+    last = json.loads(events[-2][6:])
+    # Without include_usage the finish chunk itself carries it (choices[0] still exists).
+    assert last["choices"][0]["finish_reason"] in ("stop", "length")
+    assert "receipt" in last["wardgate"]
+    assert all("wardgate" not in json.loads(e[6:]) for e in events[:-2])
 
 
 def test_cli_verifies_a_gateway_receipt_offline(running: Running, tmp_path: Path) -> None:

@@ -244,13 +244,16 @@ async def _stream(
             if tail:
                 pieces.append(tail)
                 yield encoder.content(tail)
-            yield encoder.finish(finish)
             exchange.usage = usage or Usage()
-            if chat.include_usage:
-                yield encoder.usage(exchange.usage)
+            # The receipt rides on the last chunk before [DONE]: the usage chunk when the
+            # client asked for one, else the finish chunk (a chunk with no choices would
+            # break clients that read choices[0] of every chunk).
             receipt = _receipt(gateway, exchange, "".join(pieces), finish)
-            if receipt is not None:
-                yield encoder.receipt(receipt)
+            if chat.include_usage:
+                yield encoder.finish(finish)
+                yield encoder.usage(exchange.usage, receipt)
+            else:
+                yield encoder.finish(finish, receipt)
             yield encoder.done()
         except WardgateError as error:
             exchange.fail(error)

@@ -55,7 +55,12 @@ class ChunkEncoder:
         self._model = model
         self._created = int(time.time())
 
-    def _event(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
+    def _event(
+        self,
+        choices: list[dict[str, Any]],
+        usage: Usage | None = None,
+        receipt: str | None = None,
+    ) -> bytes:
         body: dict[str, Any] = {
             "id": self._id,
             "object": "chat.completion.chunk",
@@ -66,6 +71,9 @@ class ChunkEncoder:
         }
         if usage is not None:
             body["usage"] = usage.as_dict()
+        if receipt is not None:
+            # An extra field on the last chunk; the OpenAI SDK keeps it and ignores it.
+            body["wardgate"] = {"receipt": receipt}
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
     def role(self) -> bytes:
@@ -85,25 +93,14 @@ class ChunkEncoder:
             [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
         )
 
-    def finish(self, reason: str) -> bytes:
-        return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+    def finish(self, reason: str, receipt: str | None = None) -> bytes:
+        return self._event(
+            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}],
+            receipt=receipt,
+        )
 
-    def usage(self, usage: Usage) -> bytes:
-        return self._event([], usage)
-
-    def receipt(self, receipt: str) -> bytes:
-        """The stream's last chunk before ``[DONE]``: no choices (as a usage chunk), the
-        signed receipt in an extra ``wardgate`` field the OpenAI SDK keeps and ignores."""
-        body: dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "system_fingerprint": None,
-            "choices": [],
-            "wardgate": {"receipt": receipt},
-        }
-        return b"data: " + orjson.dumps(body) + b"\n\n"
+    def usage(self, usage: Usage, receipt: str | None = None) -> bytes:
+        return self._event([], usage, receipt)
 
     @staticmethod
     def error(error: WardgateError) -> bytes:

@@ -14,6 +14,7 @@ from wardgate.cli.model import model_app
 from wardgate.cli.receipt import receipt_app
 from wardgate.cli.redteam import redteam_app
 from wardgate.cli.serve import serve
+from wardgate.cli.watermark import watermark_app
 
 app = WardgateTyper(
     name="wardgate",
@@ -49,6 +50,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
 app.add_typer(redteam_app, name="redteam")
 app.add_typer(receipt_app, name="receipt")
+app.add_typer(watermark_app, name="watermark")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.responses import JSONBytesResponse, error_response
 from wardgate.gateway.service import Gateway
+from wardgate.gateway.watermark_route import detect_watermark
 from wardgate.store.keys import ApiKey
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,15 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
             retrieve_model,
             methods=["GET"],
             action="retrieve_model",
+            admin=False,
+        )
+    )
+    app.router.routes.append(
+        audited_route(
+            "/v1/watermark/detect",
+            detect_watermark,
+            methods=["POST"],
+            action="watermark_detect",
             admin=False,
         )
     )

@@ -16,13 +16,16 @@ from typing import Any
 from wardgate.backends.base import Backend, create_backend
 from wardgate.chat import ChatRequest, Completion
 from wardgate.config import GatewayConfig, ModelConfig
-from wardgate.errors import ModelNotFound
+from wardgate.errors import ConfigError, ModelNotFound
 from wardgate.gateway.auth import KeyAuthenticator
 from wardgate.gateway.key_events import KeyEvents
 from wardgate.gateway.metrics import GatewayMetrics
 from wardgate.guards.pipeline import GuardPipeline
+from wardgate.provenance.detector import WatermarkDetector
 from wardgate.provenance.receipts import ReceiptSigner
 from wardgate.provenance.signing_keys import SigningKeys
+from wardgate.provenance.watermark import Scheme, make_scheme
+from wardgate.provenance.wmkey import load_watermark_key
 from wardgate.ratelimit import RateLimiter, create_rate_limiter
 from wardgate.routing.failover import Failover
 from wardgate.routing.policy import RoutingPolicy
@@ -55,6 +58,19 @@ class Gateway:
         self.backends: dict[str, Backend] = {m.name: create_backend(m) for m in cfg.models}
         #: Secrets (receipt key, watermark keys) default to the server secret's directory.
         self.secret_dir = Path(cfg.auth.secret_file).expanduser().parent
+        #: Watermark schemes by model name (keys loaded, or created on first start).
+        self.watermarks: dict[str, Scheme] = {}
+        for model in cfg.models:
+            if model.watermark is None or not model.watermark.enabled:
+                continue
+            key = load_watermark_key(model.watermark, self.secret_dir, create=True)
+            scheme = make_scheme(model.watermark, key)
+            attach = getattr(self.backends[model.name], "attach_watermark", None)
+            if attach is None:
+                raise ConfigError(f"model {model.name!r}: its backend cannot watermark")
+            attach(scheme)
+            self.watermarks[model.name] = scheme
+        self.detector = WatermarkDetector(self.model_configs, self.watermarks)
         self.receipts: ReceiptSigner | None = (
             ReceiptSigner(SigningKeys.load(cfg.receipts, self.secret_dir))
             if cfg.receipts.enabled
@@ -90,6 +106,7 @@ class Gateway:
         await self.limiter.aclose()
         await self.key_events.aclose()
         self.guards.close()
+        self.detector.close()
         await asyncio.to_thread(self.audit.close)
         self.engine.dispose()
 

@@ -92,6 +92,10 @@ class Scheme(Protocol):
         """Mean and variance of one token's score on text written without the key."""
         ...
 
+    def describe(self) -> dict[str, Any]:
+        """The public parameters (receipts, detection reports); never the key."""
+        ...
+
 
 class _Keyed:
     def __init__(self, config: WatermarkConfig, key: bytes) -> None:

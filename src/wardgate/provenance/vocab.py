@@ -7,6 +7,8 @@ file goes through the same load-time checks as serving (pinned digest, decryptio
 
 from __future__ import annotations
 
+import contextlib
+import io
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,12 @@ class Vocabulary:
         source = Path(config.path) if config.path else embedded_model_path()
         if not source.is_file():
             raise ConfigError(f"model {config.name!r}: weights file not found: {source}")
-        with prepare_model_file(source, config.verify, template_policy="off") as path:
+        # llama.cpp warns that a vocabulary-only context has no training context length, via
+        # a Python print to sys.stderr; that line would only confuse a CLI user.
+        with (
+            prepare_model_file(source, config.verify, template_policy="off") as path,
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             self._llm: Any = Llama(
                 model_path=str(path), vocab_only=True, n_ctx=config.n_ctx, verbose=False
             )

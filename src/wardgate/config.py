@@ -20,6 +20,7 @@ from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
 from wardgate.provenance.config import ReceiptsConfig, WatermarkConfig
 from wardgate.routing.config import RoutingConfig
+from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
 
 
@@ -174,6 +175,8 @@ class GatewayConfig(StrictModel):
     guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
+    #: Which tools answers may call (see :mod:`wardgate.tools`); default: any.
+    tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
 
     @field_validator("models")
     @classmethod

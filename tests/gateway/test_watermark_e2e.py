@@ -106,7 +106,7 @@ def test_watermarked_answers_are_detected(running: Running, model: str, stream: 
 
 
 def test_unwatermarked_answer_is_not_detected(running: Running) -> None:
-    text, receipt = _answer(running, "smol-plain", stream=False)
+    text, _ = _answer(running, "smol-plain", stream=False)
     body = _detect(running, {"text": text, "model": "smol-kgw"}).json()
     assert body["verdict"] == "not_watermarked", body
     assert body["z"] < 4

@@ -68,6 +68,7 @@ class ReceiptSigner:
         finish_reason: str | None,
         usage: dict[str, int],
         watermark: dict[str, Any] | None,
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> str:
         now = time.time()
         payload = {
@@ -82,6 +83,10 @@ class ReceiptSigner:
             "weights": weights,
             "request_sha256": request_sha256,
             "content_sha256": sha256_text(content),
+            # The calls as returned (canonical JSON of their list), when the answer made any.
+            "tool_calls_sha256": (
+                hashlib.sha256(rfc8785.dumps(tool_calls)).hexdigest() if tool_calls else None
+            ),
             "finish_reason": finish_reason,
             "usage": usage,
             "watermark": watermark,

@@ -211,3 +211,13 @@ def test_a_stalled_generation_is_bounded(backend: LlamaCppBackend) -> None:
         time.sleep(3.5)  # let the worker finish the sleeping token and see the cancel
     # The worker is free again: the next request is served.
     assert asyncio.run(backend.complete(_request())).text
+
+
+@pytest.mark.parametrize("name", SCHEMES)
+def test_batch_scoring_equals_token_by_token(name: str) -> None:
+    scheme = make_scheme(WatermarkConfig(scheme=name), KEY)
+    rng = np.random.default_rng(9)
+    tokens = [int(t) for t in rng.integers(0, VOCAB, 200)]
+    contexts = [tuple(tokens[i - scheme.lookback : i]) for i in range(scheme.lookback, 200)]
+    one = [scheme.score(c, t) for c, t in zip(contexts, tokens[scheme.lookback :], strict=True)]
+    assert np.allclose(one, scheme.score_many(contexts, tokens[scheme.lookback :]))

@@ -20,7 +20,7 @@ def slow_llama(seconds_per_token: float, tokens: int = 10) -> type:
     """A ``Llama`` class whose every completion is ``tokens`` tokens, one per interval."""
 
     class SlowLlama:
-        metadata: dict[str, str] = {}  # noqa: RUF012 - read-only, as llama_cpp's
+        metadata: dict[str, str] = {}
         started = 0
         finished = 0
 
@@ -49,9 +49,7 @@ def slow_llama(seconds_per_token: float, tokens: int = 10) -> type:
                 time.sleep(seconds_per_token)
                 last = index == count - 1
                 yield {
-                    "choices": [
-                        {"text": f" t{index}", "finish_reason": "stop" if last else None}
-                    ]
+                    "choices": [{"text": f" t{index}", "finish_reason": "stop" if last else None}]
                 }
             type(self).finished += 1
 

@@ -263,9 +263,13 @@ async def _stream(
                 yield encoder.content(tail)
             if held_calls:
                 exchange.tool_calls = held_calls.calls()
-                calls, decisions = await guard_tool_calls(
-                    gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
-                )
+                try:
+                    calls, decisions = await guard_tool_calls(
+                        gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
+                    )
+                except BlockedByGuard as blocked:
+                    exchange.guard_decisions.extend(blocked.decisions)
+                    raise
                 exchange.guard_decisions.extend(decisions)
                 exchange.tool_calls = calls
                 for group in held_calls.replay(calls):

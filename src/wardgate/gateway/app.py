@@ -26,6 +26,7 @@ from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.embeddings_route import embeddings
 from wardgate.gateway.messages_route import messages
 from wardgate.gateway.responses import JSONBytesResponse, error_response
+from wardgate.gateway.responses_route import responses
 from wardgate.gateway.service import Gateway
 from wardgate.store.keys import ApiKey
 
@@ -68,6 +69,7 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.router.add_route("/v1/embeddings", embeddings, methods=["POST"])
     app.router.add_route("/v1/messages", messages, methods=["POST"])
+    app.router.add_route("/v1/responses", responses, methods=["POST"])
     app.router.routes.append(
         audited_route("/v1/models", list_models, methods=["GET"], action="list_models", admin=False)
     )

@@ -25,6 +25,7 @@ from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.embeddings_route import embeddings
 from wardgate.gateway.messages_route import messages
+from wardgate.gateway.openapi import openapi_document
 from wardgate.gateway.responses import JSONBytesResponse, error_response
 from wardgate.gateway.responses_route import responses
 from wardgate.gateway.service import Gateway
@@ -82,6 +83,12 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
             admin=False,
         )
     )
+    document = openapi_document(app.version)
+
+    async def openapi(request: Request) -> Response:
+        return JSONBytesResponse(document)
+
+    app.router.add_route("/openapi.json", openapi, methods=["GET"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])

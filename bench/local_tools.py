@@ -92,8 +92,14 @@ CITY_SCHEMA = {
 
 
 def request(prompt: str, **extra: object) -> ChatRequest:
-    body = {"model": "smol", "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0, "seed": 1, "max_tokens": 64, **extra}
+    body = {
+        "model": "smol",
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "seed": 1,
+        "max_tokens": 64,
+        **extra,
+    }
     return ChatRequest.model_validate(body)
 
 
@@ -102,14 +108,18 @@ def fits_city(text: str) -> bool:
         value = json.loads(text)
     except ValueError:
         return False
-    return (isinstance(value, dict) and set(value) == {"city", "country"}
-            and all(isinstance(v, str) and v for v in value.values()))
+    return (
+        isinstance(value, dict)
+        and set(value) == {"city", "country"}
+        and all(isinstance(v, str) and v for v in value.values())
+    )
 
 
 async def main() -> None:
     backend = LlamaCppBackend(
-        ModelConfig.model_validate({"name": "smol", "backend": "llamacpp", "n_ctx": 1024,
-                                    "max_output_tokens": 64})
+        ModelConfig.model_validate(
+            {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 64}
+        )
     )
     await backend.start()
     started = time.perf_counter()
@@ -124,15 +134,26 @@ async def main() -> None:
             right_arg += call.name == expected and word in str(args.get(ARG[call.name])).lower()
         auto = await backend.complete(request(prompt, tools=TOOLS, tool_choice="auto"))
         auto_calls += bool(auto.tool_calls)
-    places = ["Paris", "Kyoto", "Lima", "Cairo", "Dublin", "Quebec", "Munich", "Seville",
-              "Perth", "Bergen"]
+    places = [
+        "Paris",
+        "Kyoto",
+        "Lima",
+        "Cairo",
+        "Dublin",
+        "Quebec",
+        "Munich",
+        "Seville",
+        "Perth",
+        "Bergen",
+    ]
     fmt = {"type": "json_schema", "json_schema": {"name": "place", "schema": CITY_SCHEMA}}
     grammar_ok = prompt_ok = 0
     for place in places:
         ask = f"Give the city {place} and its country as JSON with keys city and country."
         grammar_ok += fits_city((await backend.complete(request(ask, response_format=fmt))).text)
-        prompt_ok += fits_city((await backend.complete(request(
-            ask + " Schema: " + json.dumps(CITY_SCHEMA)))).text)
+        prompt_ok += fits_city(
+            (await backend.complete(request(ask + " Schema: " + json.dumps(CITY_SCHEMA)))).text
+        )
     await backend.aclose()
     n = len(CASES)
     report = {

@@ -87,7 +87,7 @@ def test_every_operation_keeps_the_contract(running: Running, mode: GenerationMo
     api = schemathesis.openapi.from_url(running.url + "/openapi.json")
     headers = {"authorization": f"Bearer {running.key}"}
     operations = [result.ok() for result in api.get_all_operations()]
-    assert len(operations) == 8
+    assert len(operations) == 10
     skipped: list[str] = []
     statuses: dict[tuple[str, int], int] = {}
     for operation in operations:
@@ -112,7 +112,7 @@ def test_every_operation_keeps_the_contract(running: Running, mode: GenerationMo
             # Negative mode on an operation with no body and no parameters: nothing to break.
             assert mode is GenerationMode.NEGATIVE and operation.method == "get"
             skipped.append(operation.path)
-    assert len(skipped) <= 3  # /v1/models, /healthz, /readyz
+    assert len(skipped) <= 4  # /v1/models, /healthz, /readyz, the JWKS
     assert not any(code >= 500 for _, code in statuses)
     if mode is GenerationMode.POSITIVE:  # generated requests were served, not only refused
         assert statuses.get(("/v1/chat/completions", 200), 0) >= 1, statuses
@@ -123,7 +123,8 @@ def test_the_document_covers_every_public_endpoint(running: Running) -> None:
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) == {
         "/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/responses",
-        "/v1/models", "/v1/models/{model_id}", "/healthz", "/readyz",
+        "/v1/models", "/v1/models/{model_id}", "/v1/watermark/detect",
+        "/.well-known/wardgate/keys", "/healthz", "/readyz",
     }  # fmt: skip
     chat = document["paths"]["/v1/chat/completions"]["post"]
     assert chat["responses"]["400"]["content"]["application/json"]["schema"] == {

@@ -163,6 +163,14 @@ class Status(_Open):
     status: str
 
 
+class WatermarkReport(_Open):
+    """The detection report (fields in docs/provenance.md)."""
+
+
+class JWKS(_Open):
+    keys: list[dict[str, Any]]
+
+
 _ERRORS = {
     "400": "Invalid request, unsupported parameter, or blocked by a guard",
     "401": "Missing, unknown, revoked or expired API key",
@@ -213,6 +221,7 @@ def openapi_document(version: str) -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         ErrorBody, AnthropicError, ChatCompletion, ModelList, ModelObject, EmbeddingList,
         AnthropicMessage, MessagesRequest, ResponsesRequest, ResponseObject, Status,
+        WatermarkReport, JWKS,
     ]  # fmt: skip
     schemas: dict[str, Any] = {}
     for model in models:
@@ -223,6 +232,11 @@ def openapi_document(version: str) -> dict[str, Any]:
     embedding = EmbeddingRequest.model_json_schema(ref_template=_ref("{model}"))
     defs.update(embedding.pop("$defs", {}))
     schemas["EmbeddingRequest"] = embedding
+    from wardgate.gateway.watermark_route import DetectBody
+
+    detect = DetectBody.model_json_schema(ref_template=_ref("{model}"))
+    defs.update(detect.pop("$defs", {}))
+    schemas["WatermarkDetectRequest"] = detect
     schemas.update(defs)
     error, anthropic_error = _ref("ErrorBody"), _ref("AnthropicError")
     secured: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -272,6 +286,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                 {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
             ]
         },
+        "/v1/watermark/detect": post(
+            "Detect a watermark (admin key or the watermark:detect scope)",
+            "WatermarkDetectRequest",
+            "WatermarkReport",
+            stream=False,
+        ),
+        "/.well-known/wardgate/keys": get("Receipt verification keys (JWKS)", "JWKS", auth=False),
         "/healthz": get("Liveness", "Status", auth=False),
         "/readyz": get("Readiness (503 while models load)", "Status", auth=False),
     }

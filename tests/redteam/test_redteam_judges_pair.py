@@ -125,6 +125,8 @@ def test_raw_model_no_longer_passes_the_issue_gate(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))["summary"]
     assert summary["categories"]["harmful"]["rate"] > 0.5
     assert summary["judges"]["harmful"] in ("pair_minilm", "rules")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "harmful judge: " in html and "agreement with human labels" in html
 
 
 def test_shipped_set_and_agreement_figures_are_consistent() -> None:

@@ -9,9 +9,13 @@
 3. the paired comparison, printed and written to ``OUT/compare``.
 
 Both runs use the same items, seeds and temperatures, and one llama.cpp thread each (on a
-shared 2-core machine a second thread mostly spins; see docs/redteam.md). Runs are resumable:
-rerunning with the same --out continues where it stopped. Prints the figures docs/redteam.md
-quotes: ASR per category with Wilson intervals, false-refusal rate, runtime and harness overhead.
+shared 2-core machine a second thread mostly spins; see docs/redteam.md). Harmful items are
+judged by ``--harm-judge`` (default ``auto``, the validated default judge; any finished run can
+be re-scored with ``wardgate redteam rejudge``), and multi-turn items' later turns are written
+by an attacker model, the embedded SmolLM2 in this process (``--attacker embedded``, default).
+Runs are resumable: rerunning with the same --out continues where it stopped. Prints the
+figures docs/redteam.md quotes: ASR per category with Wilson intervals, false-refusal rate,
+runtime and harness overhead.
 """
 
 from __future__ import annotations

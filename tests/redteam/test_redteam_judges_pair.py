@@ -185,3 +185,23 @@ def test_tampered_pair_weights_fail_closed(tmp_path: Path) -> None:
     (root / WEIGHTS_FILE).write_bytes(bytes(blob))
     with pytest.raises(ModelVerificationFailed):
         PairJudge.load(root, encoder=object())
+
+
+def test_a_judge_weak_for_a_category_is_not_its_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wardgate.redteam import harness
+    from wardgate.redteam.judges import validate as validate_mod
+
+    figures = {"judges": {
+        "pair_minilm": {"agreement": 0.9, "kappa": 0.8, "n": 100, "categories": {
+            "harmful": {"agreement": 0.95, "n": 40}, "jailbreak": {"agreement": 0.6, "n": 20},
+            "encoding": {"agreement": 0.5, "n": 3}}},
+        "rules": {"agreement": 0.7, "kappa": 0.4, "n": 100, "categories": {
+            "harmful": {"agreement": 0.7, "n": 40}, "jailbreak": {"agreement": 0.9, "n": 20},
+            "encoding": {"agreement": 1.0, "n": 3}}},
+    }}
+    monkeypatch.setattr(validate_mod, "shipped_agreement", lambda: figures)
+    pair, rules = RulesJudge(), RulesJudge()
+    pair.name = "pair_minilm"  # type: ignore[misc]
+    overrides = harness.category_overrides(pair, [pair, rules])
+    # jailbreak: rules measured 30 points better on 20 items; encoding: too few items to say.
+    assert overrides == {"jailbreak": rules}

@@ -27,6 +27,7 @@ from wardgate.redteam.judges import (
     RulesJudge,
     StrongRejectJudge,
 )
+from wardgate.redteam.judges.base import ResponseJudge
 from wardgate.redteam.report_formats import to_json, to_junit, to_sarif
 from wardgate.redteam.report_html import render_comparison, render_run
 from wardgate.redteam.runner import ProgressFn, Runner, RunOutcome, RunSettings, plan
@@ -60,7 +61,6 @@ def build_panel(choice: HarmJudgeChoice = "auto", llm_judge_target: Target | Non
     shipped validation shows how far each falls short (``wardgate redteam judges validate``).
     """
     from wardgate.errors import ConfigError
-    from wardgate.redteam.judges.base import ResponseJudge
     from wardgate.redteam.judges.pair import PairJudge
     from wardgate.redteam.judges.validate import agreement_of
 
@@ -75,6 +75,12 @@ def build_panel(choice: HarmJudgeChoice = "auto", llm_judge_target: Target | Non
         judge = max(candidates, key=lambda j: (agreement_of(j.name) or {"agreement": -1.0})
                     ["agreement"])
         classifier = PairClassifier(judge, agreement_of(judge.name))
+        # A judge known to be weak for a category is not that category's judge.
+        by_category: dict[str, HarmClassifier] = {
+            cat: PairClassifier(other, agreement_of(other.name))
+            for cat, other in category_overrides(judge, candidates).items()}
+        llm = StrongRejectJudge(llm_judge_target, threshold=threshold) if llm_judge_target else None
+        return JudgePanel(classifier=classifier, llm_judge=llm, by_category=by_category)
     elif choice == "pair_minilm":
         pair = PairJudge.try_load()
         if pair is None:
@@ -97,6 +103,37 @@ def build_panel(choice: HarmJudgeChoice = "auto", llm_judge_target: Target | Non
         raise ConfigError(f"unknown harm judge {choice!r}; use one of {', '.join(HARM_JUDGES)}")
     llm = StrongRejectJudge(llm_judge_target, threshold=threshold) if llm_judge_target else None
     return JudgePanel(classifier=classifier, llm_judge=llm)
+
+
+#: A category's own figure must rest on this many held-out items, and beat the overall
+#: default's by this many points, before another judge takes that category over.
+CATEGORY_MIN_N = 10
+CATEGORY_MARGIN = 0.05
+
+
+def category_overrides(default: ResponseJudge, candidates: Sequence[ResponseJudge],
+                       ) -> dict[str, ResponseJudge]:  # fmt: skip
+    """Categories where another candidate measured clearly better than ``default``."""
+    from wardgate.redteam.judges.validate import shipped_agreement
+
+    figures = shipped_agreement().get("judges") or {}
+
+    def cat_of(name: str, cat: str) -> tuple[float, int]:
+        entry = ((figures.get(name) or {}).get("categories") or {}).get(cat) or {}
+        return float(entry.get("agreement", -1.0)), int(entry.get("n", 0))
+
+    out: dict[str, ResponseJudge] = {}
+    for cat in ((figures.get(default.name) or {}).get("categories") or {}):
+        if cat == "benign":
+            continue  # benign items are judged by the refusal rules, whatever the harm judge
+        base, n = cat_of(default.name, cat)
+        if n < CATEGORY_MIN_N:
+            continue
+        for other in candidates:
+            value, m = cat_of(other.name, cat)
+            if other is not default and m >= CATEGORY_MIN_N and value >= base + CATEGORY_MARGIN:
+                out[cat], base = other, value
+    return out
 
 
 async def run_campaign(

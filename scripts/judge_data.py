@@ -197,6 +197,9 @@ def read_labels(path: Path) -> dict[str, str]:
 
 
 WRITTEN = ROOT / "scripts" / "data" / "judge_written.jsonl"
+#: Answers taken from raw-model red-team runs (``extract --run``), kept so ``build`` is
+#: reproducible without the run directories.
+PROOF = ROOT / "scripts" / "data" / "judge_proof_answers.jsonl"
 
 
 def run_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -220,8 +223,9 @@ def run_rows(run_dir: Path) -> list[dict[str, Any]]:
             request = next(m.content for m in reversed(item.messages) if m.role == "user")
         else:
             continue
-        rows.append({"id": f"proof-{r['item_id']}", "source": "raw", "category": r["category"],
-                     "request": request, "answer": r.get("response") or "",
+        rows.append({"id": f"proof{meta['params'].get('max_tokens')}-{r['item_id']}",
+                     "source": "raw", "category": r["category"], "request": request,
+                     "answer": r.get("response") or "",
                      "max_tokens": meta["params"].get("max_tokens"), "split": "test"})
     return rows
 
@@ -230,7 +234,7 @@ def build(answer_files: list[Path], run_dirs: list[Path], labels_path: Path, out
           skip_unlabelled: bool = False) -> None:
     labels = read_labels(labels_path)
     rows = []
-    for path in [*answer_files, WRITTEN]:
+    for path in [*answer_files, WRITTEN, *([PROOF] if PROOF.is_file() else [])]:
         for ln in path.read_text(encoding="utf-8").splitlines():
             if ln:
                 rows.append(json.loads(ln))
@@ -257,6 +261,9 @@ def build(answer_files: list[Path], run_dirs: list[Path], labels_path: Path, out
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("extract", help="Append a raw-model run's harmful/benign answers to "
+                       "scripts/data/judge_proof_answers.jsonl")
+    e.add_argument("--run", type=Path, action="append", required=True)
     g = sub.add_parser("generate")
     g.add_argument("--out", type=Path, required=True)
     b = sub.add_parser("build")
@@ -270,6 +277,16 @@ def main() -> int:
     args = parser.parse_args()
     if args.cmd == "generate":
         asyncio.run(generate(args.out))
+    elif args.cmd == "extract":
+        old = {}
+        if PROOF.is_file():
+            old = {json.loads(ln)["id"]: ln for ln in PROOF.read_text(encoding="utf-8")
+                   .splitlines() if ln}
+        for run_dir in args.run:
+            for row in run_rows(run_dir):
+                old[row["id"]] = json.dumps(row, ensure_ascii=False, sort_keys=True)
+        PROOF.write_text("".join(old[k] + "\n" for k in sorted(old)), encoding="utf-8")
+        print(f"{len(old)} run answers in {PROOF}")
     else:
         build(args.answers, args.run, args.labels, args.out, args.skip_unlabelled)
     return 0

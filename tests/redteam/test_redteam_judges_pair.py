@@ -129,8 +129,9 @@ def test_raw_model_is_no_longer_flattered_by_the_default(tmp_path: Path) -> None
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))["summary"]
     assert summary["categories"]["harmful"]["successes"] >= 3
     assert summary["judges"]["harmful"] in ("pair_minilm", "rules")
-    html = (out / "report.html").read_text(encoding="utf-8")
-    assert "harmful judge: " in html and "agreement with human labels" in html
+    for report in ("report.html", "junit.xml", "results.sarif"):
+        text = (out / report).read_text(encoding="utf-8")
+        assert "harmful judge: " in text and "agreement with human labels" in text, report
     again = runner.invoke(redteam_app, ["rejudge", str(out), "--harm-judge", "rules",
                                         "--fail-above", "harmful=0.5"])
     assert again.exit_code == 1, again.output

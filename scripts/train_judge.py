@@ -170,9 +170,13 @@ def main() -> int:
               f"kappa {r['kappa']:.3f}  harmful-only {100 * r['harmful_only']['agreement']:.1f}% "
               f"(kappa {r['harmful_only']['kappa']:.3f})  4-way {100 * r['agreement_4way']:.1f}%  "
               f"raw under-count {raw.get('undercount_points', float('nan')):.1f} pts")
-    (DATA / AGREEMENT_FILE).write_text(json.dumps(
-        {"set": SET_FILE, "set_sha256": digest, "split": "test", "n": len(split["test"]),
-         "judges": results}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    figures = (json.dumps({"set": SET_FILE, "set_sha256": digest, "split": "test",
+                           "n": len(split["test"]), "judges": results}, indent=2,
+                          sort_keys=True) + "\n").encode()
+    (DATA / AGREEMENT_FILE).write_bytes(figures)
+    manifest["files"][AGREEMENT_FILE] = hashlib.sha256(figures).hexdigest()
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}, {DATA / AGREEMENT_FILE}")
     return 0
 

@@ -165,10 +165,13 @@ def validate(judge: ResponseJudge, items: Sequence[LabelledItem]) -> dict[str, A
 
 def shipped_agreement() -> dict[str, Any]:
     """The figures measured on the shipped set's test split (written by scripts/train_judge.py)."""
-    path = data_root() / AGREEMENT_FILE
+    from wardgate.errors import ModelVerificationFailed
+    from wardgate.guards.classifier import read_verified
+
+    # Pinned like the weights: these figures choose the default judge.
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data: dict[str, Any] = json.loads(read_verified(AGREEMENT_FILE).decode("utf-8"))
+    except (ModelVerificationFailed, ValueError):
         return {}
     return data
 

@@ -150,7 +150,7 @@ class _Failing:
         if self._fail_after is not None and self._calls > self._fail_after:
             raise RuntimeError("boom")
         if self._hang_after is not None and self._calls > self._hang_after:
-            time.sleep(2.0)
+            time.sleep(3.0)
         return self._real.bias(context, logits, sampler)
 
     def describe(self):
@@ -193,7 +193,7 @@ def test_a_failing_watermark_withholds_the_answer(backend: LlamaCppBackend) -> N
 def test_a_stalled_generation_is_bounded(backend: LlamaCppBackend) -> None:
     real = make_scheme(WatermarkConfig(scheme="kgw"), KEY)
     backend.attach_watermark(_Failing(real, hang_after=2))  # type: ignore[arg-type]
-    backend.stall_s = 0.5
+    backend.stall_s = 1.0
     got: list[str] = []
 
     async def drain() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -38,7 +39,11 @@ from wardgate.guards.harmful import HAZARD_CATEGORIES
 
 HERE = Path(__file__).resolve().parent
 WRITTEN = HERE / "data"
-DEFAULT_PUBLIC = HERE.parent.parent / "shared" / "data" / "public"
+#: ``../shared/data/public`` beside the checkout; ``WARDGATE_PUBLIC_DATA`` points elsewhere
+#: (a git worktree that does not sit beside ``shared/``).
+DEFAULT_PUBLIC = Path(
+    os.environ.get("WARDGATE_PUBLIC_DATA") or HERE.parent.parent / "shared" / "data" / "public"
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -794,6 +799,13 @@ def swap_openers(examples: list[Example], rng: random.Random, per_item: int = 2)
     return out
 
 
+def alarming_corpus() -> list[Example]:
+    """The benign-alarming corpus (scripts/alarming_corpus.py), split by template family."""
+    from alarming_corpus import load  # imports this module: loaded late
+
+    return load()
+
+
 def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     """Both tasks' examples with train/val/test already assigned."""
     rng = random.Random(seed)
@@ -809,6 +821,7 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         + written_benign(EVERYDAY, "everyday", "written/everyday")
         + generated_alarming(rng)
         + [e for e in framed if e.label == 0]
+        + alarming_corpus()
     )
     templates = load_templates(public)
     direct = direct_injections()

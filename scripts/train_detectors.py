@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from detector_data import HAZARDS, Datasets, Example, build  # noqa: E402
+from detector_data import DEFAULT_PUBLIC, HAZARDS, Datasets, Example, build  # noqa: E402
 
 from wardgate.guards.classifier import (  # noqa: E402
     DEFAULT_DIM,
@@ -117,6 +117,13 @@ def window_rows(examples: list[Example], feats: Windows) -> tuple[list, np.ndarr
     return rows, np.array(labels)
 
 
+def row_weights(examples: list[Example], feats: Windows) -> np.ndarray:
+    """Per training row: ALARMING_WEIGHT for benign-alarming corpus items, else 1."""
+    return np.repeat(
+        np.where(is_alarming(examples), ALARMING_WEIGHT, 1.0), [len(w) for w in feats]
+    )
+
+
 def text_scores(model: LogisticRegression, feats: Windows, dim: int) -> np.ndarray:
     """Max-over-windows probability per text, exactly as LinearDetector.score computes it."""
     rows = [w for wins in feats for w in wins]
@@ -135,6 +142,31 @@ NOT_BENIGN = frozenset({"harmful_plain"})
 
 def benign_mask(examples: list[Example]) -> np.ndarray:
     return np.array([e.label == 1 or e.source not in NOT_BENIGN for e in examples])
+
+
+#: Precision-first block threshold, picked on val: the lowest score at or above the tuned
+#: (recall-first) threshold at which at most this share of the benign-alarming val items and
+#: of all benign val texts would be blocked. Between the two thresholds the guards flag.
+BLOCK_VAL_FPR = {"alarming": 0.01, "benign": 0.01}
+#: Training weight of a benign-alarming corpus item relative to other rows (it is a few
+#: hundred rows among tens of thousands; its phrasing is what real traffic looks like).
+ALARMING_WEIGHT = 3.0
+
+
+def is_alarming(examples: list[Example]) -> np.ndarray:
+    return np.array([e.source.startswith("alarming/") for e in examples])
+
+
+def pick_block_threshold(
+    scores: np.ndarray, labels: np.ndarray, keep: np.ndarray, alarming: np.ndarray, floor: float
+) -> float:
+    """Lowest threshold >= ``floor`` meeting BLOCK_VAL_FPR on alarming and on all benign val."""
+    block = floor
+    for mask, share in ((keep & ~alarming, BLOCK_VAL_FPR["benign"]),
+                        (alarming, BLOCK_VAL_FPR["alarming"])):  # fmt: skip
+        if mask.any():
+            block = max(block, pick_threshold(scores[mask], labels[mask], share))
+    return float(block)
 
 
 def pick_threshold(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
@@ -184,6 +216,7 @@ def train_task(
     }
     labels = {s: np.array([e.label for e in split[s]]) for s in split}
     rows, y = window_rows(split["train"], feats["train"])
+    weight = row_weights(split["train"], feats["train"])
     x = to_matrix(rows, dim + word_dim)
     print(
         f"[{task}] {x.shape[0]} training windows from {len(split['train'])} texts "
@@ -195,7 +228,7 @@ def train_task(
         model = LogisticRegression(
             C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED
         )
-        model.fit(x, y)
+        model.fit(x, y, sample_weight=weight)
         val_scores = text_scores(model, feats["val"], dim + word_dim)
         keep = benign_mask(split["val"])
         threshold = pick_threshold(val_scores[keep], labels["val"][keep], VAL_FPR[task])
@@ -206,27 +239,43 @@ def train_task(
             best = (key, c, model, threshold)
     assert best is not None
     _, c, model, threshold = best
+    val_scores = text_scores(model, feats["val"], dim + word_dim)
+    block = pick_block_threshold(
+        val_scores, labels["val"], benign_mask(split["val"]), is_alarming(split["val"]), threshold
+    )
+    keep = benign_mask(split["val"])
+    print(f"[{task}] block threshold {block:.4f}; val at it: "
+          f"{fmt(rates(val_scores[keep], labels['val'][keep], block))}")  # fmt: skip
 
     test_scores = text_scores(model, feats["test"], dim + word_dim)
     keep = benign_mask(split["test"])
     report: dict[str, object] = {
         "C": c,
         "threshold": threshold,
+        "block_threshold": block,
         "test": rates(test_scores[keep], labels["test"][keep], threshold),
+        "test_block": rates(test_scores[keep], labels["test"][keep], block),
     }
     print(f"[{task}] chosen C={c}; TEST: {fmt(report['test'])}")  # type: ignore[arg-type]
+    print(f"[{task}] TEST at block threshold: {fmt(report['test_block'])}")  # type: ignore[arg-type]
     by_source: dict[str, dict[str, object]] = {}
     for source in sorted({e.source for e in split["test"]}):
         mask = np.array([e.source == source for e in split["test"]])
         by_source[source] = rates(test_scores[mask], labels["test"][mask], threshold)
         r = by_source[source]
         rate = r["tpr"] if r["pos"] else r["fpr"]
-        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}")  # type: ignore[arg-type]
+        b = rates(test_scores[mask], labels["test"][mask], block)
+        brate = b["tpr"] if b["pos"] else b["fpr"]
+        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}"  # type: ignore[arg-type]
+              f"  blocked {float(brate):.3f}")  # type: ignore[arg-type]  # fmt: skip
     report["by_source"] = by_source
 
     meta = {
         "task": task,
         "C": c,
+        "block_threshold": block,
+        "block_val_fpr": BLOCK_VAL_FPR,
+        "alarming_weight": ALARMING_WEIGHT,
         "val_fpr_target": VAL_FPR[task],
         "seed": SEED,
         "train_texts": len(split["train"]),
@@ -495,6 +544,7 @@ def train_semantic(
     emb = {s: embed(window_texts(split[s], spans[s])) for s in split}
     print(f"[harmful/semantic] embeddings ready in {time.perf_counter() - started:.0f}s")
     rows, y = window_rows(split["train"], feats["train"])
+    weight = row_weights(split["train"], feats["train"])
     x_ngrams = to_matrix(rows, width)
     grams = {s: to_matrix([w for wins in feats[s] for w in wins], width) for s in ("val", "test")}
     s1 = {s: 1 / (1 + np.exp(-(grams[s] @ first_w + first.bias))) for s in grams}
@@ -510,7 +560,7 @@ def train_semantic(
             model = LogisticRegression(
                 C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED
             )
-            model.fit(x, y)
+            model.fit(x, y, sample_weight=weight)
             xv = sp.hstack([grams["val"], sp.csr_matrix(emb["val"] * scale)], format="csr")
             s2 = model.predict_proba(xv)[:, 1]
             found = tune_band(s1["val"], s2, own["val"], labels["val"], keep["val"], t1,
@@ -547,25 +597,43 @@ def train_semantic(
             "trained_with": "scripts/train_detectors.py",
         },
     )
+    xv = sp.hstack([grams["val"], sp.csr_matrix(emb["val"] * scale)], format="csr")
+    final_val = cascade_scores(
+        s1["val"], model.predict_proba(xv)[:, 1], own["val"], len(split["val"]), band, t1, t2
+    )
+    # The cascade serves the scores, so its block threshold is picked on the cascade's val
+    # scores and replaces the n-gram stage's in the first stage's header.
+    block = pick_block_threshold(
+        final_val, labels["val"], keep["val"], is_alarming(split["val"]), t1
+    )
+    first.meta["block_threshold"] = block
+    k = keep["val"]
+    print(f"[harmful/semantic] block threshold {block:.4f}; val at it: "
+          f"{fmt(rates(final_val[k], labels['val'][k], block))}")  # fmt: skip
     xt = sp.hstack([grams["test"], sp.csr_matrix(emb["test"] * scale)], format="csr")
     s2t = model.predict_proba(xt)[:, 1]
     n = len(split["test"])
     final = cascade_scores(s1["test"], s2t, own["test"], n, band, t1, t2)
     k = keep["test"]
     report["semantic_test"] = rates(final[k], labels["test"][k], t1)
+    report["semantic_test_block"] = rates(final[k], labels["test"][k], block)
     print(f"[harmful/semantic] chosen scale={scale} C={c}; TEST: {fmt(report['semantic_test'])}")  # type: ignore[arg-type]
+    print(f"[harmful/semantic] TEST at block threshold: {fmt(report['semantic_test_block'])}")  # type: ignore[arg-type]
     for source in sorted({e.source for e in split["test"]}):
         mask = np.array([e.source == source for e in split["test"]])
         r = rates(final[mask], labels["test"][mask], t1)
         rate = r["tpr"] if r["pos"] else r["fpr"]
-        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}")  # type: ignore[arg-type]
+        b = rates(final[mask], labels["test"][mask], block)
+        brate = b["tpr"] if b["pos"] else b["fpr"]
+        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}"  # type: ignore[arg-type]
+              f"  blocked {float(brate):.3f}")  # type: ignore[arg-type]  # fmt: skip
     assert MAX_SEMANTIC_WINDOWS >= 1
     return stage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--public", type=Path, default=ROOT.parent / "shared" / "data" / "public")
+    parser.add_argument("--public", type=Path, default=DEFAULT_PUBLIC)
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument(
         "--check",

@@ -3,6 +3,13 @@
 Each guard scores the original text and every variant the normaliser produces (NFKC, decoded
 tag characters, base64/hex payloads, leetspeak, spaced letters, rot13), and keeps the worst:
 an attacker who hides an instruction in base64 is judged on the decoded instruction.
+
+Graded actions: a score at or above ``threshold`` blocks; a score in ``[flag_threshold,
+threshold)`` is flagged (allowed, recorded in the audit decision and counted as
+``outcome="flag"``). The shipped defaults are precision-first: ``threshold`` defaults to the
+detector's ``block_threshold`` (picked on validation data so that benign-but-alarming
+prompts are rarely refused), ``flag_threshold`` to the lower, recall-first threshold the
+detector was tuned to.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Protocol
 
 from pydantic import Field
 
-from wardgate.guards.base import GuardOptions
+from wardgate.guards.base import Action, GuardOptions
 from wardgate.guards.classifier import Detection, LinearDetector, load_detector
 from wardgate.guards.normalise import variants
 
@@ -21,8 +28,11 @@ from wardgate.guards.normalise import variants
 class LearnedOptions(GuardOptions):
     """Options common to the learned guards."""
 
-    #: Block at or above this probability; None uses the threshold tuned at training time.
+    #: Block at or above this probability; None: the shipped, precision-first block threshold.
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: Flag (allow, audit, count) at or above this probability and below ``threshold``;
+    #: None: the recall-first threshold tuned at training time. Set it to 1 for no flags.
+    flag_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     #: Also score the normaliser's readings of the text (decoded payloads, leetspeak...).
     scan_variants: bool = True
     #: Upper bound on readings scored per text (the original is always one of them).
@@ -52,6 +62,31 @@ class Reading:
     how: str
 
 
+def block_threshold(detector: LinearDetector) -> float:
+    """The shipped block threshold: ``meta["block_threshold"]``, else the tuned threshold."""
+    value = detector.meta.get("block_threshold")
+    return float(value) if isinstance(value, (int, float)) else detector.threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Where a learned guard flags and where it blocks (``flag <= block``)."""
+
+    flag: float
+    block: float
+
+    @classmethod
+    def resolve(cls, detector: LinearDetector, options: LearnedOptions) -> Thresholds:
+        block = block_threshold(detector) if options.threshold is None else options.threshold
+        flag = detector.threshold if options.flag_threshold is None else options.flag_threshold
+        return cls(min(flag, block), block)
+
+    def action(self, score: float) -> Action:
+        if score >= self.block:
+            return Action.BLOCK
+        return Action.FLAG if score >= self.flag else Action.ALLOW
+
+
 def load(name: str, options: LearnedOptions) -> LinearDetector:
     """Load and verify the named detector; ModelVerificationFailed (a ConfigError) if it fails."""
     root = Path(options.weights_dir) if options.weights_dir else None
@@ -67,7 +102,7 @@ def worst_reading(detector: Detector, text: str, options: LearnedOptions) -> Rea
     readings = variants(text, max_variants=options.max_variants) if options.scan_variants else []
     texts = [text] + [v.text for v in readings[1:]]
     hows = ["original"] + [v.how for v in readings[1:]]
-    detections = detector.detect_many(texts, options.threshold)
+    detections = detector.detect_many(texts)
     best = Reading(detections[0], hows[0])
     for detection, how in zip(detections[1:], hows[1:], strict=True):
         if detection.score > best.detection.score:

@@ -101,9 +101,11 @@ class GuardPipeline:
         self._input: dict[str, list[Guard]] = {"": self._build(config.input, "input")}
         self._output: dict[str, list[Guard]] = {"": self._build(config.output, "output")}
         for route, override in config.routes.items():
-            if override.input is not None:
+            tuned = set(override.options)
+            # A route's option overrides rebuild only the stage whose guards they touch.
+            if override.input is not None or tuned & {s.label for s in config.input_for(route)}:
                 self._input[route] = self._build(config.input_for(route), "input")
-            if override.output is not None:
+            if override.output is not None or tuned & {s.label for s in config.output_for(route)}:
                 self._output[route] = self._build(config.output_for(route), "output")
 
     @classmethod

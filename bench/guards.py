@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from wardgate.guards import ScanContext  # noqa: E402
-from wardgate.guards._learned import worst_reading  # noqa: E402
+from wardgate.guards.base import Action  # noqa: E402
 from wardgate.guards.classifier import load_detector  # noqa: E402
 from wardgate.guards.config import GuardSpec  # noqa: E402
 from wardgate.guards.harmful import HarmfulRequestGuard  # noqa: E402
@@ -81,20 +81,29 @@ def quality() -> None:
         "harmful": HarmfulRequestGuard(GuardSpec(type="harmful")),
     }
     for task, guard in guards.items():
-        threshold = guard.detector.threshold
+        thresholds = guard.thresholds
         test = data.of(task, "test")
         started = time.perf_counter()
-        scores = np.array(
-            [worst_reading(guard.detector, e.text, guard.options).detection.score for e in test]
-        )
+        # What ships: the guard's own scan (readings, graded thresholds, short-text and quote
+        # rules), with the role each text arrives in: carriers (e-mails, web pages, tool
+        # output) as tool results, everything else as the user's message.
+        actions = [guard.scan(e.text, context_of(e)).action for e in test]
+        scores = np.array([a is Action.BLOCK for a in actions], dtype=float)
+        alerts = np.array([a is not Action.ALLOW for a in actions], dtype=float)
+        threshold = 0.5
         labels = np.array([e.label for e in test])
         elapsed = time.perf_counter() - started
         benign_or_pos = np.array([e.label == 1 or e.source != "harmful_plain" for e in test])
         gated = rates(scores[benign_or_pos], labels[benign_or_pos], threshold)
+        alerted = rates(alerts[benign_or_pos], labels[benign_or_pos], threshold)
         tpr_goal, fpr_goal = TARGETS[task]
         ok = gated["tpr"] >= tpr_goal and gated["fpr"] <= fpr_goal  # type: ignore[operator]
-        print(f"\n== {task} (threshold {threshold:.4f}; {len(test)} test texts in {elapsed:.1f}s)")
-        print(f"  TEST {fmt(gated)}")
+        print(
+            f"\n== {task} (block >= {thresholds.block:.4f}, flag >= {thresholds.flag:.4f}; "
+            f"{len(test)} test texts in {elapsed:.1f}s)"
+        )
+        print(f"  TEST blocked  {fmt(gated)}")
+        print(f"  TEST flagged or blocked  {fmt(alerted)}")
         print(
             f"  target TPR >= {tpr_goal:.0%} at FPR <= {fpr_goal:.0%}: {'MET' if ok else 'NOT MET'}"
         )
@@ -235,6 +244,13 @@ def alarming(split: str) -> None:
     short = [r for e, r in zip(items, results, strict=True) if len(e.text.split()) < 6]
     print(line("any slice, < 6 words", short))
     print(line("ordinary (alpaca+everyday)", plain))
+
+
+def context_of(example: object) -> ScanContext:
+    """The role a test text arrives in: carriers as tool results, the rest as user messages."""
+    source = str(getattr(example, "source", ""))
+    carried = source.startswith(("indirect", "agent_doc"))
+    return ScanContext(stage="input", role="tool" if carried else "user")
 
 
 def data_root_public() -> str:

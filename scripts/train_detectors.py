@@ -20,6 +20,7 @@ between runs (keyed by the SHA-256 of each text, so a changed text is re-embedde
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -145,9 +146,11 @@ def benign_mask(examples: list[Example]) -> np.ndarray:
 
 
 #: Precision-first block threshold, picked on val: the lowest score at or above the tuned
-#: (recall-first) threshold at which at most this share of the benign-alarming val items and
-#: of all benign val texts would be blocked. Between the two thresholds the guards flag.
-BLOCK_VAL_FPR = {"alarming": 0.01, "benign": 0.01}
+#: (recall-first) threshold at which at most this share of the benign-alarming corpus's val
+#: items and of ordinary requests (Alpaca, everyday chat) in val would be blocked, below the
+#: targets (3% and 1% on test). Between the two thresholds the guards flag.
+BLOCK_VAL_FPR = {"alarming": 0.02, "ordinary": 0.005}
+ORDINARY = frozenset({"alpaca", "written/everyday"})
 #: Training weight of a benign-alarming corpus item relative to other rows (it is a few
 #: hundred rows among tens of thousands; its phrasing is what real traffic looks like).
 ALARMING_WEIGHT = 3.0
@@ -157,15 +160,17 @@ def is_alarming(examples: list[Example]) -> np.ndarray:
     return np.array([e.source.startswith("alarming/") for e in examples])
 
 
-def pick_block_threshold(
-    scores: np.ndarray, labels: np.ndarray, keep: np.ndarray, alarming: np.ndarray, floor: float
-) -> float:
-    """Lowest threshold >= ``floor`` meeting BLOCK_VAL_FPR on alarming and on all benign val."""
+def pick_block_threshold(scores: np.ndarray, examples: list[Example], floor: float) -> float:
+    """Lowest threshold >= ``floor`` meeting BLOCK_VAL_FPR on alarming and ordinary val texts."""
+    labels = np.array([e.label for e in examples])
+    masks = {
+        "alarming": is_alarming(examples),
+        "ordinary": np.array([e.label == 0 and e.source in ORDINARY for e in examples]),
+    }
     block = floor
-    for mask, share in ((keep & ~alarming, BLOCK_VAL_FPR["benign"]),
-                        (alarming, BLOCK_VAL_FPR["alarming"])):  # fmt: skip
+    for name, mask in masks.items():
         if mask.any():
-            block = max(block, pick_threshold(scores[mask], labels[mask], share))
+            block = max(block, pick_threshold(scores[mask], labels[mask], BLOCK_VAL_FPR[name]))
     return float(block)
 
 
@@ -240,9 +245,7 @@ def train_task(
     assert best is not None
     _, c, model, threshold = best
     val_scores = text_scores(model, feats["val"], dim + word_dim)
-    block = pick_block_threshold(
-        val_scores, labels["val"], benign_mask(split["val"]), is_alarming(split["val"]), threshold
-    )
+    block = pick_block_threshold(val_scores, split["val"], threshold)
     keep = benign_mask(split["val"])
     print(f"[{task}] block threshold {block:.4f}; val at it: "
           f"{fmt(rates(val_scores[keep], labels['val'][keep], block))}")  # fmt: skip
@@ -352,15 +355,15 @@ def file_name(model: LinearDetector | SemanticStage) -> str:
     return f"detectors/{model.name}.npz"
 
 
-def write(detectors: list[LinearDetector | SemanticStage]) -> None:
-    folder = DATA / "detectors"
+def write(detectors: list[LinearDetector | SemanticStage], data: Path = DATA) -> None:
+    folder = data / "detectors"
     folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = DATA / "MANIFEST.json"
+    manifest_path = data / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for detector in detectors:
         blob = detector.to_npz_bytes()
         rel = file_name(detector)
-        (DATA / rel).write_bytes(blob)
+        (data / rel).write_bytes(blob)
         manifest["files"][rel] = sha256_hex(blob)
         print(f"wrote {rel}: {len(blob) / 1e6:.2f} MB sha256 {manifest['files'][rel]}")
     manifest["files"] = dict(sorted(manifest["files"].items()))
@@ -404,13 +407,13 @@ def close_to(retrained: bytes, pinned: bytes) -> tuple[bool, str]:
     return True, "relative changes: " + ", ".join(changes)
 
 
-def check(detectors: list[LinearDetector | SemanticStage]) -> bool:
+def check(detectors: list[LinearDetector | SemanticStage], data: Path = DATA) -> bool:
     """True when retraining reproduced the shipped files: byte for byte, or within CHECK_RTOL.
 
     Byte-identical needs the same numpy/scipy/scikit-learn releases; across releases the
     solver's floating-point path moves weights by ~1e-6, which the tolerance absorbs.
     """
-    manifest = json.loads((DATA / "MANIFEST.json").read_text())["files"]
+    manifest = json.loads((data / "MANIFEST.json").read_text())["files"]
     same = True
     for detector in detectors:
         rel = file_name(detector)
@@ -419,7 +422,7 @@ def check(detectors: list[LinearDetector | SemanticStage]) -> bool:
         if manifest.get(rel) == digest:
             print(f"{rel}: retrained {digest} == pinned")
             continue
-        ok, why = close_to(blob, (DATA / rel).read_bytes())
+        ok, why = close_to(blob, (data / rel).read_bytes())
         same &= ok
         verdict = "== pinned within tolerance" if ok else "!= pinned"
         print(f"{rel}: retrained {digest} {verdict} ({why})")
@@ -603,9 +606,7 @@ def train_semantic(
     )
     # The cascade serves the scores, so its block threshold is picked on the cascade's val
     # scores and replaces the n-gram stage's in the first stage's header.
-    block = pick_block_threshold(
-        final_val, labels["val"], keep["val"], is_alarming(split["val"]), t1
-    )
+    block = pick_block_threshold(final_val, split["val"], t1)
     first.meta["block_threshold"] = block
     k = keep["val"]
     print(f"[harmful/semantic] block threshold {block:.4f}; val at it: "
@@ -652,8 +653,22 @@ def main() -> None:
         default=None,
         help="an .npz file that keeps MiniLM embeddings between runs",
     )
+    parser.add_argument(
+        "--subset",
+        type=float,
+        default=None,
+        help="train on this stable share of every split (the pinned CI check, not shipped)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA,
+        help="where weights and MANIFEST.json are written or checked (default: the package's)",
+    )
     args = parser.parse_args()
     data = build(args.public, seed=SEED)
+    if args.subset is not None:
+        data = subset(data, args.subset)
     tasks = ("injection", "harmful") if args.task == "both" else (args.task,)
     embed = None if args.no_semantic else Embedder(args.embedding_cache)
     detectors: list[LinearDetector | SemanticStage] = []
@@ -661,9 +676,29 @@ def main() -> None:
         models, _ = train_task(data, task, DEFAULT_DIM, embed)
         detectors.extend(models)
     if args.check:
-        sys.exit(0 if check(detectors) else 1)
+        sys.exit(0 if check(detectors, args.data_dir) else 1)
     if not args.dry_run:
-        write(detectors)
+        write(detectors, args.data_dir)
+
+
+def subset(data: Datasets, share: float) -> Datasets:
+    """The examples whose SHA-256 of ``subset:<text>`` falls in the lowest ``share``.
+
+    Stable across machines and runs, so a model trained on it can be pinned: the CI check
+    (tests/guards/test_classifier_training.py) retrains on a few percent of the data, with the
+    same assembly, featuriser, solver and tuning code as the shipped weights, in about a
+    minute instead of ten.
+    """
+
+    def kept(e: Example) -> bool:
+        digest = hashlib.sha256(f"subset:{e.text}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+    out = Datasets()
+    out.injection = [e for e in data.injection if kept(e)]
+    out.harmful = [e for e in data.harmful if kept(e)]
+    out.dropped = dict(data.dropped)
+    return out
 
 
 if __name__ == "__main__":

@@ -138,9 +138,7 @@ def test_short_texts_are_flagged_at_most_by_the_injection_guard() -> None:
     "text",
     [
         "Say hi",
-        "Pretend you are a pirate and greet me",
         "hello there!",
-        "ignore that",
         "continue",
         "stop",
         "kill it",

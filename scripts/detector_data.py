@@ -882,6 +882,26 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     return data
 
 
+def subset(data: Datasets, share: float) -> Datasets:
+    """The examples whose SHA-256 of ``subset:<text>`` falls in the lowest ``share``.
+
+    Stable across machines and runs, so a model trained on it can be pinned: the CI check
+    (tests/guards/test_classifier_training.py) retrains on a few percent of the data, with the
+    same assembly, featuriser, solver and tuning code as the shipped weights, in about a
+    minute instead of ten.
+    """
+
+    def kept(e: Example) -> bool:
+        digest = hashlib.sha256(f"subset:{e.text}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+    out = Datasets()
+    out.injection = [e for e in data.injection if kept(e)]
+    out.harmful = [e for e in data.harmful if kept(e)]
+    out.dropped = dict(data.dropped)
+    return out
+
+
 def summary(examples: Iterable[Example]) -> dict[str, dict[str, int]]:
     """Counts per split and source/label, for the training log and the docs."""
     table: dict[str, dict[str, int]] = {}

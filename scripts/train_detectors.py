@@ -20,7 +20,6 @@ between runs (keyed by the SHA-256 of each text, so a changed text is re-embedde
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from detector_data import DEFAULT_PUBLIC, HAZARDS, Datasets, Example, build  # noqa: E402
+from detector_data import DEFAULT_PUBLIC, HAZARDS, Datasets, Example, build, subset  # noqa: E402
 
 from wardgate.guards.classifier import (  # noqa: E402
     DEFAULT_DIM,
@@ -680,25 +679,6 @@ def main() -> None:
     if not args.dry_run:
         write(detectors, args.data_dir)
 
-
-def subset(data: Datasets, share: float) -> Datasets:
-    """The examples whose SHA-256 of ``subset:<text>`` falls in the lowest ``share``.
-
-    Stable across machines and runs, so a model trained on it can be pinned: the CI check
-    (tests/guards/test_classifier_training.py) retrains on a few percent of the data, with the
-    same assembly, featuriser, solver and tuning code as the shipped weights, in about a
-    minute instead of ten.
-    """
-
-    def kept(e: Example) -> bool:
-        digest = hashlib.sha256(f"subset:{e.text}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < share
-
-    out = Datasets()
-    out.injection = [e for e in data.injection if kept(e)]
-    out.harmful = [e for e in data.harmful if kept(e)]
-    out.dropped = dict(data.dropped)
-    return out
 
 
 if __name__ == "__main__":

@@ -66,8 +66,7 @@ def test_retraining_reproduces_the_shipped_weights() -> None:
 
 def test_the_subset_is_stable_and_small() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
-    from detector_data import Datasets, Example
-    from train_detectors import subset
+    from detector_data import Datasets, Example, subset
 
     items = [Example(f"text number {i}", i % 2, "train", "s") for i in range(2000)]
     data = Datasets(injection=items, harmful=items[:1000])

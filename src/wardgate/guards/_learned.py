@@ -14,13 +14,15 @@ detector was tuned to.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import Field
 
-from wardgate.guards.base import Action, GuardOptions
+from wardgate.guards.base import Action, GuardOptions, Verdict
 from wardgate.guards.classifier import Detection, LinearDetector, load_detector
 from wardgate.guards.normalise import variants
 
@@ -52,6 +54,43 @@ class Detector(Protocol):
     def score(self, text: str) -> float: ...
 
     def detect_many(self, texts: list[str], threshold: float | None = None) -> list[Detection]: ...
+
+    def detect_many_cheap(self, texts: list[str]) -> list[Detection] | None:
+        """``detect_many`` when it needs no costly step (a MiniLM pass), else None."""
+        ...
+
+
+#: Texts up to this long are scored on the event loop (n-grams of one window: ~0.1-0.3 ms,
+#: less than the thread hop); longer ones, and any that need MiniLM, go to the executor.
+INLINE_MAX_CHARS = 1200
+#: Verdicts kept per guard, keyed by text: chat clients resend the whole history every turn.
+VERDICT_CACHE = 4096
+#: Longer texts are not kept (bounds the cache to ~16 MB of text per guard).
+VERDICT_CACHE_MAX_CHARS = 4000
+
+
+class VerdictCache:
+    """A small thread-safe LRU of verdicts by (text, context key); verdicts are immutable."""
+
+    def __init__(self, size: int = VERDICT_CACHE) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, bool], Verdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, bool]) -> Verdict | None:
+        with self._lock:
+            verdict = self._items.get(key)
+            if verdict is not None:
+                self._items.move_to_end(key)
+            return verdict
+
+    def put(self, key: tuple[str, bool], verdict: Verdict) -> None:
+        if len(key[0]) > VERDICT_CACHE_MAX_CHARS or self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = verdict
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +138,24 @@ def worst_reading(detector: Detector, text: str, options: LearnedOptions) -> Rea
     All readings go to the detector in one call, so a cascade spends one embedding budget on
     the message rather than one per reading.
     """
+    best = _worst(detector, text, options, cheap=False)
+    assert best is not None
+    return best
+
+
+def worst_reading_cheap(detector: Detector, text: str, options: LearnedOptions) -> Reading | None:
+    """:func:`worst_reading` if it needs no costly step (see ``detect_many_cheap``), else None."""
+    return _worst(detector, text, options, cheap=True)
+
+
+def _worst(detector: Detector, text: str, options: LearnedOptions, cheap: bool) -> Reading | None:
     readings = variants(text, max_variants=options.max_variants) if options.scan_variants else []
     texts = [text] + [v.text for v in readings[1:]]
     hows = ["original"] + [v.how for v in readings[1:]]
-    detections = detector.detect_many(texts)
+    found = detector.detect_many_cheap(texts) if cheap else detector.detect_many(texts)
+    if found is None:
+        return None
+    detections = found
     best = Reading(detections[0], hows[0])
     for detection, how in zip(detections[1:], hows[1:], strict=True):
         if detection.score > best.detection.score:

@@ -266,6 +266,15 @@ class Guard:
         """Judge one text synchronously. Override this, or :meth:`check` for async guards."""
         raise NotImplementedError(f"{type(self).__name__} implements neither scan() nor check()")
 
+    def scan_inline(self, text: str, ctx: ScanContext) -> Verdict | None:
+        """For ``blocking`` guards: the verdict when it is cheap to get, else None.
+
+        The pipeline calls this on the event loop first and sends the text to the executor
+        only on None: a thread hop costs more than scoring a short message with n-grams, while
+        a MiniLM forward pass must stay off the loop. Default: always the executor.
+        """
+        return None
+
     async def check(self, text: str, ctx: ScanContext) -> Verdict:
         """Judge one text; async guards override this. Default: :meth:`scan`."""
         return self.scan(text, ctx)

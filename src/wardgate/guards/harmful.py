@@ -39,7 +39,17 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from wardgate.errors import ConfigError
-from wardgate.guards._learned import Detector, LearnedOptions, Thresholds, load, worst_reading
+from wardgate.guards._learned import (
+    INLINE_MAX_CHARS,
+    Detector,
+    LearnedOptions,
+    Reading,
+    Thresholds,
+    VerdictCache,
+    load,
+    worst_reading,
+    worst_reading_cheap,
+)
 from wardgate.guards.base import Finding, Guard, GuardEnvironment, ScanContext, Verdict
 from wardgate.guards.classifier import LinearDetector, data_root, pinned_digests, read_verified
 from wardgate.guards.config import GuardSpec
@@ -109,6 +119,7 @@ class HarmfulRequestGuard(Guard):
         super().__init__(spec, env)
         first = load("harmful", self.options)
         self.thresholds = Thresholds.resolve(first, self.options)
+        self._cache = VerdictCache()
         self.detector: Detector = first
         if self.options.semantic is not False:
             self.detector = self._with_semantic_stage(first)
@@ -137,7 +148,25 @@ class HarmfulRequestGuard(Guard):
             return first
 
     def scan(self, text: str, ctx: ScanContext) -> Verdict:
-        reading = worst_reading(self.detector, text, self.options)
+        verdict = self._cache.get((text, False))
+        if verdict is None:
+            verdict = self._judge(worst_reading(self.detector, text, self.options))
+            self._cache.put((text, False), verdict)
+        return verdict
+
+    def scan_inline(self, text: str, ctx: ScanContext) -> Verdict | None:
+        """Cached, or short and needing no MiniLM pass: decided on the event loop."""
+        verdict = self._cache.get((text, False))
+        if verdict is not None or len(text) > INLINE_MAX_CHARS:
+            return verdict
+        reading = worst_reading_cheap(self.detector, text, self.options)
+        if reading is None:
+            return None  # MiniLM needed: the executor's job
+        verdict = self._judge(reading)
+        self._cache.put((text, False), verdict)
+        return verdict
+
+    def _judge(self, reading: Reading) -> Verdict:
         found = reading.detection
         scores = {SCORE_KEY: found.score}
         category = found.category or "S2"

@@ -26,7 +26,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from wardgate.guards._learned import LearnedOptions, Thresholds, load, worst_reading
+from wardgate.guards._learned import (
+    INLINE_MAX_CHARS,
+    LearnedOptions,
+    Reading,
+    Thresholds,
+    VerdictCache,
+    load,
+    worst_reading,
+)
 from wardgate.guards.base import Action, Finding, Guard, GuardEnvironment, ScanContext, Verdict
 from wardgate.guards.config import GuardSpec
 from wardgate.guards.intent import frame
@@ -74,6 +82,7 @@ class PromptInjectionGuard(Guard):
         # from starting instead of failing every request.
         self.detector = load("injection", self.options)
         self.thresholds = Thresholds.resolve(self.detector, self.options)
+        self._cache = VerdictCache()
 
     @property
     def threshold(self) -> float:
@@ -81,7 +90,20 @@ class PromptInjectionGuard(Guard):
         return self.thresholds.block
 
     def scan(self, text: str, ctx: ScanContext) -> Verdict:
-        reading = worst_reading(self.detector, text, self.options)
+        key = (text, _user_message(ctx))
+        verdict = self._cache.get(key)
+        if verdict is None:
+            verdict = self._judge(text, ctx, worst_reading(self.detector, text, self.options))
+            self._cache.put(key, verdict)
+        return verdict
+
+    def scan_inline(self, text: str, ctx: ScanContext) -> Verdict | None:
+        cached = self._cache.get((text, _user_message(ctx)))
+        if cached is not None or len(text) > INLINE_MAX_CHARS:
+            return cached
+        return self.scan(text, ctx)
+
+    def _judge(self, text: str, ctx: ScanContext, reading: Reading) -> Verdict:
         found = reading.detection
         scores = {SCORE_KEY: found.score}
         action = self.thresholds.action(found.score)
@@ -108,10 +130,15 @@ class PromptInjectionGuard(Guard):
         would not be blocked, the user is asking *about* an instruction, not giving one.
         Tool results and documents are never read this way.
         """
-        if ctx.role != "user" or ctx.source != "message":
+        if not _user_message(ctx):
             return False
         framed = frame(text)
         if not framed.has_quote:
             return False
         reading = worst_reading(self.detector, framed.frame, self.options)
         return self.thresholds.action(reading.detection.score) is not Action.BLOCK
+
+
+def _user_message(ctx: ScanContext) -> bool:
+    """The user's own chat message (quoted material in it may be relaxed; see intent.py)."""
+    return ctx.role == "user" and ctx.source == "message"

@@ -173,9 +173,14 @@ class GuardPipeline:
             log = DecisionLog.for_guard(guard, "input")
             logs.append(log)
             selected = [t for t in texts if _applies(guard, t)]
-            outcomes = await asyncio.gather(
-                *(run_guard(guard, t.text, _context(t, state), self._executor) for t in selected)
-            )
+            if len(selected) == 1:  # the common case: no task to create and gather
+                one = selected[0]
+                outcomes = [await run_guard(guard, one.text, _context(one, state), self._executor)]
+            else:
+                outcomes = await asyncio.gather(
+                    *(run_guard(guard, t.text, _context(t, state), self._executor)
+                      for t in selected)
+                )  # fmt: skip
             failed = Action.BLOCK if guard.spec.on_error == "block" else Action.ALLOW
             for item, outcome in zip(selected, outcomes, strict=True):
                 log.add(outcome, failed_action=failed)

@@ -19,6 +19,7 @@ from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
 from wardgate.routing.config import RoutingConfig
+from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
 
 
@@ -166,6 +167,8 @@ class GatewayConfig(StrictModel):
     #: ``guards: {input: [], output: []}`` turns every guard off.
     guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: Which tools answers may call (see :mod:`wardgate.tools`); default: any.
+    tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
 
     @field_validator("models")
     @classmethod

@@ -148,7 +148,11 @@ def benign_mask(examples: list[Example]) -> np.ndarray:
 #: (recall-first) threshold at which at most this share of the benign-alarming corpus's val
 #: items and of ordinary requests (Alpaca, everyday chat) in val would be blocked, below the
 #: targets (3% and 1% on test). Between the two thresholds the guards flag.
+#: Only the harmful detector gets a band. For injection the band cost 2.3 points of val
+#: recall (95.6% -> 93.3%, below the 95% target); its false blocks on the corpus are mostly
+#: short prompts and quoted instructions, which the guard's own rules flag (injection.py).
 BLOCK_VAL_FPR = {"alarming": 0.02, "ordinary": 0.005}
+BLOCK_BAND_TASKS = frozenset({"harmful"})
 ORDINARY = frozenset({"alpaca", "written/everyday"})
 #: Training weight of a benign-alarming corpus item relative to other rows (it is a few
 #: hundred rows among tens of thousands; its phrasing is what real traffic looks like).
@@ -208,7 +212,7 @@ def fmt(r: dict[str, object]) -> str:
 
 
 def train_task(
-    data: Datasets, task: str, dim: int, embed: Embedder | None = None
+    data: Datasets, task: str, dim: int, embed: Embedder | None = None, test_report: bool = True
 ) -> tuple[list[LinearDetector | SemanticStage], dict[str, object]]:
     """The task's detector, plus the semantic stage for harmful when ``embed`` is given."""
     started = time.perf_counter()
@@ -244,7 +248,11 @@ def train_task(
     assert best is not None
     _, c, model, threshold = best
     val_scores = text_scores(model, feats["val"], dim + word_dim)
-    block = pick_block_threshold(val_scores, split["val"], threshold)
+    block = (
+        pick_block_threshold(val_scores, split["val"], threshold)
+        if task in BLOCK_BAND_TASKS
+        else threshold
+    )
     keep = benign_mask(split["val"])
     print(f"[{task}] block threshold {block:.4f}; val at it: "
           f"{fmt(rates(val_scores[keep], labels['val'][keep], block))}")  # fmt: skip
@@ -252,6 +260,7 @@ def train_task(
     test_scores = text_scores(model, feats["test"], dim + word_dim)
     keep = benign_mask(split["test"])
     report: dict[str, object] = {
+        "test_report": test_report,
         "C": c,
         "threshold": threshold,
         "block_threshold": block,
@@ -543,7 +552,10 @@ def train_semantic(
     dim, word_dim = first.dim, first.word_dim
     width = dim + word_dim
     first_w = np.concatenate((first.weights, first.word_weights)).astype(np.float64)
-    emb = {s: embed(window_texts(split[s], spans[s])) for s in split}
+    # The test split is embedded only to be reported here; bench/guards.py reports it again
+    # from the written weights, so --no-test-report skips minutes of MiniLM.
+    scored = ("train", "val", "test") if report.get("test_report", True) else ("train", "val")
+    emb = {s: embed(window_texts(split[s], spans[s])) for s in scored}
     print(f"[harmful/semantic] embeddings ready in {time.perf_counter() - started:.0f}s")
     rows, y = window_rows(split["train"], feats["train"])
     weight = row_weights(split["train"], feats["train"])
@@ -610,6 +622,8 @@ def train_semantic(
     k = keep["val"]
     print(f"[harmful/semantic] block threshold {block:.4f}; val at it: "
           f"{fmt(rates(final_val[k], labels['val'][k], block))}")  # fmt: skip
+    if "test" not in emb:
+        return stage
     xt = sp.hstack([grams["test"], sp.csr_matrix(emb["test"] * scale)], format="csr")
     s2t = model.predict_proba(xt)[:, 1]
     n = len(split["test"])
@@ -653,6 +667,11 @@ def main() -> None:
         help="an .npz file that keeps MiniLM embeddings between runs",
     )
     parser.add_argument(
+        "--no-test-report",
+        action="store_true",
+        help="do not embed and report the test split for the semantic stage (weights unchanged)",
+    )
+    parser.add_argument(
         "--subset",
         type=float,
         default=None,
@@ -672,7 +691,7 @@ def main() -> None:
     embed = None if args.no_semantic else Embedder(args.embedding_cache)
     detectors: list[LinearDetector | SemanticStage] = []
     for task in tasks:
-        models, _ = train_task(data, task, DEFAULT_DIM, embed)
+        models, _ = train_task(data, task, DEFAULT_DIM, embed, not args.no_test_report)
         detectors.extend(models)
     if args.check:
         sys.exit(0 if check(detectors, args.data_dir) else 1)

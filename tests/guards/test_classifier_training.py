@@ -44,7 +44,10 @@ def _retrain(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not PUBLIC.is_dir(), reason="needs ../shared/data/public (development data)")
 def test_retraining_a_pinned_subset_reproduces_its_weights() -> None:
-    done = _retrain("--subset", str(SUBSET), "--data-dir", str(PINNED_SUBSET), timeout=840)
+    done = _retrain(
+        "--subset", str(SUBSET), "--no-test-report", "--data-dir", str(PINNED_SUBSET),
+        timeout=840,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.count("== pinned") == 3, done.stdout[-2000:]
     for name in ("injection", "harmful", "harmful_semantic"):
@@ -59,7 +62,7 @@ def test_retraining_a_pinned_subset_reproduces_its_weights() -> None:
     reason="the full retrain takes 10-30 minutes; set WARDGATE_FULL_RETRAIN=1",
 )
 def test_retraining_reproduces_the_shipped_weights() -> None:
-    done = _retrain(timeout=3600)
+    done = _retrain("--no-test-report", timeout=3600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stdout.count("== pinned") == 3, done.stdout[-2000:]
 

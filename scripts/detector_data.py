@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -39,11 +38,7 @@ from wardgate.guards.harmful import HAZARD_CATEGORIES
 
 HERE = Path(__file__).resolve().parent
 WRITTEN = HERE / "data"
-#: ``../shared/data/public`` beside the checkout; ``WARDGATE_PUBLIC_DATA`` points elsewhere
-#: (a git worktree that does not sit beside ``shared/``).
-DEFAULT_PUBLIC = Path(
-    os.environ.get("WARDGATE_PUBLIC_DATA") or HERE.parent.parent / "shared" / "data" / "public"
-)
+DEFAULT_PUBLIC = HERE.parent.parent / "shared" / "data" / "public"
 
 SPLITS = ("train", "val", "test")
 
@@ -799,13 +794,6 @@ def swap_openers(examples: list[Example], rng: random.Random, per_item: int = 2)
     return out
 
 
-def alarming_corpus() -> list[Example]:
-    """The benign-alarming corpus (scripts/alarming_corpus.py), split by template family."""
-    from alarming_corpus import load  # imports this module: loaded late
-
-    return load()
-
-
 def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     """Both tasks' examples with train/val/test already assigned."""
     rng = random.Random(seed)
@@ -821,7 +809,6 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         + written_benign(EVERYDAY, "everyday", "written/everyday")
         + generated_alarming(rng)
         + [e for e in framed if e.label == 0]
-        + alarming_corpus()
     )
     templates = load_templates(public)
     direct = direct_injections()
@@ -880,26 +867,6 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
     data.injection, data.dropped["injection"] = drop_train_near_duplicates(injection)
     data.harmful, data.dropped["harmful"] = drop_train_near_duplicates(harmful_task)
     return data
-
-
-def subset(data: Datasets, share: float) -> Datasets:
-    """The examples whose SHA-256 of ``subset:<text>`` falls in the lowest ``share``.
-
-    Stable across machines and runs, so a model trained on it can be pinned: the CI check
-    (tests/guards/test_classifier_training.py) retrains on a few percent of the data, with the
-    same assembly, featuriser, solver and tuning code as the shipped weights, in about a
-    minute instead of ten.
-    """
-
-    def kept(e: Example) -> bool:
-        digest = hashlib.sha256(f"subset:{e.text}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64 < share
-
-    out = Datasets()
-    out.injection = [e for e in data.injection if kept(e)]
-    out.harmful = [e for e in data.harmful if kept(e)]
-    out.dropped = dict(data.dropped)
-    return out
 
 
 def summary(examples: Iterable[Example]) -> dict[str, dict[str, int]]:

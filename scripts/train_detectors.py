@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from detector_data import DEFAULT_PUBLIC, HAZARDS, Datasets, Example, build, subset  # noqa: E402
+from detector_data import HAZARDS, Datasets, Example, build  # noqa: E402
 
 from wardgate.guards.classifier import (  # noqa: E402
     DEFAULT_DIM,
@@ -117,13 +117,6 @@ def window_rows(examples: list[Example], feats: Windows) -> tuple[list, np.ndarr
     return rows, np.array(labels)
 
 
-def row_weights(examples: list[Example], feats: Windows) -> np.ndarray:
-    """Per training row: ALARMING_WEIGHT for benign-alarming corpus items, else 1."""
-    return np.repeat(
-        np.where(is_alarming(examples), ALARMING_WEIGHT, 1.0), [len(w) for w in feats]
-    )
-
-
 def text_scores(model: LogisticRegression, feats: Windows, dim: int) -> np.ndarray:
     """Max-over-windows probability per text, exactly as LinearDetector.score computes it."""
     rows = [w for wins in feats for w in wins]
@@ -142,39 +135,6 @@ NOT_BENIGN = frozenset({"harmful_plain"})
 
 def benign_mask(examples: list[Example]) -> np.ndarray:
     return np.array([e.label == 1 or e.source not in NOT_BENIGN for e in examples])
-
-
-#: Precision-first block threshold, picked on val: the lowest score at or above the tuned
-#: (recall-first) threshold at which at most this share of the benign-alarming corpus's val
-#: items and of ordinary requests (Alpaca, everyday chat) in val would be blocked, below the
-#: targets (3% and 1% on test). Between the two thresholds the guards flag.
-#: Only the harmful detector gets a band. For injection the band cost 2.3 points of val
-#: recall (95.6% -> 93.3%, below the 95% target); its false blocks on the corpus are mostly
-#: short prompts and quoted instructions, which the guard's own rules flag (injection.py).
-BLOCK_VAL_FPR = {"alarming": 0.02, "ordinary": 0.005}
-BLOCK_BAND_TASKS = frozenset({"harmful"})
-ORDINARY = frozenset({"alpaca", "written/everyday"})
-#: Training weight of a benign-alarming corpus item relative to other rows (it is a few
-#: hundred rows among tens of thousands; its phrasing is what real traffic looks like).
-ALARMING_WEIGHT = 3.0
-
-
-def is_alarming(examples: list[Example]) -> np.ndarray:
-    return np.array([e.source.startswith("alarming/") for e in examples])
-
-
-def pick_block_threshold(scores: np.ndarray, examples: list[Example], floor: float) -> float:
-    """Lowest threshold >= ``floor`` meeting BLOCK_VAL_FPR on alarming and ordinary val texts."""
-    labels = np.array([e.label for e in examples])
-    masks = {
-        "alarming": is_alarming(examples),
-        "ordinary": np.array([e.label == 0 and e.source in ORDINARY for e in examples]),
-    }
-    block = floor
-    for name, mask in masks.items():
-        if mask.any():
-            block = max(block, pick_threshold(scores[mask], labels[mask], BLOCK_VAL_FPR[name]))
-    return float(block)
 
 
 def pick_threshold(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
@@ -212,7 +172,7 @@ def fmt(r: dict[str, object]) -> str:
 
 
 def train_task(
-    data: Datasets, task: str, dim: int, embed: Embedder | None = None, test_report: bool = True
+    data: Datasets, task: str, dim: int, embed: Embedder | None = None
 ) -> tuple[list[LinearDetector | SemanticStage], dict[str, object]]:
     """The task's detector, plus the semantic stage for harmful when ``embed`` is given."""
     started = time.perf_counter()
@@ -224,7 +184,6 @@ def train_task(
     }
     labels = {s: np.array([e.label for e in split[s]]) for s in split}
     rows, y = window_rows(split["train"], feats["train"])
-    weight = row_weights(split["train"], feats["train"])
     x = to_matrix(rows, dim + word_dim)
     print(
         f"[{task}] {x.shape[0]} training windows from {len(split['train'])} texts "
@@ -236,7 +195,7 @@ def train_task(
         model = LogisticRegression(
             C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED
         )
-        model.fit(x, y, sample_weight=weight)
+        model.fit(x, y)
         val_scores = text_scores(model, feats["val"], dim + word_dim)
         keep = benign_mask(split["val"])
         threshold = pick_threshold(val_scores[keep], labels["val"][keep], VAL_FPR[task])
@@ -247,46 +206,27 @@ def train_task(
             best = (key, c, model, threshold)
     assert best is not None
     _, c, model, threshold = best
-    val_scores = text_scores(model, feats["val"], dim + word_dim)
-    block = (
-        pick_block_threshold(val_scores, split["val"], threshold)
-        if task in BLOCK_BAND_TASKS
-        else threshold
-    )
-    keep = benign_mask(split["val"])
-    print(f"[{task}] block threshold {block:.4f}; val at it: "
-          f"{fmt(rates(val_scores[keep], labels['val'][keep], block))}")  # fmt: skip
 
     test_scores = text_scores(model, feats["test"], dim + word_dim)
     keep = benign_mask(split["test"])
     report: dict[str, object] = {
-        "test_report": test_report,
         "C": c,
         "threshold": threshold,
-        "block_threshold": block,
         "test": rates(test_scores[keep], labels["test"][keep], threshold),
-        "test_block": rates(test_scores[keep], labels["test"][keep], block),
     }
     print(f"[{task}] chosen C={c}; TEST: {fmt(report['test'])}")  # type: ignore[arg-type]
-    print(f"[{task}] TEST at block threshold: {fmt(report['test_block'])}")  # type: ignore[arg-type]
     by_source: dict[str, dict[str, object]] = {}
     for source in sorted({e.source for e in split["test"]}):
         mask = np.array([e.source == source for e in split["test"]])
         by_source[source] = rates(test_scores[mask], labels["test"][mask], threshold)
         r = by_source[source]
         rate = r["tpr"] if r["pos"] else r["fpr"]
-        b = rates(test_scores[mask], labels["test"][mask], block)
-        brate = b["tpr"] if b["pos"] else b["fpr"]
-        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}"  # type: ignore[arg-type]
-              f"  blocked {float(brate):.3f}")  # type: ignore[arg-type]  # fmt: skip
+        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}")  # type: ignore[arg-type]
     report["by_source"] = by_source
 
     meta = {
         "task": task,
         "C": c,
-        "block_threshold": block,
-        "block_val_fpr": BLOCK_VAL_FPR,
-        "alarming_weight": ALARMING_WEIGHT,
         "val_fpr_target": VAL_FPR[task],
         "seed": SEED,
         "train_texts": len(split["train"]),
@@ -363,15 +303,15 @@ def file_name(model: LinearDetector | SemanticStage) -> str:
     return f"detectors/{model.name}.npz"
 
 
-def write(detectors: list[LinearDetector | SemanticStage], data: Path = DATA) -> None:
-    folder = data / "detectors"
+def write(detectors: list[LinearDetector | SemanticStage]) -> None:
+    folder = DATA / "detectors"
     folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = data / "MANIFEST.json"
+    manifest_path = DATA / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for detector in detectors:
         blob = detector.to_npz_bytes()
         rel = file_name(detector)
-        (data / rel).write_bytes(blob)
+        (DATA / rel).write_bytes(blob)
         manifest["files"][rel] = sha256_hex(blob)
         print(f"wrote {rel}: {len(blob) / 1e6:.2f} MB sha256 {manifest['files'][rel]}")
     manifest["files"] = dict(sorted(manifest["files"].items()))
@@ -415,13 +355,13 @@ def close_to(retrained: bytes, pinned: bytes) -> tuple[bool, str]:
     return True, "relative changes: " + ", ".join(changes)
 
 
-def check(detectors: list[LinearDetector | SemanticStage], data: Path = DATA) -> bool:
+def check(detectors: list[LinearDetector | SemanticStage]) -> bool:
     """True when retraining reproduced the shipped files: byte for byte, or within CHECK_RTOL.
 
     Byte-identical needs the same numpy/scipy/scikit-learn releases; across releases the
     solver's floating-point path moves weights by ~1e-6, which the tolerance absorbs.
     """
-    manifest = json.loads((data / "MANIFEST.json").read_text())["files"]
+    manifest = json.loads((DATA / "MANIFEST.json").read_text())["files"]
     same = True
     for detector in detectors:
         rel = file_name(detector)
@@ -430,7 +370,7 @@ def check(detectors: list[LinearDetector | SemanticStage], data: Path = DATA) ->
         if manifest.get(rel) == digest:
             print(f"{rel}: retrained {digest} == pinned")
             continue
-        ok, why = close_to(blob, (data / rel).read_bytes())
+        ok, why = close_to(blob, (DATA / rel).read_bytes())
         same &= ok
         verdict = "== pinned within tolerance" if ok else "!= pinned"
         print(f"{rel}: retrained {digest} {verdict} ({why})")
@@ -552,13 +492,9 @@ def train_semantic(
     dim, word_dim = first.dim, first.word_dim
     width = dim + word_dim
     first_w = np.concatenate((first.weights, first.word_weights)).astype(np.float64)
-    # The test split is embedded only to be reported here; bench/guards.py reports it again
-    # from the written weights, so --no-test-report skips minutes of MiniLM.
-    scored = ("train", "val", "test") if report.get("test_report", True) else ("train", "val")
-    emb = {s: embed(window_texts(split[s], spans[s])) for s in scored}
+    emb = {s: embed(window_texts(split[s], spans[s])) for s in split}
     print(f"[harmful/semantic] embeddings ready in {time.perf_counter() - started:.0f}s")
     rows, y = window_rows(split["train"], feats["train"])
-    weight = row_weights(split["train"], feats["train"])
     x_ngrams = to_matrix(rows, width)
     grams = {s: to_matrix([w for wins in feats[s] for w in wins], width) for s in ("val", "test")}
     s1 = {s: 1 / (1 + np.exp(-(grams[s] @ first_w + first.bias))) for s in grams}
@@ -574,7 +510,7 @@ def train_semantic(
             model = LogisticRegression(
                 C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED
             )
-            model.fit(x, y, sample_weight=weight)
+            model.fit(x, y)
             xv = sp.hstack([grams["val"], sp.csr_matrix(emb["val"] * scale)], format="csr")
             s2 = model.predict_proba(xv)[:, 1]
             found = tune_band(s1["val"], s2, own["val"], labels["val"], keep["val"], t1,
@@ -611,43 +547,25 @@ def train_semantic(
             "trained_with": "scripts/train_detectors.py",
         },
     )
-    xv = sp.hstack([grams["val"], sp.csr_matrix(emb["val"] * scale)], format="csr")
-    final_val = cascade_scores(
-        s1["val"], model.predict_proba(xv)[:, 1], own["val"], len(split["val"]), band, t1, t2
-    )
-    # The cascade serves the scores, so its block threshold is picked on the cascade's val
-    # scores and replaces the n-gram stage's in the first stage's header.
-    block = pick_block_threshold(final_val, split["val"], t1)
-    first.meta["block_threshold"] = block
-    k = keep["val"]
-    print(f"[harmful/semantic] block threshold {block:.4f}; val at it: "
-          f"{fmt(rates(final_val[k], labels['val'][k], block))}")  # fmt: skip
-    if "test" not in emb:
-        return stage
     xt = sp.hstack([grams["test"], sp.csr_matrix(emb["test"] * scale)], format="csr")
     s2t = model.predict_proba(xt)[:, 1]
     n = len(split["test"])
     final = cascade_scores(s1["test"], s2t, own["test"], n, band, t1, t2)
     k = keep["test"]
     report["semantic_test"] = rates(final[k], labels["test"][k], t1)
-    report["semantic_test_block"] = rates(final[k], labels["test"][k], block)
     print(f"[harmful/semantic] chosen scale={scale} C={c}; TEST: {fmt(report['semantic_test'])}")  # type: ignore[arg-type]
-    print(f"[harmful/semantic] TEST at block threshold: {fmt(report['semantic_test_block'])}")  # type: ignore[arg-type]
     for source in sorted({e.source for e in split["test"]}):
         mask = np.array([e.source == source for e in split["test"]])
         r = rates(final[mask], labels["test"][mask], t1)
         rate = r["tpr"] if r["pos"] else r["fpr"]
-        b = rates(final[mask], labels["test"][mask], block)
-        brate = b["tpr"] if b["pos"] else b["fpr"]
-        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}"  # type: ignore[arg-type]
-              f"  blocked {float(brate):.3f}")  # type: ignore[arg-type]  # fmt: skip
+        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}")  # type: ignore[arg-type]
     assert MAX_SEMANTIC_WINDOWS >= 1
     return stage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--public", type=Path, default=DEFAULT_PUBLIC)
+    parser.add_argument("--public", type=Path, default=ROOT.parent / "shared" / "data" / "public")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument(
         "--check",
@@ -666,38 +584,18 @@ def main() -> None:
         default=None,
         help="an .npz file that keeps MiniLM embeddings between runs",
     )
-    parser.add_argument(
-        "--no-test-report",
-        action="store_true",
-        help="do not embed and report the test split for the semantic stage (weights unchanged)",
-    )
-    parser.add_argument(
-        "--subset",
-        type=float,
-        default=None,
-        help="train on this stable share of every split (the pinned CI check, not shipped)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DATA,
-        help="where weights and MANIFEST.json are written or checked (default: the package's)",
-    )
     args = parser.parse_args()
     data = build(args.public, seed=SEED)
-    if args.subset is not None:
-        data = subset(data, args.subset)
     tasks = ("injection", "harmful") if args.task == "both" else (args.task,)
     embed = None if args.no_semantic else Embedder(args.embedding_cache)
     detectors: list[LinearDetector | SemanticStage] = []
     for task in tasks:
-        models, _ = train_task(data, task, DEFAULT_DIM, embed, not args.no_test_report)
+        models, _ = train_task(data, task, DEFAULT_DIM, embed)
         detectors.extend(models)
     if args.check:
-        sys.exit(0 if check(detectors, args.data_dir) else 1)
+        sys.exit(0 if check(detectors) else 1)
     if not args.dry_run:
-        write(detectors, args.data_dir)
-
+        write(detectors)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
+from wardgate.provenance.config import ReceiptsConfig, WatermarkConfig
 from wardgate.routing.config import RoutingConfig
 from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
@@ -30,6 +31,8 @@ class StrictModel(BaseModel):
 
 
 Deployment = Literal["on_prem", "vendor"]
+#: Backends whose weights run inside the gateway's own process: on-prem by construction.
+IN_PROCESS_BACKENDS = frozenset({"llamacpp", "minilm"})
 
 
 class ModelTags(StrictModel):
@@ -75,8 +78,13 @@ class ModelConfig(StrictModel):
     n_ctx: int = Field(default=2048, ge=128)
     n_threads: int | None = Field(default=None, ge=1)
     queue_size: int = Field(default=16, ge=1)
+    #: llamacpp: longest a request waits for its turn before a 503 + Retry-After. Time queued
+    #: is not the model failing: it never counts towards ``timeout_s`` or the breaker.
+    queue_wait_s: float = Field(default=10.0, gt=0)
     chat_template: str | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    #: Text watermark on this model's answers (llamacpp only); off unless set.
+    watermark: WatermarkConfig | None = None
 
     # openai / anthropic
     base_url: str | None = None
@@ -103,6 +111,10 @@ class ModelConfig(StrictModel):
                 raise field_error("base_url", f"backend {self.backend!r} needs base_url")
             if not self.base_url.startswith(("http://", "https://")):
                 raise field_error("base_url", "base_url must be an http(s) URL")
+        if self.watermark is not None and self.backend != "llamacpp":
+            raise field_error(
+                "watermark", "a watermark needs the logits of a local model (backend llamacpp)"
+            )
         return self
 
     @property
@@ -115,7 +127,7 @@ class ModelConfig(StrictModel):
         """
         if self.tags.deployment is not None:
             return self.tags.deployment
-        return "on_prem" if self.backend == "llamacpp" else "vendor"
+        return "on_prem" if self.backend in IN_PROCESS_BACKENDS else "vendor"
 
     @property
     def wire_model(self) -> str:
@@ -167,6 +179,7 @@ class GatewayConfig(StrictModel):
     #: ``guards: {input: [], output: []}`` turns every guard off.
     guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
     #: Which tools answers may call (see :mod:`wardgate.tools`); default: any.
     tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
 
@@ -202,7 +215,7 @@ class GatewayConfig(StrictModel):
             "treated as 'vendor' (no PII, secrets or confidential data): set "
             "'deployment: on_prem' if it runs in-house, or 'vendor' to silence this"
             for m in self.models
-            if m.tags.deployment is None and m.backend != "llamacpp"
+            if m.tags.deployment is None and m.backend not in IN_PROCESS_BACKENDS
         ]
 
 

@@ -1,19 +1,31 @@
 """Local GGUF models through llama-cpp-python.
 
 A llama.cpp context is not thread-safe, so each loaded model owns one worker thread and every
-request for it is serialised there. In front of that thread sits a bounded admission count:
-when ``queue_size`` requests are already waiting, the next one is refused at once with
-:class:`~wardgate.errors.Overloaded` (503 + Retry-After) instead of hanging. Generation runs
-off the event loop; streamed tokens cross back with ``call_soon_threadsafe``, and a client
-that disconnects sets a flag the worker checks between tokens, so abandoned requests stop
-burning the CPU.
+request for it is serialised there. In front of that thread sits a bounded queue, bounded in
+two ways, and both refusals are :class:`~wardgate.errors.Overloaded` (503 + Retry-After), never
+a hang and never a failure of the model:
+
+* by count: when ``queue_size`` requests are already waiting, the next one is refused at once
+  (also when the requests ahead would, at recent speeds, take longer than ``queue_wait_s``);
+* by time: a request that has not started after ``queue_wait_s`` leaves the queue.
+
+``timeout_s`` counts from the moment a request's generation starts, never from when it
+joined the queue, and it is enforced on the worker between tokens, so a request that runs
+out of time really stops instead of holding the model for the requests behind it. Failover
+learns the queue bound from :attr:`LlamaCppBackend.queue_wait_s` and waits that much longer.
+
+Generation runs off the event loop; streamed tokens cross back with ``call_soon_threadsafe``,
+and a client that disconnects sets a flag the worker checks between tokens, so abandoned
+requests stop burning the CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -36,12 +48,20 @@ from wardgate.errors import (
     InvalidRequest,
     Overloaded,
     UpstreamError,
+    UpstreamTimeout,
     WardgateError,
 )
+from wardgate.provenance.watermark import SamplerSettings, Scheme
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_TEMPERATURE = 0.7
+#: llama.cpp's sampler defaults, passed explicitly: ``expmin`` reproduces this chain.
+_TOP_K = 40
+_MIN_P = 0.05
+#: Seconds a running generation may go without producing a token before the request fails
+#: (bounded waits: a wedged generation must not hold a client forever).
+_STALL_S = 30.0
 _DONE = object()
 #: A grammar-made call is streamed after it is complete, in fragments of this many characters.
 _ARGUMENT_FRAGMENT_CHARS = 16
@@ -58,6 +78,10 @@ class _Job:
     stop: list[str]
     seed: int | None
     cancelled: threading.Event
+    #: Monotonic time of the worker's last sign of life (start, each token); 0 until started.
+    progress: float = 0.0
+    #: Set by a failing watermark processor: the answer must not go out unwatermarked.
+    watermark_error: BaseException | None = None
     #: Tool calling / JSON answers (see ``backends.local_tools``).
     mode: local_tools.ToolMode = "text"
     grammar: Any = None
@@ -73,15 +97,29 @@ class LlamaCppBackend:
             max_workers=1, thread_name_prefix=f"llama-{config.name}"
         )
         self._admitted = 0
+        #: Held from a request's turn until its job leaves the worker: the queue proper.
+        #: asyncio.Lock hands itself over in arrival order.
+        self._turn = asyncio.Lock()
         self._llm: Any = None
         self._template: ChatTemplate | None = None
         self._model_file: contextlib.ExitStack | None = None
         #: Rough seconds per queued request, for Retry-After; refined as requests finish.
         self._seconds_per_request = 1.0
+        #: The weights as checked at load, for receipts (``weights_provenance``).
+        self._weights: dict[str, Any] | None = None
+        self._watermark: Scheme | None = None
+        self.stall_s = _STALL_S
+        self._measured = False
+
+    @property
+    def queue_wait_s(self) -> float:
+        """The longest a request waits for its turn (read by failover; see module doc)."""
+        return self.config.queue_wait_s
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._turn = asyncio.Lock()  # bound to the loop that serves
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load)
 
@@ -127,6 +165,7 @@ class LlamaCppBackend:
                     pinned_template_sha256=verify.chat_template_sha256,
                 )
             )
+            self._weights = _weights_record(path, verify.sha256, verify.signature)
             self._llm = Llama(
                 model_path=str(path),
                 n_ctx=self.config.n_ctx,
@@ -146,6 +185,18 @@ class LlamaCppBackend:
             bos_token=self._token_text(self._llm.token_bos()),
             eos_token=self._token_text(self._llm.token_eos()),
         )
+
+    def attach_watermark(self, scheme: Scheme) -> None:
+        """Watermark every answer from now on (the gateway attaches the configured scheme)."""
+        self._watermark = scheme
+
+    def watermark_parameters(self) -> dict[str, Any] | None:
+        return self._watermark.describe() if self._watermark is not None else None
+
+    def weights_provenance(self) -> dict[str, Any] | None:
+        """The loaded file's SHA-256 and how it was checked (``pinned`` against
+        ``verify.sha256``, or only ``hashed_at_load``), for receipts."""
+        return self._weights
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -170,9 +221,15 @@ class LlamaCppBackend:
     async def complete(self, request: ChatRequest) -> Completion:
         job = self._prepare(request)
         with self._admission():
-            loop = asyncio.get_running_loop()
-            completion = await loop.run_in_executor(self._executor, self._generate, job, None)
-            return _with_tool_calls(job, completion)
+            future = await self._submit(job, self._generate, None)
+            try:
+                while True:
+                    done, _ = await asyncio.wait({future}, timeout=1.0)
+                    if done:
+                        return _with_tool_calls(job, future.result())
+                    self._check_stall(job)
+            finally:
+                job.cancelled.set()  # timed out or cancelled by the caller: stop generating
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         job = self._prepare(request)
@@ -183,10 +240,14 @@ class LlamaCppBackend:
             def emit(item: object) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
-            future = loop.run_in_executor(self._executor, self._run_streaming, job, emit)
+            future = await self._submit(job, self._run_streaming, emit)
             try:
                 while True:
-                    item = await queue.get()
+                    try:
+                        item = await asyncio.wait_for(queue.get(), timeout=1.0)
+                    except TimeoutError:
+                        self._check_stall(job)
+                        continue
                     if item is _DONE:
                         break
                     if isinstance(item, BaseException):
@@ -198,20 +259,58 @@ class LlamaCppBackend:
                 # Client went away or a guard stopped the stream: stop generating.
                 job.cancelled.set()
 
+    def _check_stall(self, job: _Job) -> None:
+        """Fail a started generation that has produced nothing for ``stall_s`` seconds."""
+        if job.progress and time.monotonic() - job.progress > self.stall_s:
+            job.cancelled.set()
+            log.error("model %s: generation stalled for %.0f s", self.config.name, self.stall_s)
+            raise UpstreamTimeout(
+                f"model {self.config.name!r} stopped producing tokens", retryable=False
+            )
+
     @contextlib.contextmanager
     def _admission(self) -> Iterator[None]:
-        # One running + queue_size waiting; beyond that refuse immediately (never hang).
-        if self._admitted > self.config.queue_size:
-            retry = max(1, round(self._admitted * self._seconds_per_request))
-            raise Overloaded(
-                f"model {self.config.name!r} is busy; retry later",
-                headers={"Retry-After": str(retry)},
-            )
+        # One running + queue_size waiting; beyond that refuse immediately (never hang). So
+        # too when the requests waiting ahead would, at recent speed, outlast queue_wait_s:
+        # this one could not start in time, so it should not wait to learn that.
+        waiting_ahead = max(0, self._admitted - 1)
+        if self._admitted > self.config.queue_size or (
+            self._measured and waiting_ahead * self._seconds_per_request > self.queue_wait_s
+        ):
+            raise self._busy()
         self._admitted += 1
         try:
             yield
         finally:
             self._admitted -= 1
+
+    def _busy(self) -> Overloaded:
+        retry = max(1, math.ceil(self._admitted * self._seconds_per_request))
+        return Overloaded(
+            f"model {self.config.name!r} is busy; retry later",
+            headers={"Retry-After": str(retry)},
+        )
+
+    async def _submit(
+        self, job: _Job, work: Callable[..., Any], emit: Callable[[object], None] | None
+    ) -> asyncio.Future[Any]:
+        """Wait (at most ``queue_wait_s``) for this job's turn, then hand it to the worker.
+
+        The turn passes on when the job's future is done, which is also when its caller
+        gives up on it; the worker then stops the job at its next token.
+        """
+        try:
+            async with asyncio.timeout(self.queue_wait_s):
+                await self._turn.acquire()
+        except TimeoutError:
+            raise self._busy() from None
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, work, job, emit)
+        except BaseException:
+            self._turn.release()
+            raise
+        future.add_done_callback(lambda _done: self._turn.release())
+        return future
 
     def _prepare(self, request: ChatRequest) -> _Job:
         if self._llm is None or self._template is None:
@@ -263,6 +362,11 @@ class LlamaCppBackend:
     def _generate(self, job: _Job, on_delta: Callable[[Delta], None] | None) -> Completion:
         """Runs on the worker thread: the only place that touches the llama.cpp context."""
         started = time.perf_counter()
+        if job.cancelled.is_set():  # its caller gave up while it waited
+            return Completion(text="", finish_reason="stop", usage=Usage())
+        # A whole answer must be done within timeout_s of starting (streams are bounded per
+        # token by failover instead); checked here, so an overdue job frees the worker.
+        deadline = started + self.config.timeout_s if on_delta is None else math.inf
         tokens = self._tokens_for(job)
         max_tokens = min(job.max_tokens or self.config.n_ctx, self.config.n_ctx - len(tokens))
         pieces: list[str] = []
@@ -271,21 +375,37 @@ class LlamaCppBackend:
         # different batch shapes, which changes the numerics, so the same seed and temperature 0
         # could give different answers. Reproducibility matters more here (red-team repeats).
         self._llm.reset()
+        job.progress = time.monotonic()
         try:
             chunks = self._llm.create_completion(
                 prompt=tokens,
                 max_tokens=max_tokens,
                 temperature=job.temperature,
                 top_p=job.top_p,
+                top_k=_TOP_K,
+                min_p=_MIN_P,
                 stop=job.stop or None,
                 seed=job.seed,
                 stream=True,
                 grammar=job.grammar,
+                logits_processor=self._processors(job),
             )
             for chunk in chunks:
+                job.progress = time.monotonic()
+                if job.watermark_error is not None:
+                    raise UpstreamError(
+                        f"model {self.config.name!r}: the watermark failed; answer withheld",
+                        retryable=False,
+                    ) from job.watermark_error
                 if job.cancelled.is_set():
                     finish = "stop"
                     break
+                if time.perf_counter() > deadline:
+                    raise UpstreamTimeout(
+                        f"model {self.config.name!r} did not finish within "
+                        f"{self.config.timeout_s:g} s",
+                        retryable=True,
+                    )
                 choice = chunk["choices"][0]
                 text: str = choice.get("text") or ""
                 if text:
@@ -301,6 +421,11 @@ class LlamaCppBackend:
             raise UpstreamError(
                 f"model {self.config.name!r} failed while generating", retryable=False
             ) from exc
+        if job.watermark_error is not None:
+            raise UpstreamError(
+                f"model {self.config.name!r}: the watermark failed; answer withheld",
+                retryable=False,
+            ) from job.watermark_error
         text_out = "".join(pieces)
         completion_tokens = (
             len(self._llm.tokenize(text_out.encode("utf-8"), add_bos=False, special=True))
@@ -308,12 +433,28 @@ class LlamaCppBackend:
             else 0
         )
         elapsed = time.perf_counter() - started
-        self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * elapsed
+        if job.cancelled.is_set():
+            pass  # cut short: says nothing about how long a request takes
+        elif self._measured:
+            self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * elapsed
+        else:
+            self._seconds_per_request, self._measured = elapsed, True
         return Completion(
             text=text_out,
             finish_reason=finish,
             usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens),
         )
+
+    def _processors(self, job: _Job) -> Any:
+        if self._watermark is None:
+            return None
+        if job.grammar is not None and self._watermark.config.scheme == "expmin":
+            # expmin keeps a single token, which a grammar may reject: structured answers
+            # (tool calls, JSON) from an expmin model go out unwatermarked.
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        return LogitsProcessorList([_WatermarkProcessor(self._watermark, job, self._llm.n_vocab())])
 
     def _run_streaming(self, job: _Job, emit: Callable[[object], None]) -> None:
         try:
@@ -336,6 +477,48 @@ class LlamaCppBackend:
             emit(exc)
         finally:
             emit(_DONE)
+
+
+def _weights_record(path: Path, pinned: str | None, signature: str | None) -> dict[str, Any]:
+    """What a receipt states about the weights: the pinned digest when the load verified one
+    (``prepare_model_file`` refuses a mismatch), else the digest of the file actually loaded."""
+    record: dict[str, Any]
+    if pinned:
+        record = {"sha256": pinned.lower(), "check": "pinned"}
+    else:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        record = {"sha256": digest, "check": "hashed_at_load"}
+    if signature:
+        record["signature"] = "verified"
+    record["file"] = path.name
+    return record
+
+
+class _WatermarkProcessor:
+    """A llama.cpp logits processor applying one scheme to one job's generation.
+
+    It runs inside llama.cpp's sampler callback, where an exception would be lost: failures
+    are recorded on the job (which then withholds the answer) and the generation is cancelled.
+    """
+
+    def __init__(self, scheme: Scheme, job: _Job, n_vocab: int) -> None:
+        self._scheme = scheme
+        self._job = job
+        self._n_vocab = n_vocab
+        self._sampler = SamplerSettings(
+            temperature=job.temperature, top_p=job.top_p, top_k=_TOP_K, min_p=_MIN_P
+        )
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        try:
+            if scores.shape[0] != self._n_vocab:
+                raise ValueError(f"{scores.shape[0]} logits for a {self._n_vocab}-token vocabulary")
+            return self._scheme.bias(input_ids, scores, self._sampler)
+        except Exception as exc:
+            self._job.watermark_error = exc
+            self._job.cancelled.set()
+            return scores
 
 
 class _AutoGate:

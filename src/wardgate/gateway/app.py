@@ -23,8 +23,13 @@ from wardgate.errors import (
 from wardgate.gateway.admin import admin_routes
 from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
+from wardgate.gateway.embeddings_route import embeddings
+from wardgate.gateway.messages_route import messages
+from wardgate.gateway.openapi import openapi_document
 from wardgate.gateway.responses import JSONBytesResponse, error_response
+from wardgate.gateway.responses_route import responses
 from wardgate.gateway.service import Gateway
+from wardgate.gateway.watermark_route import detect_watermark
 from wardgate.store.keys import ApiKey
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,9 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     app.state.gateway = runtime
     # The hot path is a plain Starlette route: no dependency injection, no response model.
     app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.router.add_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.router.add_route("/v1/messages", messages, methods=["POST"])
+    app.router.add_route("/v1/responses", responses, methods=["POST"])
     app.router.routes.append(
         audited_route("/v1/models", list_models, methods=["GET"], action="list_models", admin=False)
     )
@@ -76,6 +84,22 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
             admin=False,
         )
     )
+    document = openapi_document(app.version)
+
+    async def openapi(request: Request) -> Response:
+        return JSONBytesResponse(document)
+
+    app.router.add_route("/openapi.json", openapi, methods=["GET"])
+    app.router.routes.append(
+        audited_route(
+            "/v1/watermark/detect",
+            detect_watermark,
+            methods=["POST"],
+            action="watermark_detect",
+            admin=False,
+        )
+    )
+    app.router.add_route("/.well-known/wardgate/keys", receipt_keys, methods=["GET"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
@@ -145,6 +169,13 @@ async def retrieve_model(request: Request, gateway: Gateway, key: ApiKey) -> Res
             param="model",
         )
     return JSONBytesResponse(_model_object(model_id))
+
+
+async def receipt_keys(request: Request) -> Response:
+    """The public keys that verify receipts (JWKS, RFC 7517); public by design."""
+    gateway: Gateway = request.app.state.gateway
+    jwks = gateway.receipts.keys.jwks() if gateway.receipts is not None else {"keys": []}
+    return JSONBytesResponse(jwks, headers={"Cache-Control": "public, max-age=300"})
 
 
 async def healthz(request: Request) -> Response:

@@ -39,6 +39,7 @@ from wardgate.gateway.tool_traffic import (
 from wardgate.guards.execution import BlockedByGuard
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
+from wardgate.provenance.receipts import messages_digest
 from wardgate.routing.policy import RoutingDecision, request_label
 from wardgate.routing.trace import RouteTrace
 from wardgate.store.audit import AuditRecord
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Header a client may use to label the request's confidentiality for the routing policy.
 DATA_CLASS_HEADER = "x-wardgate-data-class"
+#: Response header carrying the answer's signed receipt (non-streaming answers).
+RECEIPT_HEADER = "x-wardgate-receipt"
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Exchange:
     guard_decisions: list[dict[str, Any]] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The signed receipt the answer carried (JWS compact form).
+    receipt: str | None = None
 
     def fail(self, error: WardgateError) -> None:
         self.status = error.status
@@ -81,13 +86,27 @@ class Exchange:
 
 
 async def chat_completions(request: Request) -> Response:
+    return await run_chat(request)
+
+
+async def run_chat(
+    request: Request,
+    *,
+    body: Any = None,
+    authorization: str | None = None,
+    refused: WardgateError | None = None,
+) -> Response:
+    """The chat pipeline. Other ingress formats (``/v1/messages``) authenticate, read and
+    translate their own body, then pass it here as ``body`` with the key as ``authorization``
+    (or, when translation failed, the error as ``refused``: raised once the key is checked,
+    so it is answered and audited like any refusal)."""
     gateway: Gateway = request.app.state.gateway
     exchange = Exchange(
         request_id="chatcmpl-" + secrets.token_hex(12),
         client_ip=request.client.host if request.client else None,
     )
     try:
-        return await _handle(gateway, request, exchange)
+        return await _handle(gateway, request, exchange, body, authorization, refused)
     except Exception as exc:
         error = exc if isinstance(exc, WardgateError) else _internal(exc, exchange)
         exchange.fail(error)
@@ -107,10 +126,20 @@ def _internal(exc: Exception, exchange: Exchange) -> WardgateError:
     return WardgateError("internal error")
 
 
-async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Response:
-    key = await gateway.auth.authenticate(request.headers.get("authorization"))
+async def _handle(
+    gateway: Gateway,
+    request: Request,
+    exchange: Exchange,
+    body: Any = None,
+    authorization: str | None = None,
+    refused: WardgateError | None = None,
+) -> Response:
+    key = await gateway.auth.authenticate(authorization or request.headers.get("authorization"))
     exchange.key = key
-    body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    if refused is not None:
+        raise refused
+    if body is None:
+        body = await read_json_body(request, gateway.config.server.max_body_bytes)
     chat = parse_chat_request(body)
     exchange.chat = chat
     exchange.model_asked = chat.model
@@ -167,7 +196,7 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
         trace=exchange.trace,
         key_scope=route.key_scope,
     )
-    gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
+    gateway.metrics.child(gateway.metrics.upstream_latency, trace.served_by or "none").observe(
         time.perf_counter() - upstream_started
     )
     # Charge the tokens before output guards run: a blocked answer still cost them.
@@ -193,16 +222,19 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
         text=text, finish_reason=completion.finish_reason, usage=completion.usage, tool_calls=calls
     )
     exchange.completion = completion_record(completion.text, calls)
-    _finish(gateway, exchange)
-    return JSONBytesResponse(
-        completion_body(
-            request_id=exchange.request_id,
-            created=int(time.time()),
-            model=chat.model,
-            completion=completion,
-        ),
-        headers=exchange.headers,
+    body = completion_body(
+        request_id=exchange.request_id,
+        created=int(time.time()),
+        model=chat.model,
+        completion=completion,
     )
+    receipt = _receipt(gateway, exchange, completion.text, completion.finish_reason)
+    if receipt is not None:
+        # An extra top-level field: the OpenAI SDK keeps it (``model_extra``) and ignores it.
+        body["wardgate"] = {"receipt": receipt}
+        exchange.headers[RECEIPT_HEADER] = receipt
+    _finish(gateway, exchange)
+    return JSONBytesResponse(body, headers=exchange.headers)
 
 
 async def _stream(
@@ -263,17 +295,27 @@ async def _stream(
                 yield encoder.content(tail)
             if held_calls:
                 exchange.tool_calls = held_calls.calls()
-                calls, decisions = await guard_tool_calls(
-                    gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
-                )
+                try:
+                    calls, decisions = await guard_tool_calls(
+                        gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
+                    )
+                except BlockedByGuard as blocked:
+                    exchange.guard_decisions.extend(blocked.decisions)
+                    raise
                 exchange.guard_decisions.extend(decisions)
                 exchange.tool_calls = calls
                 for group in held_calls.replay(calls):
                     yield encoder.tool_calls(group)
-            yield encoder.finish(finish)
             exchange.usage = usage or Usage()
+            # The receipt rides on the last chunk before [DONE]: the usage chunk when the
+            # client asked for one, else the finish chunk (a chunk with no choices would
+            # break clients that read choices[0] of every chunk).
+            receipt = _receipt(gateway, exchange, "".join(pieces), finish)
             if chat.include_usage:
-                yield encoder.usage(exchange.usage)
+                yield encoder.finish(finish)
+                yield encoder.usage(exchange.usage, receipt)
+            else:
+                yield encoder.finish(finish, receipt)
             yield encoder.done()
         except WardgateError as error:
             exchange.fail(error)
@@ -310,19 +352,46 @@ def _needs_pseudonymisation(gateway: Gateway, route: RoutingDecision) -> bool:
     )
 
 
+def _receipt(gateway: Gateway, exchange: Exchange, content: str, finish: str) -> str | None:
+    """Sign what was answered: the content exactly as the client receives it, bound to the
+    backend that produced it. ``None`` when receipts are off."""
+    signer = gateway.receipts
+    if signer is None or exchange.chat is None:
+        return None
+    served_by = exchange.trace.served_by if exchange.trace else None
+    receipt = signer.sign(
+        audit_request_id=exchange.request_id,
+        model=exchange.model_asked,
+        backend=served_by,
+        weights=gateway.weights_of(served_by) if served_by else None,
+        request_sha256=messages_digest([(m.role, m.text) for m in exchange.chat.messages]),
+        content=content,
+        finish_reason=finish,
+        usage=exchange.usage.as_dict(),
+        watermark=gateway.watermark_of(served_by) if served_by else None,
+        tool_calls=[c.as_dict() for c in exchange.tool_calls] or None,
+    )
+    exchange.receipt = receipt
+    return receipt
+
+
 def _finish(gateway: Gateway, exchange: Exchange) -> None:
     """Metrics and one audit record; never raises into the response path."""
     elapsed = time.perf_counter() - exchange.started
-    model = exchange.model_asked if gateway.policy.known(exchange.model_asked or "") else "unknown"
+    asked = exchange.model_asked
+    model = asked if asked is not None and gateway.policy.known(asked) else "unknown"
     stream = bool(exchange.chat and exchange.chat.stream)
     metrics = gateway.metrics
-    metrics.requests.labels(model, str(exchange.status)).inc()
-    metrics.latency.labels(model, "true" if stream else "false").observe(elapsed)
-    if exchange.error_code:
-        metrics.errors.labels(exchange.error_code).inc()
-    if exchange.usage.total_tokens:
-        metrics.tokens.labels(model, "prompt").inc(exchange.usage.prompt_tokens)
-        metrics.tokens.labels(model, "completion").inc(exchange.usage.completion_tokens)
+    usage = exchange.usage
+    metrics.request_done(
+        model,
+        exchange.status,
+        stream,
+        elapsed,
+        exchange.error_code,
+        usage.prompt_tokens if usage.total_tokens else 0,
+        usage.completion_tokens if usage.total_tokens else 0,
+    )
     chat = exchange.chat
     record = AuditRecord(
         request_id=exchange.request_id,
@@ -345,6 +414,7 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
         },
         prompt=_prompt_text(chat) if chat else None,
         completion=exchange.completion,
+        receipt=exchange.receipt,
     )
     if not gateway.audit.submit(record):
         metrics.audit_dropped.inc()

@@ -13,6 +13,7 @@ from wardgate.cli.keys import keys_app
 from wardgate.cli.model import model_app
 from wardgate.cli.redteam import redteam_app
 from wardgate.cli.serve import serve
+from wardgate.cli.whitebox import whitebox_app
 
 app = WardgateTyper(
     name="wardgate",
@@ -47,6 +48,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
 app.add_typer(redteam_app, name="redteam")
+app.add_typer(whitebox_app, name="whitebox")
 
 
 if __name__ == "__main__":

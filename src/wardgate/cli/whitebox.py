@@ -1,0 +1,82 @@
+"""``wardgate whitebox``: what only open weights allow — diff, harden, refusal direction.
+
+Thin over :mod:`wardgate.whitebox`. Commands that need torch (the ``whitebox`` extra) import it
+inside the command, so ``wardgate --help`` and the serving path never load it.
+
+Exit codes: 0 ok, 1 the check failed (a verdict or a target missed), 2 bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wardgate.cli.help import WardgateTyper
+from wardgate.errors import WardgateError
+
+whitebox_app = WardgateTyper(
+    help="White-box assurance for open-weight models: weight diff, safety fine-tune, "
+    "refusal direction.",
+    no_args_is_help=True,
+)
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for the JSON and HTML report.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _model_path(value: str) -> Path:
+    if value == "embedded":
+        from wardgate.embedded import embedded_model_path
+
+        return embedded_model_path()
+    return Path(value)
+
+
+@whitebox_app.command("diff")
+def diff(
+    a: Annotated[str, typer.Argument(help="Reference checkpoint: GGUF, .safetensors, a folder "
+                                     "of them, or 'embedded'.")],
+    b: Annotated[str, typer.Argument(help="Checkpoint to compare with the reference.")],
+    out: OutOpt = Path("whitebox-reports"),
+    tolerance: Annotated[float, typer.Option(
+        help="Relative change ‖B−A‖/‖A‖ below which a tensor counts as unchanged.")] = 1e-6,
+    noise_factor: Annotated[float, typer.Option(
+        help="Across precisions: a tensor is changed only above this many times the median "
+        "change of its kind.")] = 3.0,
+    expect_same: Annotated[bool, typer.Option(
+        "--expect-same", help="B claims to be A: exit 1 unless the verdict is 'identical' or "
+        "'re-encoded'.")] = False,
+) -> None:
+    """Per-tensor relative change between two checkpoints, and which layers changed."""
+    from rich.progress import Progress
+
+    from wardgate.whitebox.diff import compare
+    from wardgate.whitebox.diff_report import write_diff_report
+    from wardgate.whitebox.checkpoint import open_checkpoint
+
+    try:
+        path_a, path_b = _model_path(a), _model_path(b)
+        ckpt_a, ckpt_b = open_checkpoint(path_a), open_checkpoint(path_b)
+        total = len([n for n in ckpt_a.tensors if n in ckpt_b.tensors])
+        with Progress(transient=True) as bar:
+            task = bar.add_task("comparing tensors", total=total)
+            result = compare(ckpt_a, ckpt_b, tolerance=tolerance, noise_factor=noise_factor,
+                             progress=lambda _name: bar.advance(task))  # fmt: skip
+        json_path, html_path = write_diff_report(
+            out, result, ckpt_a, ckpt_b, params={"tolerance": tolerance,
+                                                 "noise_factor": noise_factor})  # fmt: skip
+    except WardgateError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(f"verdict: {result.verdict} — {result.reason}")
+    if result.claimed_b and result.claimed_a == result.claimed_b and result.verdict in (
+            "modified", "different"):  # fmt: skip
+        typer.echo(f"B claims to be {result.claimed_b!r} but is not the reference model")
+    typer.echo(f"report: {html_path} (JSON: {json_path})")
+    if expect_same and result.verdict not in ("identical", "re-encoded"):
+        raise typer.Exit(1)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.whitebox.tiny import TINY, save_safetensors, tiny_state
 from typer.testing import CliRunner
 
-from tests.whitebox.tiny import TINY, save_safetensors, tiny_state
 from wardgate.cli.main import app
 from wardgate.whitebox import names
 from wardgate.whitebox.checkpoint import CheckpointError, open_checkpoint

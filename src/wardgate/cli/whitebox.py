@@ -56,9 +56,9 @@ def diff(
     """Per-tensor relative change between two checkpoints, and which layers changed."""
     from rich.progress import Progress
 
+    from wardgate.whitebox.checkpoint import open_checkpoint
     from wardgate.whitebox.diff import compare
     from wardgate.whitebox.diff_report import write_diff_report
-    from wardgate.whitebox.checkpoint import open_checkpoint
 
     try:
         path_a, path_b = _model_path(a), _model_path(b)

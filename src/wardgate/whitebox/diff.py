@@ -131,7 +131,8 @@ def compare(a: Checkpoint, b: Checkpoint, *, tolerance: float = 1e-6, noise_fact
 def _mark_changed(diffs: list[TensorDiff], tolerance: float, noise_factor: float) -> None:
     """Flag changed tensors. Across precisions the floor is ``noise_factor`` × the median change
     of the same tensor kind (or, for a kind with fewer than 3 tensors such as the embedding, of
-    all tensors stored in the same pair of precisions)."""
+    all tensors stored in the same pair of precisions, or failing that of all re-encoded
+    tensors)."""
     by_kind: dict[str, list[float]] = {}
     by_pair: dict[tuple[str, str], list[float]] = {}
     for d in diffs:
@@ -148,6 +149,8 @@ def _mark_changed(diffs: list[TensorDiff], tolerance: float, noise_factor: float
             pool = by_kind.get(d.kind, [])
             if len(pool) < 3:
                 pool = by_pair.get((d.dtype_a, d.dtype_b), [])
+            if len(pool) < 3:
+                pool = [v for values in by_pair.values() for v in values]
             floor = statistics.median(pool) * noise_factor if len(pool) >= 3 else 0.0
         d.changed = d.rel_change > max(tolerance, floor)
 

@@ -40,7 +40,11 @@ class LlamaShape:
 
     @classmethod
     def from_hf(cls, config: Any) -> LlamaShape:
-        get = config.get if isinstance(config, Mapping) else lambda k, d=None: getattr(config, k, d)
+        def get(key: str) -> Any:
+            if isinstance(config, Mapping):
+                return config.get(key)
+            return getattr(config, key, None)
+
         return cls(n_layer=int(get("num_hidden_layers")), n_embd=int(get("hidden_size")),
                    n_ff=int(get("intermediate_size")), n_head=int(get("num_attention_heads")),
                    n_head_kv=int(get("num_key_value_heads") or get("num_attention_heads")),

@@ -52,7 +52,7 @@ def file_digest(path: str | Path) -> dict[str, Any]:
 
 
 def run_record(command: str, *, params: Mapping[str, Any], models: Mapping[str, Any] = {},
-               data: Mapping[str, Any] = {}) -> dict[str, Any]:  # fmt: skip  # noqa: B006
+               data: Mapping[str, Any] = {}) -> dict[str, Any]:  # fmt: skip
     return {
         "command": command,
         "argv": sys.argv,
@@ -115,7 +115,7 @@ def heatmap_svg(rows: Sequence[str], cols: Sequence[str], values: Sequence[Seque
     cell, label_w, top = 22, 110, 34
     width = label_w + cell * len(cols) + 120
     height = top + cell * len(rows) + 40
-    finite = [v for row in values for v in row if v is not None and v > 0 or (not log and v)]
+    finite = [v for row in values for v in row if (v is not None and v > 0) or (not log and v)]
     scale = [math.log10(v) if log else v for v in finite if v is not None and (v > 0 or not log)]
     lo, hi = (min(scale), max(scale)) if scale else (0.0, 1.0)
     if hi - lo < 1e-12:
@@ -168,8 +168,8 @@ def line_chart_svg(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], 
     w, h, left, top, bottom = 560, 260, 60, 30, 40
     xs = [x for _, pts in series for x, _ in pts]
     ys = [y for _, pts in series for _, y in pts]
-    for pts in (bands or {}).values():
-        ys += [v for _, lo, hi in pts for v in (lo, hi)]
+    for band in (bands or {}).values():
+        ys += [v for _, lo, hi in band for v in (lo, hi)]
     if not xs:
         return ""
     fx = (lambda v: math.log10(v)) if x_log else (lambda v: v)

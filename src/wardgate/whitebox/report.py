@@ -12,7 +12,8 @@ import math
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from html import escape
 from importlib import metadata
 from pathlib import Path
@@ -219,3 +220,32 @@ def line_chart_svg(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], 
                    f'<text x="{left + 16}" y="{ly}">{escape(name)}</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+@contextmanager
+def progress(total: int, label: str, *, enabled: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr. The callback advances by one, or, given the red-team
+    runner's outcome, jumps to its count (so the harness's own progress drives it)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                   disable=not enabled)  # fmt: skip
+    task = bar.add_task(label, total=total)
+
+    def update(outcome: Any = None, *_: Any) -> None:
+        if outcome is not None and hasattr(outcome, "done"):
+            bar.update(task, completed=outcome.done + outcome.skipped)
+        else:
+            bar.advance(task)
+
+    with bar:
+        yield update

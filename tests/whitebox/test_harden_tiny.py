@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.whitebox.tiny import TINY, tiny_state
 from typer.testing import CliRunner
 
-from tests.whitebox.tiny import TINY, tiny_state
 from wardgate.cli.main import app
 from wardgate.embedded import embedded_model_path
 from wardgate.errors import ConfigError
@@ -67,20 +67,55 @@ def test_harden_runs_every_stage_and_resumes(tiny_gguf: Path, tmp_path: Path) ->
     assert (out / "hardened.gguf").stat().st_mtime_ns == stamp
 
 
-def test_the_signed_config_loads_and_verifies(tiny_gguf: Path, tmp_path: Path) -> None:
-    from wardgate.config import load_config
-    from wardgate.supplychain.signing import verify_model
+def test_the_signed_model_is_served_by_its_config_and_a_tampered_one_is_not(
+    tiny_gguf: Path, tmp_path: Path
+) -> None:
+    """What harden writes is what the gateway serves: real HTTP through the openai SDK, and the
+    signature enforced at load (fail closed) when the file changes after signing."""
+    import yaml
+    from openai import OpenAI
+    from tests.conftest import serve_in_thread
 
-    pytest.importorskip("model_signing")
+    from wardgate.config import GatewayConfig
+    from wardgate.gateway.app import create_app
+    from wardgate.gateway.service import Gateway
     from wardgate.whitebox.harden import HardenPlan, sign_and_config
 
+    pytest.importorskip("model_signing")
     out = tmp_path / "h"
     out.mkdir()
     (out / "hardened.gguf").write_bytes(tiny_gguf.read_bytes())
     plan = HardenPlan(model=tiny_gguf, out=out, splits=None)  # type: ignore[arg-type]
     signed = sign_and_config(plan)
-    config = load_config(Path(signed["config"]))
-    model = config.models[0]
-    assert model.verify.require_signature
-    verify_model(Path(model.path), Path(model.verify.signature),
-                 public_key=Path(model.verify.public_key))
+    served = yaml.safe_load(Path(signed["config"]).read_text())
+    assert served["models"][0]["verify"]["require_signature"] is True
+
+    def gateway_config() -> GatewayConfig:
+        return GatewayConfig.model_validate({
+            "database_url": f"sqlite:///{tmp_path / 'gw.db'}",
+            "auth": {"secret_file": str(tmp_path / "secret"), "secret_env": "WB_NO_SECRET"},
+            **served})
+
+    config = gateway_config()
+    gateway = Gateway(config)
+    key = gateway.keys.create(owner="whitebox")[1]
+    with serve_in_thread(create_app(config, gateway=gateway)) as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key=key)
+        reply = client.chat.completions.create(
+            model="hardened", messages=[{"role": "user", "content": "Hello"}], max_tokens=4)
+        assert reply.choices[0].message.content is not None
+        assert reply.usage is not None and reply.usage.completion_tokens >= 1
+
+    data = bytearray((out / "hardened.gguf").read_bytes())
+    data[-1] ^= 0x01  # one bit of the last tensor
+    (out / "hardened.gguf").write_bytes(bytes(data))
+    # fail closed: the backend refuses to load weights that no longer match their signature
+    import asyncio
+
+    from wardgate.backends.base import create_backend
+    from wardgate.errors import WardgateError
+
+    backend = create_backend(gateway_config().models[0])
+    with pytest.raises(WardgateError) as failure:
+        asyncio.run(backend.start())
+    assert failure.value.code == "model_verification_failed", failure.value.message

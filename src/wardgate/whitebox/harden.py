@@ -163,6 +163,7 @@ def sign_and_config(plan: HardenPlan) -> dict[str, Any]:
     if key is None:
         key = plan.out / "keys" / "signing.key"
         if not key.is_file():
+            key.parent.mkdir(parents=True, exist_ok=True)
             generate_key_pair(key, public)
     elif key.with_suffix(".pub").is_file():
         public = key.with_suffix(".pub")

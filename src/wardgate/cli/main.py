@@ -15,6 +15,7 @@ from wardgate.cli.receipt import receipt_app
 from wardgate.cli.redteam import redteam_app
 from wardgate.cli.serve import serve
 from wardgate.cli.watermark import watermark_app
+from wardgate.cli.whitebox import whitebox_app
 
 app = WardgateTyper(
     name="wardgate",
@@ -51,6 +52,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(redteam_app, name="redteam")
 app.add_typer(receipt_app, name="receipt")
 app.add_typer(watermark_app, name="watermark")
+app.add_typer(whitebox_app, name="whitebox")
 
 
 if __name__ == "__main__":

@@ -271,8 +271,16 @@ def report(args: argparse.Namespace) -> None:
     for entry in result["configs"].values():
         if plain_rate:
             entry["throughput_vs_plain"] = entry["tokens_per_s"] / plain_rate
-    result["perplexity"] = _perplexities(by_config, args.ppl_prompts)
-    result["false_positives"] = _false_positives(vocab, args.human_texts)
+    result["perplexity"] = (
+        _perplexities(by_config, args.ppl_prompts)
+        if args.ppl_prompts
+        else {"scorer": "not run (--ppl-prompts 0)", "n": 0}
+    )
+    result["false_positives"] = (
+        _false_positives(vocab, args.human_texts)
+        if args.human_texts
+        else {"source": "not run (--human-texts 0)", "texts": 0}
+    )
     result["signing"] = _signing_cost()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps(result, indent=2))
@@ -313,6 +321,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_rate(e['tpr_sub25'])} | {e['tokens_per_s']:.1f} |"
         )
     fp = result["false_positives"]
+    if not fp["texts"]:
+        return "\n".join(lines) + "\n"
     lines += ["", f"False positives at z ≥ 4 on {fp['texts']} human-written texts "
               f"({fp['source']}), "
               "first 200 tokens:", "", "| scheme | FP | 95% Wilson | max z | mean z (sd) |",

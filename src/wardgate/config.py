@@ -78,6 +78,9 @@ class ModelConfig(StrictModel):
     n_ctx: int = Field(default=2048, ge=128)
     n_threads: int | None = Field(default=None, ge=1)
     queue_size: int = Field(default=16, ge=1)
+    #: llamacpp: longest a request waits for its turn before a 503 + Retry-After. Time queued
+    #: is not the model failing: it never counts towards ``timeout_s`` or the breaker.
+    queue_wait_s: float = Field(default=10.0, gt=0)
     chat_template: str | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     #: Text watermark on this model's answers (llamacpp only); off unless set.

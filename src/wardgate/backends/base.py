@@ -54,6 +54,10 @@ class Backend(Protocol):
 # problems ``start()`` would hit that can be found without the network or loading weights
 # (a missing file, an unset key variable), as ``(field, problem)`` pairs relative to the model
 # entry. ``wardgate config check`` and ``wardgate serve`` both report them (wardgate.configcheck).
+# Also optional: ``queue_wait_s: float``, for a backend that queues requests itself (llamacpp).
+# It is the longest a request waits for its turn before the backend answers ``Overloaded``;
+# failover allows that much on top of ``timeout_s``, which such a backend enforces itself
+# from the moment a request starts, so time spent queued never counts as the model failing.
 # Constructors must not acquire resources (threads, sockets): the check builds backends too.
 
 

@@ -196,7 +196,7 @@ async def _handle(
         trace=exchange.trace,
         key_scope=route.key_scope,
     )
-    gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
+    gateway.metrics.child(gateway.metrics.upstream_latency, trace.served_by or "none").observe(
         time.perf_counter() - upstream_started
     )
     # Charge the tokens before output guards run: a blocked answer still cost them.
@@ -378,16 +378,20 @@ def _receipt(gateway: Gateway, exchange: Exchange, content: str, finish: str) ->
 def _finish(gateway: Gateway, exchange: Exchange) -> None:
     """Metrics and one audit record; never raises into the response path."""
     elapsed = time.perf_counter() - exchange.started
-    model = exchange.model_asked if gateway.policy.known(exchange.model_asked or "") else "unknown"
+    asked = exchange.model_asked
+    model = asked if asked is not None and gateway.policy.known(asked) else "unknown"
     stream = bool(exchange.chat and exchange.chat.stream)
     metrics = gateway.metrics
-    metrics.requests.labels(model, str(exchange.status)).inc()
-    metrics.latency.labels(model, "true" if stream else "false").observe(elapsed)
-    if exchange.error_code:
-        metrics.errors.labels(exchange.error_code).inc()
-    if exchange.usage.total_tokens:
-        metrics.tokens.labels(model, "prompt").inc(exchange.usage.prompt_tokens)
-        metrics.tokens.labels(model, "completion").inc(exchange.usage.completion_tokens)
+    usage = exchange.usage
+    metrics.request_done(
+        model,
+        exchange.status,
+        stream,
+        elapsed,
+        exchange.error_code,
+        usage.prompt_tokens if usage.total_tokens else 0,
+        usage.completion_tokens if usage.total_tokens else 0,
+    )
     chat = exchange.chat
     record = AuditRecord(
         request_id=exchange.request_id,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
+from wardgate.monitor.config import MonitorConfig
 from wardgate.routing.config import RoutingConfig
 from wardgate.validation import field_error, problems_from
 
@@ -166,6 +167,8 @@ class GatewayConfig(StrictModel):
     #: ``guards: {input: [], output: []}`` turns every guard off.
     guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: Anomaly detection on the request stream, alerts and actions (docs/monitoring.md).
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     @field_validator("models")
     @classmethod

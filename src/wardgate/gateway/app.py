@@ -25,6 +25,7 @@ from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.responses import JSONBytesResponse, error_response
 from wardgate.gateway.service import Gateway
+from wardgate.monitor.hooks import IpBlockMiddleware
 from wardgate.store.keys import ApiKey
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,9 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
     app.router.routes.extend(admin_routes())
+    app.add_middleware(
+        IpBlockMiddleware, enforcement=runtime.monitor.enforcement, submit=runtime.audit.submit
+    )
 
     @app.exception_handler(WardgateError)
     async def _wardgate_error(request: Request, exc: WardgateError) -> Response:

@@ -19,10 +19,11 @@ from wardgate.gateway.auth import KeyAuthenticator
 from wardgate.gateway.key_events import KeyEvents
 from wardgate.gateway.metrics import GatewayMetrics
 from wardgate.guards.pipeline import GuardPipeline
+from wardgate.monitor.hooks import EnforcingAuthenticator, ObservedAuditWriter
+from wardgate.monitor.monitor import build_monitor
 from wardgate.ratelimit import RateLimiter, create_rate_limiter
 from wardgate.routing.failover import Failover
 from wardgate.routing.policy import RoutingPolicy
-from wardgate.store.audit import AuditWriter
 from wardgate.store.db import open_database
 from wardgate.store.keys import KeyStore
 from wardgate.store.secret import load_or_create_secret
@@ -43,9 +44,21 @@ class Gateway:
             log.warning("%s", warning)
         self.engine = open_database(cfg.database_url)
         self.keys = KeyStore(self.engine, load_or_create_secret(cfg.auth))
-        self.auth = KeyAuthenticator(self.keys, ttl_s=cfg.auth.key_cache_ttl_s)
+        self.audit = ObservedAuditWriter(self.engine, cfg.audit)
+        self.monitor = build_monitor(
+            cfg.monitor,
+            engine=self.engine,
+            redis_url=cfg.redis_url,
+            submit=self.audit.submit,
+            registry=self.metrics.registry,
+            is_admin=self._is_admin,
+        )
+        if cfg.monitor.enabled:
+            self.audit.observer = self.monitor.observe
+        self.auth: KeyAuthenticator = EnforcingAuthenticator(
+            self.keys, ttl_s=cfg.auth.key_cache_ttl_s, enforcement=self.monitor.enforcement
+        )
         self.key_events = KeyEvents(cfg.redis_url, self.auth.invalidate)
-        self.audit = AuditWriter(self.engine, cfg.audit)
         self.limiter: RateLimiter = create_rate_limiter(cfg.redis_url)
         self.model_configs: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
         self.backends: dict[str, Backend] = {m.name: create_backend(m) for m in cfg.models}
@@ -60,8 +73,14 @@ class Gateway:
         self.metrics.watch_circuits(self.failover.circuit_states)
         self.ready = False
 
+    def _is_admin(self, key_id: str) -> bool:
+        key = self.keys.get(key_id)
+        return key is not None and key.admin
+
     async def start(self) -> None:
         self.audit.start()
+        if self.config.monitor.enabled:
+            self.monitor.start()
         await self.key_events.start()
         # Load local models one at a time: two llama.cpp loads compete for the same cores.
         for name, backend in self.backends.items():
@@ -79,6 +98,7 @@ class Gateway:
         await self.limiter.aclose()
         await self.key_events.aclose()
         self.guards.close()
+        await asyncio.to_thread(self.monitor.stop)
         await asyncio.to_thread(self.audit.close)
         self.engine.dispose()
 

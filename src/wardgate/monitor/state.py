@@ -1,0 +1,185 @@
+"""Where detector state lives: this process (default) or Redis (``redis_url``), so several
+gateway processes judge one shared picture.
+
+The detectors use four primitives, each one Redis round trip:
+
+* :meth:`State.burst` — did ``threshold`` events fall within ``window_s``? (last-N timestamps)
+* :meth:`State.distinct` — how many distinct members within ``window_s``? (sorted set)
+* :meth:`State.remember` — add to a long-lived bounded set; was it new, how big is it?
+* :meth:`State.update` — read-modify-write of a small per-subject record (baselines); in Redis
+  under a per-subject lock-free compare-and-set (WATCH), so two replicas never lose an update.
+
+Everything is bounded: in-process tables forget their least recently used subjects beyond
+``max_subjects``; Redis keys expire.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import redis
+from redis.exceptions import WatchError
+
+Record = dict[str, Any]
+Updater = Callable[[Record | None], Record]
+
+
+class State(Protocol):
+    def burst(self, name: str, now: float, threshold: int, window_s: float) -> bool: ...
+
+    def distinct(self, name: str, member: str, now: float, window_s: float) -> int: ...
+
+    def remember(self, name: str, member: str, cap: int) -> tuple[bool, int]: ...
+
+    def update(self, name: str, fn: Updater, ttl_s: float) -> Record: ...
+
+    def once(self, name: str, now: float, ttl_s: float) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class _Lru(OrderedDict[str, Any]):
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def touch(self, name: str, make: Callable[[], Any]) -> Any:
+        value = self.get(name)
+        if value is None:
+            value = make()
+            self[name] = value
+            if len(self) > self.cap:
+                self.popitem(last=False)
+        else:
+            self.move_to_end(name)
+        return value
+
+
+class MemoryState:
+    """In-process state. Not thread-safe: the monitor calls it from one worker at a time."""
+
+    def __init__(self, max_subjects: int = 100_000) -> None:
+        self._bursts = _Lru(max_subjects)
+        self._distinct = _Lru(max_subjects)
+        self._sets = _Lru(max_subjects)
+        self._records = _Lru(max_subjects)
+        self._once = _Lru(max_subjects)
+
+    def burst(self, name: str, now: float, threshold: int, window_s: float) -> bool:
+        times: deque[float] = self._bursts.touch(name, lambda: deque(maxlen=threshold))
+        if times.maxlen != threshold:
+            times = deque(times, maxlen=threshold)
+            self._bursts[name] = times
+        times.append(now)
+        return len(times) == threshold and now - times[0] <= window_s
+
+    def distinct(self, name: str, member: str, now: float, window_s: float) -> int:
+        seen: OrderedDict[str, float] = self._distinct.touch(name, OrderedDict)
+        seen[member] = now
+        seen.move_to_end(member)
+        while seen and next(iter(seen.values())) < now - window_s:
+            seen.popitem(last=False)
+        while len(seen) > 10_000:
+            seen.popitem(last=False)
+        return len(seen)
+
+    def remember(self, name: str, member: str, cap: int) -> tuple[bool, int]:
+        members: OrderedDict[str, None] = self._sets.touch(name, OrderedDict)
+        new = member not in members
+        members[member] = None
+        members.move_to_end(member)
+        while len(members) > cap:
+            members.popitem(last=False)
+        return new, len(members)
+
+    def update(self, name: str, fn: Updater, ttl_s: float) -> Record:
+        record: Record = fn(self._records.get(name))
+        self._records[name] = record
+        self._records.move_to_end(name)
+        if len(self._records) > self._records.cap:
+            self._records.popitem(last=False)
+        return record
+
+    def once(self, name: str, now: float, ttl_s: float) -> bool:
+        until = self._once.get(name)
+        if until is not None and until > now:
+            return False
+        self._once[name] = now + ttl_s
+        self._once.move_to_end(name)
+        if len(self._once) > self._once.cap:
+            self._once.popitem(last=False)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+class RedisState:
+    """Shared state in Redis under ``prefix``; used from the monitor's worker thread only."""
+
+    def __init__(self, url: str, *, prefix: str = "wardgate:mon:") -> None:
+        self._r = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        self._p = prefix
+
+    def burst(self, name: str, now: float, threshold: int, window_s: float) -> bool:
+        key = self._p + "b:" + name
+        pipe = self._r.pipeline(transaction=False)
+        pipe.lpush(key, repr(now))
+        pipe.ltrim(key, 0, threshold - 1)
+        pipe.lindex(key, threshold - 1)
+        pipe.expire(key, int(window_s) + 1)
+        _, _, oldest, _ = pipe.execute()
+        return oldest is not None and now - float(oldest) <= window_s
+
+    def distinct(self, name: str, member: str, now: float, window_s: float) -> int:
+        key = self._p + "d:" + name
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zadd(key, {member: now})
+        pipe.zremrangebyscore(key, "-inf", now - window_s)
+        pipe.zremrangebyrank(key, 0, -10_001)
+        pipe.zcard(key)
+        pipe.expire(key, int(window_s) + 1)
+        return int(pipe.execute()[3])
+
+    def remember(self, name: str, member: str, cap: int) -> tuple[bool, int]:
+        # A sorted set scored by insertion counter: the oldest member is dropped first.
+        key = self._p + "s:" + name
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zscore(key, member)
+        pipe.incr(key + ":n")
+        score, counter = pipe.execute()[:2]
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zadd(key, {member: counter})
+        pipe.zremrangebyrank(key, 0, -cap - 1)
+        pipe.zcard(key)
+        pipe.expire(key, 30 * 86_400)
+        pipe.expire(key + ":n", 30 * 86_400)
+        size = int(pipe.execute()[2])
+        return score is None, size
+
+    def update(self, name: str, fn: Updater, ttl_s: float) -> Record:
+        key = self._p + "r:" + name
+        with self._r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    current = json.loads(raw) if raw else None
+                    record = fn(current)
+                    pipe.multi()
+                    pipe.set(key, json.dumps(record), ex=max(1, int(ttl_s)))
+                    pipe.execute()
+                    return record
+                except WatchError:
+                    continue
+
+    def once(self, name: str, now: float, ttl_s: float) -> bool:
+        if ttl_s <= 0:
+            return True
+        return bool(self._r.set(self._p + "o:" + name, "1", nx=True, px=int(ttl_s * 1000)))
+
+    def close(self) -> None:
+        self._r.close()

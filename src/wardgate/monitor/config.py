@@ -150,17 +150,24 @@ class MonitorConfig(_Strict):
     #: Events waiting for the detectors; beyond it they are dropped and counted.
     queue_size: int = Field(default=50_000, ge=100)
 
-    @field_validator("rules")
+    @field_validator("rules", mode="before")
     @classmethod
-    def _known(cls, value: dict[str, RuleConfig]) -> dict[str, RuleConfig]:
+    def _merge_defaults(cls, value: object) -> object:
+        """A rule the file names keeps the defaults of the fields it leaves out (so
+        ``auth_failures: {threshold: 5}`` still blocks the IP); unnamed rules keep theirs."""
+        if not isinstance(value, dict):
+            return value
         defaults = _rules()
         unknown = set(value) - set(defaults)
         if unknown:
-            raise ValueError(
-                f"unknown rule(s) {sorted(unknown)}; known: {sorted(defaults)}"
-            )
-        # Rules the file leaves out keep their defaults.
-        return {**defaults, **value}
+            raise ValueError(f"unknown rule(s) {sorted(unknown)}; known: {sorted(defaults)}")
+        merged: dict[str, object] = {n: r.model_dump() for n, r in defaults.items()}
+        for name, given in value.items():
+            if isinstance(given, dict):
+                merged[name] = {**defaults[name].model_dump(), **given}
+            else:
+                merged[name] = given
+        return merged
 
     def rule(self, name: str) -> RuleConfig:
         if name == "key_rate":

@@ -71,8 +71,17 @@ class KeyRate(Detector):
 
         def step(rec: Record | None) -> Record:
             if rec is None:
-                rec = {"m": minute, "c": 0, "t": 0, "mr": 0.0, "dr": 0.0, "mt": 0.0, "dt": 0.0,
-                       "n": 0, "f": -1}
+                rec = {
+                    "m": minute,
+                    "c": 0,
+                    "t": 0,
+                    "mr": 0.0,
+                    "dr": 0.0,
+                    "mt": 0.0,
+                    "dt": 0.0,
+                    "n": 0,
+                    "f": -1,
+                }
             if minute > rec["m"]:
                 _fold(rec, cfg, min(minute - rec["m"], _MAX_IDLE_MINUTES))
                 rec["m"], rec["c"], rec["t"] = minute, 0, 0
@@ -219,8 +228,12 @@ class NewNetwork(Detector):
                 event.key_id,
                 f"key used from a new network {net} (known networks: {known - 1})",
                 event.ts,
-                {"network": net, "ip": event.ip, "known_networks": known - 1,
-                 "requests_before": seen - 1},
+                {
+                    "network": net,
+                    "ip": event.ip,
+                    "known_networks": known - 1,
+                    "requests_before": seen - 1,
+                },
             )
         ]
 
@@ -228,8 +241,9 @@ class NewNetwork(Detector):
 class _Burst(Detector):
     """``threshold`` matching events within ``window_s`` for one subject."""
 
-    def _burst(self, event: Event, state: State, subject: str, subject_id: str,
-               what: str) -> list[Finding]:
+    def _burst(
+        self, event: Event, state: State, subject: str, subject_id: str, what: str
+    ) -> list[Finding]:
         cfg = self.config
         name = f"{self.rule}:{subject}:{subject_id}"
         if not state.burst(name, event.ts, cfg.threshold, cfg.window_s):
@@ -241,8 +255,14 @@ class _Burst(Detector):
                 subject_id,
                 f"{cfg.threshold} {what} within {cfg.window_s:g} s from {subject} {subject_id}",
                 event.ts,
-                {"count": cfg.threshold, "window_s": cfg.window_s, "last_status": event.status,
-                 "last_code": event.error_code, "ip": event.ip, "key_id": event.key_id},
+                {
+                    "count": cfg.threshold,
+                    "window_s": cfg.window_s,
+                    "last_status": event.status,
+                    "last_code": event.error_code,
+                    "ip": event.ip,
+                    "key_id": event.key_id,
+                },
             )
         ]
 
@@ -275,8 +295,9 @@ class GuardBlocks(_Burst):
 
 
 class _Distinct(Detector):
-    def _distinct(self, event: Event, state: State, subject: str, subject_id: str,
-                  member: str, what: str) -> list[Finding]:
+    def _distinct(
+        self, event: Event, state: State, subject: str, subject_id: str, member: str, what: str
+    ) -> list[Finding]:
         cfg = self.config
         n = state.distinct(f"{self.rule}:{subject}:{subject_id}", member, event.ts, cfg.window_s)
         if n < cfg.threshold:

@@ -77,7 +77,9 @@ class Suspensions:
             with write_connection(self._engine) as conn, conn.begin():
                 conn.execute(
                     insert(key_suspensions).values(
-                        key_id=key_id[:32], rule=rule[:64], reason=reason[:256],
+                        key_id=key_id[:32],
+                        rule=rule[:64],
+                        reason=reason[:256],
                         created_at=datetime.now(UTC),
                     )
                 )

@@ -48,7 +48,7 @@ def event_from_record(record: Any) -> Event | None:
         status=record.status,
         error_code=record.error_code,
         tokens=(record.prompt_tokens or 0) + (record.completion_tokens or 0),
-        model=record.model_asked,
+        model=record.model_asked or _path_model(record.routing),
         guard_blocked=blocked,
         admin=record.kind == "admin",
     )
@@ -64,3 +64,11 @@ def network_of(ip: str) -> str:
         address = address.ipv4_mapped
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _path_model(routing: Any) -> str | None:
+    """``GET /v1/models/{id}`` keeps the id in the record's routing field."""
+    if isinstance(routing, dict):
+        value = routing.get("model_id")
+        return str(value) if value else None
+    return None

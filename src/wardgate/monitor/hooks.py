@@ -57,13 +57,17 @@ class IpBlockMiddleware:
         self.submit = submit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.enforcement.blocked_ips:
+        if (
+            scope["type"] != "http"
+            or not self.enforcement.blocked_ips
+            or scope.get("path") in _OPEN_PATHS
+        ):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
         ip = client[0] if client else None
         error = self.enforcement.check_ip(ip)
-        if error is None or scope.get("path") in _OPEN_PATHS:
+        if error is None:
             await self.app(scope, receive, send)
             return
         self.submit(

@@ -62,13 +62,16 @@ class Monitor:
         self.deliveries: Counter | None = None
         if registry is not None:
             self.alerts = Counter(
-                "wardgate_monitor_alerts", "Monitor alerts by rule and action",
-                ["rule", "action"], registry=registry,
+                "wardgate_monitor_alerts",
+                "Monitor alerts by rule and action",
+                ["rule", "action"],
+                registry=registry,
             )
             self.deliveries = Counter(
                 "wardgate_webhook_deliveries",
                 "Webhook deliveries by result (ok, failed, rate_limited, dropped)",
-                ["result"], registry=registry,
+                ["result"],
+                registry=registry,
             )
             registry.register(_MonitorCollector(self))
         self.webhooks = WebhookSender(config.webhooks, count=self._count_delivery)
@@ -155,8 +158,10 @@ class Monitor:
         if not self.state.once(dedup, finding.ts, rule.dedup_s):
             return None
         action = rule.action
-        if finding.subject == "key" and action in ("throttle", "suspend") and (
-            self.config.exempt_admin and self._is_admin(finding.subject_id)
+        if (
+            finding.subject == "key"
+            and action in ("throttle", "suspend")
+            and (self.config.exempt_admin and self._is_admin(finding.subject_id))
         ):
             action = "alert"
         if action == "block_ip" and finding.subject != "ip":
@@ -208,13 +213,20 @@ def alert_record(alert: dict[str, Any]) -> AuditRecord:
         client_ip=alert["client_ip"],
         status=0,
         error_code=alert["rule"],
-        routing={k: alert[k] for k in ("rule", "severity", "subject", "message", "action",
-                                       "evidence")},
+        routing={
+            k: alert[k] for k in ("rule", "severity", "subject", "message", "action", "evidence")
+        },
     )
 
 
-def action_record(action: str, *, key_id: str | None = None, ip: str | None = None,
-                  actor: str | None = None, reason: str = "") -> AuditRecord:
+def action_record(
+    action: str,
+    *,
+    key_id: str | None = None,
+    ip: str | None = None,
+    actor: str | None = None,
+    reason: str = "",
+) -> AuditRecord:
     """An operator's action on the monitor's state (lift a suspension, unblock an IP)."""
     return AuditRecord(
         kind="action",
@@ -234,7 +246,8 @@ class _MonitorCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         m, e = self._m, self._m.enforcement
         gauge = GaugeMetricFamily(
-            "wardgate_monitor_enforced", "Subjects currently under a monitor action",
+            "wardgate_monitor_enforced",
+            "Subjects currently under a monitor action",
             labels=["action"],
         )
         now = time.time()
@@ -249,7 +262,8 @@ class _MonitorCollector(Collector):
             refused.add_metric([code], e.refused.get(code, 0))
         yield refused
         yield CounterMetricFamily(
-            "wardgate_monitor_events_dropped", "Events the monitor queue could not take",
+            "wardgate_monitor_events_dropped",
+            "Events the monitor queue could not take",
             value=m.dropped,
         )
         yield CounterMetricFamily(
@@ -275,6 +289,10 @@ def build_monitor(
         Suspensions(engine), redis_url=redis_url, exempt_admin=config.exempt_admin
     )
     return Monitor(
-        config, state=state, enforcement=enforcement, submit=submit, registry=registry,
+        config,
+        state=state,
+        enforcement=enforcement,
+        submit=submit,
+        registry=registry,
         is_admin=is_admin,
     )

@@ -129,8 +129,11 @@ class WebhookSender:
             if attempt:
                 self._sleep(hook.backoff_s * 2 ** (attempt - 1))
             stamp = str(int(time.time()))
-            headers = {"content-type": "application/json", "x-wardgate-timestamp": stamp,
-                       "user-agent": "wardgate-monitor"}
+            headers = {
+                "content-type": "application/json",
+                "x-wardgate-timestamp": stamp,
+                "user-agent": "wardgate-monitor",
+            }
             if secret:
                 headers["x-wardgate-signature"] = sign(secret.encode(), stamp, body)
             try:
@@ -138,8 +141,9 @@ class WebhookSender:
                     hook.url, content=body, headers=headers, timeout=hook.timeout_s
                 )
             except httpx.HTTPError as exc:
-                log.warning("webhook delivery failed (%s), attempt %d", type(exc).__name__,
-                            attempt + 1)
+                log.warning(
+                    "webhook delivery failed (%s), attempt %d", type(exc).__name__, attempt + 1
+                )
                 continue
             if response.status_code < 300:
                 return True

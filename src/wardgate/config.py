@@ -20,6 +20,7 @@ from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
 from wardgate.monitor.config import MonitorConfig
 from wardgate.routing.config import RoutingConfig
+from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
 
 
@@ -167,6 +168,8 @@ class GatewayConfig(StrictModel):
     #: ``guards: {input: [], output: []}`` turns every guard off.
     guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    #: Which tools answers may call (see :mod:`wardgate.tools`); default: any.
+    tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
     #: Anomaly detection on the request stream, alerts and actions (docs/monitoring.md).
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 

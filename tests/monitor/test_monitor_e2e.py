@@ -184,7 +184,7 @@ def test_alert_webhook_is_signed_slack_compatible_and_retried(env: Env) -> None:
         assert time.monotonic() < deadline, env.receiver.calls
         time.sleep(0.05)
     headers, body = env.receiver.calls[0]
-    retried_headers, retried_body = env.receiver.calls[1]
+    _, retried_body = env.receiver.calls[1]
     assert retried_body == body  # the 500 was retried
     expected = hmac.new(
         SECRET.encode(), headers["x-wardgate-timestamp"].encode() + b"." + body, hashlib.sha256

@@ -22,14 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from wardgate.backends import local_tools
 from wardgate.backends.base import output_token_limit
 from wardgate.backends.chat_template import CHATML_TEMPLATE, ChatTemplate
-from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, Usage
+from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, ToolCallDelta, Usage
 from wardgate.config import ModelConfig
 from wardgate.embedded import embedded_model_path
 from wardgate.errors import (
     ConfigError,
     ContextLengthExceeded,
+    InvalidRequest,
     Overloaded,
     UpstreamError,
     WardgateError,
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_TEMPERATURE = 0.7
 _DONE = object()
+#: A grammar-made call is streamed after it is complete, in fragments of this many characters.
+_ARGUMENT_FRAGMENT_CHARS = 16
 
 
 @dataclass(slots=True)
@@ -52,6 +58,10 @@ class _Job:
     stop: list[str]
     seed: int | None
     cancelled: threading.Event
+    #: Tool calling / JSON answers (see ``backends.local_tools``).
+    mode: local_tools.ToolMode = "text"
+    grammar: Any = None
+    tool_names: tuple[str, ...] = ()
 
 
 class LlamaCppBackend:
@@ -161,7 +171,8 @@ class LlamaCppBackend:
         job = self._prepare(request)
         with self._admission():
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._generate, job, None)
+            completion = await loop.run_in_executor(self._executor, self._generate, job, None)
+            return _with_tool_calls(job, completion)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         job = self._prepare(request)
@@ -209,14 +220,30 @@ class LlamaCppBackend:
         temperature = request.temperature
         if temperature is None:
             temperature = float(self.config.options.get("temperature", _DEFAULT_TEMPERATURE))
+        plan = local_tools.plan(request)
+        grammar = None
+        if plan.schema is not None:
+            try:
+                grammar = local_tools.grammar_for(orjson.dumps(plan.schema).decode())
+            except Exception as exc:  # llama.cpp's converter raises ValueError, KeyError, ...
+                raise InvalidRequest(
+                    "this JSON Schema cannot be turned into a grammar for a local model",
+                    param="response_format" if plan.mode == "json" else "tools",
+                    code="unsupported_schema",
+                ) from exc
         return _Job(
-            prompt=self._template.render(request.messages),
+            prompt=self._template.render(
+                local_tools.with_system(list(request.messages), plan.system_addition)
+            ),
             max_tokens=limit,
             temperature=temperature,
             top_p=request.top_p if request.top_p is not None else 1.0,
             stop=request.stop_list,
             seed=request.seed,
             cancelled=threading.Event(),
+            mode=plan.mode,
+            grammar=grammar,
+            tool_names=tuple(request.tool_names),
         )
 
     # -- worker thread -------------------------------------------------------------------
@@ -253,6 +280,7 @@ class LlamaCppBackend:
                 stop=job.stop or None,
                 seed=job.seed,
                 stream=True,
+                grammar=job.grammar,
             )
             for chunk in chunks:
                 if job.cancelled.is_set():
@@ -289,9 +317,60 @@ class LlamaCppBackend:
 
     def _run_streaming(self, job: _Job, emit: Callable[[object], None]) -> None:
         try:
-            completion = self._generate(job, emit)
+            gate = _AutoGate(emit) if job.mode == "auto" else None
+            on_delta: Callable[[Delta], None] | None = emit
+            if job.mode == "forced":
+                on_delta = None  # the answer is a call, sent whole when it is complete
+            elif gate is not None:
+                on_delta = gate.feed
+            completion = _with_tool_calls(job, self._generate(job, on_delta))
+            if gate is not None and not completion.tool_calls:
+                gate.flush()
+            for index, call in enumerate(completion.tool_calls):
+                emit(Delta(tool_calls=[ToolCallDelta(index, id=call.id, name=call.name)]))
+                for start in range(0, len(call.arguments), _ARGUMENT_FRAGMENT_CHARS):
+                    piece = call.arguments[start : start + _ARGUMENT_FRAGMENT_CHARS]
+                    emit(Delta(tool_calls=[ToolCallDelta(index, arguments=piece)]))
             emit(Delta(finish_reason=completion.finish_reason, usage=completion.usage))
         except BaseException as exc:
             emit(exc)
         finally:
             emit(_DONE)
+
+
+class _AutoGate:
+    """Streams a ``tool_choice: auto`` answer as text unless it opens a ``<tool_call>``:
+    those few characters are held until they decide which it is."""
+
+    def __init__(self, emit: Callable[[object], None]) -> None:
+        self._emit = emit
+        self._held = ""
+        self._passing = False
+
+    def feed(self, delta: Delta) -> None:
+        if self._passing:
+            self._emit(delta)
+            return
+        self._held += delta.text
+        if not local_tools.may_be_tool_call(self._held):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._passing and self._held:
+            self._emit(Delta(text=self._held))
+        self._passing = True
+
+
+def _with_tool_calls(job: _Job, completion: Completion) -> Completion:
+    """Turn a tool-mode answer into tool calls (text stays text when it is none)."""
+    if job.mode == "forced":
+        call = local_tools.parse_forced(completion.text)
+    elif job.mode == "auto":
+        call = local_tools.parse_auto(completion.text, list(job.tool_names))
+    else:
+        return completion
+    if call is None:
+        return completion  # cut short by max_tokens (forced) or a plain answer (auto)
+    return Completion(
+        text="", finish_reason="tool_calls", usage=completion.usage, tool_calls=[call]
+    )

@@ -20,7 +20,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from wardgate.chat import ChatRequest, Completion, Delta, Usage
+from wardgate.chat import ChatRequest, Completion, Delta, ToolCall, Usage
 from wardgate.errors import KeyNotUsable, PermissionDenied, UpstreamError, WardgateError
 from wardgate.gateway.body import parse_chat_request, read_json_body
 from wardgate.gateway.responses import (
@@ -30,6 +30,12 @@ from wardgate.gateway.responses import (
     error_response,
 )
 from wardgate.gateway.service import Gateway
+from wardgate.gateway.tool_traffic import (
+    ToolCallStream,
+    audit_entries,
+    completion_record,
+    guard_tool_calls,
+)
 from wardgate.guards.execution import BlockedByGuard
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
@@ -37,6 +43,7 @@ from wardgate.routing.policy import RoutingDecision, request_label
 from wardgate.routing.trace import RouteTrace
 from wardgate.store.audit import AuditRecord
 from wardgate.store.keys import ApiKey
+from wardgate.tools import check_declared
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,9 @@ class Exchange:
     status: int = 200
     error_code: str | None = None
     completion: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    #: Tool names the request may receive calls for (None: any), from the tool policy.
+    allowed_tools: frozenset[str] | None = None
     guard_decisions: list[dict[str, Any]] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -108,6 +118,10 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     if not key.allows_model(chat.model):
         gateway.policy.require_known(chat.model)
         raise PermissionDenied(f"this API key may not use model {chat.model!r}")
+    exchange.allowed_tools = gateway.config.tools.allowed(
+        model=chat.model, key_id=key.id, owner=key.owner
+    )
+    check_declared(exchange.allowed_tools, chat.tool_names)
 
     prompt_estimate = sum(len(m.text) for m in chat.messages) // 4 + 1
     decision = await gateway.limiter.check(
@@ -167,10 +181,18 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     exchange.guard_decisions.extend(decisions)
     if pseudonymiser is not None:
         text = pseudonymiser.restore(text)
+    calls = completion.tool_calls
+    if calls:
+        exchange.tool_calls = calls
+        calls, decisions = await guard_tool_calls(
+            gateway, calls, checked, exchange.allowed_tools, pseudonymiser
+        )
+        exchange.guard_decisions.extend(decisions)
+        exchange.tool_calls = calls
     completion = Completion(
-        text=text, finish_reason=completion.finish_reason, usage=completion.usage
+        text=text, finish_reason=completion.finish_reason, usage=completion.usage, tool_calls=calls
     )
-    exchange.completion = completion.text
+    exchange.completion = completion_record(completion.text, calls)
     _finish(gateway, exchange)
     return JSONBytesResponse(
         completion_body(
@@ -213,6 +235,7 @@ async def _stream(
 
     async def events() -> AsyncIterator[bytes]:
         pieces: list[str] = []
+        held_calls = ToolCallStream()
         finish = "stop"
         usage: Usage | None = None
         try:
@@ -226,6 +249,8 @@ async def _stream(
                     if released:
                         pieces.append(released)
                         yield encoder.content(released)
+                if delta.tool_calls:
+                    held_calls.add(delta.tool_calls)
                 if delta.finish_reason:
                     finish = delta.finish_reason
                     usage = delta.usage
@@ -236,6 +261,15 @@ async def _stream(
             if tail:
                 pieces.append(tail)
                 yield encoder.content(tail)
+            if held_calls:
+                exchange.tool_calls = held_calls.calls()
+                calls, decisions = await guard_tool_calls(
+                    gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
+                )
+                exchange.guard_decisions.extend(decisions)
+                exchange.tool_calls = calls
+                for group in held_calls.replay(calls):
+                    yield encoder.tool_calls(group)
             yield encoder.finish(finish)
             exchange.usage = usage or Usage()
             if chat.include_usage:
@@ -250,7 +284,7 @@ async def _stream(
         finally:
             await upstream.aclose()
             exchange.guard_decisions.extend(scanner.decisions)
-            exchange.completion = "".join(pieces)
+            exchange.completion = completion_record("".join(pieces), exchange.tool_calls)
             await gateway.limiter.consume_tokens(
                 key.id,
                 key.tpm or gateway.config.rate_limits.default_tpm,
@@ -307,6 +341,7 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
         routing={
             **(exchange.routing or {}),
             "attempts": exchange.trace.as_list() if exchange.trace else [],
+            **({"tool_calls": audit_entries(exchange.tool_calls)} if exchange.tool_calls else {}),
         },
         prompt=_prompt_text(chat) if chat else None,
         completion=exchange.completion,
@@ -317,4 +352,13 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
 
 def _prompt_text(chat: ChatRequest) -> str:
     """Canonical prompt serialisation for the audit log (hashed or stored per config)."""
-    return orjson.dumps([{"role": m.role, "content": m.text} for m in chat.messages]).decode()
+    return orjson.dumps(
+        [
+            {
+                "role": m.role,
+                "content": m.text,
+                **({"tool_calls": m.tool_calls} if m.tool_calls else {}),
+            }
+            for m in chat.messages
+        ]
+    ).decode()

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from wardgate.console.config import ConsoleConfig
 from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
@@ -172,6 +173,8 @@ class GatewayConfig(StrictModel):
     tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
     #: Anomaly detection on the request stream, alerts and actions (docs/monitoring.md).
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    #: The admin console at /console (docs/console.md).
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     @field_validator("models")
     @classmethod

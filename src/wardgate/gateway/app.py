@@ -81,6 +81,10 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
     app.router.routes.extend(admin_routes())
+    if config.console.enabled:
+        from wardgate.console.routes import console_routes
+
+        app.router.routes.extend(console_routes(runtime))
     app.add_middleware(
         IpBlockMiddleware, enforcement=runtime.monitor.enforcement, submit=runtime.audit.submit
     )

@@ -97,7 +97,7 @@ class KeyRate(Detector):
         if rec["c"] > band_r:
             over.append(("requests", rec["c"], rec["mr"], band_r))
         band_t = _band(rec["mt"], rec["dt"], cfg, floor=cfg.min_count * 10)
-        if rec["t"] > band_t and rec["c"] >= 2:
+        if rec["t"] > band_t and rec["c"] >= cfg.min_count:
             over.append(("tokens", rec["t"], rec["mt"], band_t))
         if not over:
             return []

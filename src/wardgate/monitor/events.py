@@ -9,7 +9,7 @@ from typing import Any
 #: Error codes that mean "this model is not yours to use" (enumeration probes).
 MODEL_REFUSALS = frozenset({"model_not_found", "model_not_allowed"})
 #: Record kinds that describe a client's request (alerts and gaps are not fed back).
-REQUEST_KINDS = frozenset({"request", "admin"})
+REQUEST_KINDS = frozenset({"request", "admin", "console"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ def event_from_record(record: Any) -> Event | None:
         tokens=(record.prompt_tokens or 0) + (record.completion_tokens or 0),
         model=record.model_asked or _path_model(record.routing),
         guard_blocked=blocked,
-        admin=record.kind == "admin",
+        admin=record.kind in ("admin", "console"),
     )
 
 

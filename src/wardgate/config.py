@@ -21,6 +21,7 @@ from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
 from wardgate.monitor.config import MonitorConfig
 from wardgate.routing.config import RoutingConfig
+from wardgate.telemetry.config import TelemetryConfig
 from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
 
@@ -175,6 +176,8 @@ class GatewayConfig(StrictModel):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     #: The admin console at /console (docs/console.md).
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    #: OpenTelemetry traces and JSON logs; off by default (docs/monitoring.md).
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @field_validator("models")
     @classmethod

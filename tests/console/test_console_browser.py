@@ -39,8 +39,12 @@ class Env:
 
     def chat(self, key: str, **body: object) -> httpx.Response:
         payload = {"model": "echo", "messages": [{"role": "user", "content": "hi"}], **body}
-        return httpx.post(f"{self.url}/v1/chat/completions", json=payload,
-                          headers={"authorization": f"Bearer {key}"}, timeout=30)
+        return httpx.post(
+            f"{self.url}/v1/chat/completions",
+            json=payload,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=30,
+        )
 
     def settle(self) -> None:
         self.gateway.monitor.drain()
@@ -56,17 +60,29 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     mp = pytest.MonkeyPatch()
     mp.setenv("WG_CONSOLE_UPSTREAM", "sk-console")
     with run_server(fake.app) as upstream:
-        config = GatewayConfig.model_validate({
-            "database_url": f"sqlite:///{tmp / 'gw.db'}",
-            "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WG_CONSOLE_NO_SECRET",
-                     "key_cache_ttl_s": 0},
-            "guards": {"input": [], "output": []},
-            "models": [{"name": "echo", "backend": "openai", "base_url": f"{upstream}/v1",
-                        "api_key_env": "WG_CONSOLE_UPSTREAM", "retries": 0,
-                        "tags": {"deployment": "on_prem"}}],
-            "monitor": {"rules": {"model_enumeration": {"threshold": 3}}},
-            "console": {"reports_dir": str(tmp / "reports")},
-        })
+        config = GatewayConfig.model_validate(
+            {
+                "database_url": f"sqlite:///{tmp / 'gw.db'}",
+                "auth": {
+                    "secret_file": str(tmp / "secret"),
+                    "secret_env": "WG_CONSOLE_NO_SECRET",
+                    "key_cache_ttl_s": 0,
+                },
+                "guards": {"input": [], "output": []},
+                "models": [
+                    {
+                        "name": "echo",
+                        "backend": "openai",
+                        "base_url": f"{upstream}/v1",
+                        "api_key_env": "WG_CONSOLE_UPSTREAM",
+                        "retries": 0,
+                        "tags": {"deployment": "on_prem"},
+                    }
+                ],
+                "monitor": {"rules": {"model_enumeration": {"threshold": 3}}},
+                "console": {"reports_dir": str(tmp / "reports")},
+            }
+        )
         gateway = Gateway(config)
         _, admin = gateway.keys.create(owner="ops", admin=True)
         _, user = gateway.keys.create(owner="app")
@@ -80,8 +96,9 @@ def browser(env: Env) -> Iterator[object]:
     shutil.rmtree(ARTEFACTS, ignore_errors=True)
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         yield browser
         browser.close()
 

@@ -88,6 +88,10 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     app.add_middleware(
         IpBlockMiddleware, enforcement=runtime.monitor.enforcement, submit=runtime.audit.submit
     )
+    if runtime.tracing is not None:  # outermost: the request span covers everything
+        from wardgate.telemetry.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, tracing=runtime.tracing)
 
     @app.exception_handler(WardgateError)
     async def _wardgate_error(request: Request, exc: WardgateError) -> Response:

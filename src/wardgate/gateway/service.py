@@ -10,11 +10,12 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wardgate.backends.base import Backend, create_backend
 from wardgate.chat import ChatRequest, Completion
 from wardgate.config import GatewayConfig, ModelConfig
-from wardgate.errors import ModelNotFound
+from wardgate.errors import ConfigError, ModelNotFound
 from wardgate.gateway.auth import KeyAuthenticator
 from wardgate.gateway.key_events import KeyEvents
 from wardgate.gateway.metrics import GatewayMetrics
@@ -27,6 +28,9 @@ from wardgate.routing.policy import RoutingPolicy
 from wardgate.store.db import open_database
 from wardgate.store.keys import KeyStore
 from wardgate.store.secret import load_or_create_secret
+
+if TYPE_CHECKING:
+    from wardgate.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,15 @@ class Gateway:
             lambda: {name: b.queue_depth() for name, b in self.backends.items()}
         )
         self.metrics.watch_circuits(self.failover.circuit_states)
+        self.tracing: Tracing | None = None
+        if cfg.telemetry.tracing:
+            try:
+                from wardgate.telemetry.tracing import install
+            except ImportError as exc:
+                raise ConfigError(
+                    "telemetry.tracing needs OpenTelemetry: pip install 'wardgate[telemetry]'"
+                ) from exc
+            self.tracing = install(self, cfg.telemetry)
         self.ready = False
 
     def _is_admin(self, key_id: str) -> bool:
@@ -100,6 +113,8 @@ class Gateway:
         self.guards.close()
         await asyncio.to_thread(self.monitor.stop)
         await asyncio.to_thread(self.audit.close)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         self.engine.dispose()
 
     async def key_changed(self, key_id: str) -> None:

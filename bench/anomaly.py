@@ -41,6 +41,12 @@ from wardgate.monitor.state import MemoryState
 DAY = 86_400
 DAY0 = 1_800_000_000 - 1_800_000_000 % DAY + 4 * DAY  # a Monday, midnight UTC
 BURSTY = ("stolen_key", "prober", "key_stuffing")
+#: Traffic replayed before the scored day, so keys have a history (as on a gateway that has
+#: been running); alerts during it are reported apart.
+WARM_S = 12 * 3600
+#: How long after an incident ends an alert on its subject is still about it (a slow
+#: incident's evidence window outlasts it).
+SLACK_S = {"stolen_key": 120, "prober": 120, "key_stuffing": 120, "exfiltration": 3600}
 
 
 @dataclass
@@ -77,6 +83,7 @@ class DayResult:
     incidents: list[Incident]
     false_alerts: list[dict]
     cpu_ms_per_event: float
+    warmup_alerts: list[dict] = field(default_factory=list)
     series: dict = field(default_factory=dict)
 
 
@@ -124,7 +131,8 @@ def simulate(
     rng = np.random.default_rng(seed)
     keys = make_keys(rng, n_keys)
     t0 = DAY0 + (seed % 5) * DAY  # weekdays
-    minute = np.arange(DAY // 60)
+    minute = np.arange(-WARM_S // 60, DAY // 60)
+    span = (t0 - WARM_S, t0 + DAY)
     rows: list[tuple[float, Event]] = []
 
     def add(ts: float, **kw: object) -> None:
@@ -159,10 +167,11 @@ def simulate(
 
     for key in keys:
         # Slow drift: the day's rate wanders by a lognormal factor that changes every 10 min.
-        drift = np.exp(np.repeat(np.cumsum(rng.normal(0, 0.08, DAY // 600)), 10))
+        steps = len(minute) // 10
+        drift = np.exp(np.repeat(np.cumsum(rng.normal(0, 0.08, steps)), 10))
         drift /= drift.mean()
         rate = profile(key, minute) * drift
-        times = poisson_times(rng, rate, t0)
+        times = poisson_times(rng, rate, span[0])
         sizes = rng.lognormal(math.log(key.tokens_median), 0.5, len(times)).astype(int) + 1
         ips = rng.choice(key.ips, size=len(times))
         for ts, tok, ip in zip(times, sizes, ips, strict=True):
@@ -170,9 +179,9 @@ def simulate(
                 tok *= 3
             add(float(ts), key_id=key.id, ip=str(ip), status=200, tokens=int(tok), model="smol")
         # Background noise: stray failures from the key's own clients.
-        for ts in t0 + rng.uniform(0, DAY, rng.poisson(2)):
+        for ts in rng.uniform(*span, rng.poisson(3)):
             add(float(ts), key_id=None, ip=key.ips[0], status=401, error_code="invalid_api_key")
-        for ts in t0 + rng.uniform(0, DAY, rng.poisson(0.5)):
+        for ts in rng.uniform(*span, rng.poisson(0.75)):
             add(
                 float(ts),
                 key_id=key.id,
@@ -181,7 +190,7 @@ def simulate(
                 error_code="prompt_injection",
                 guard_blocked=True,
             )
-        for ts in t0 + rng.uniform(0, DAY, rng.poisson(1)):
+        for ts in rng.uniform(*span, rng.poisson(1.5)):
             add(
                 float(ts),
                 key_id=key.id,
@@ -225,7 +234,7 @@ def simulate(
 
 
 def explains(incident: Incident, alert: dict, ts: float) -> bool:
-    if not (incident.start <= ts <= incident.end + 120):
+    if not (incident.start <= ts <= incident.end + SLACK_S[incident.kind]):
         return False
     return (incident.key_id is not None and alert["key_id"] == incident.key_id) or (
         incident.ip is not None and alert["client_ip"] == incident.ip
@@ -237,12 +246,13 @@ def run_day(
 ) -> DayResult:
     events, plan, keys = simulate(seed, n_keys, incidents)
     monitor = Monitor(config, state=MemoryState())
-    false_alerts = []
+    day_start = DAY0 + (seed % 5) * DAY
+    false_alerts, warmup_alerts = [], []
     per_minute: dict[int, int] = {}
     alert_marks: list[tuple[float, str]] = []
     tracked = track or (plan[0].key_id if plan else keys[0].id)
     for event in events:
-        if event.key_id == tracked:
+        if event.key_id == tracked and event.ts >= day_start:
             m = int(event.ts // 60)
             per_minute[m] = per_minute.get(m, 0) + 1
         for alert in monitor.process(event):
@@ -250,7 +260,8 @@ def run_day(
             if alert["key_id"] == tracked:
                 alert_marks.append((event.ts, alert["rule"]))
             if cause is None:
-                false_alerts.append({**alert, "sim_ts": event.ts})
+                target = warmup_alerts if event.ts < day_start else false_alerts
+                target.append({**alert, "sim_ts": event.ts})
                 continue
             cause.fired.add(alert["rule"])
             if cause.detected_at is None:
@@ -260,6 +271,7 @@ def run_day(
         events=len(events),
         incidents=plan,
         false_alerts=false_alerts,
+        warmup_alerts=warmup_alerts,
         cpu_ms_per_event=monitor.cpu_s / max(1, monitor.processed) * 1000,
         series={
             "key": tracked,
@@ -343,8 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="disable a rule (ablation), e.g. --without new_network",
     )
+    parser.add_argument(
+        "--monitor-json",
+        default="{}",
+        help='monitor config overrides, e.g. \'{"key_tokens": {"recent": 20}}\'',
+    )
     args = parser.parse_args(argv)
-    raw: dict = {}
+    raw: dict = json.loads(args.monitor_json)
     for rule in args.without:
         if rule in ("key_rate", "key_tokens", "new_network"):
             raw[rule] = {"enabled": False}
@@ -389,10 +406,13 @@ def main(argv: list[str] | None = None) -> int:
             f"false alerts, clean days:    {cf} in {len(clean)} day(s) ({cf / len(clean):.2f}/day)"
         )
         ok &= cf / len(clean) <= 1
+    warm = sum(len(r.warmup_alerts) for r in [*results, *clean])
+    print(f"alerts during the {WARM_S // 3600} h warm-up replays (not scored): {warm}")
     for r in [*results, *clean]:
         for a in r.false_alerts:
             print(
                 f"  seed {r.seed}: {a['rule']} on {a['key_id'] or a['client_ip']}: {a['message']}"
+                f" (incidents: {[(i.kind, i.key_id or i.ip) for i in r.incidents]})"
             )
     cpu = max(r.cpu_ms_per_event for r in [*results, *clean])
     print(f"detector CPU per event: {cpu * 1000:.1f} µs (worst day; thread CPU time)")

@@ -13,25 +13,26 @@ from wardgate.monitor.config import MonitorConfig, WorkingHours
 from wardgate.monitor.detectors import build_detectors
 from wardgate.monitor.events import Event, network_of
 from wardgate.monitor.monitor import Monitor
-from wardgate.monitor.state import MemoryState, RedisState, State
+from wardgate.monitor.state import MemoryState, RedisState, SharedState, State
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DAY0 = 1_800_000_000.0 - (1_800_000_000.0 % 86400)  # a midnight UTC (a Friday)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "shared"])
 def state(request: pytest.FixtureRequest) -> Iterator[State]:
     if request.param == "memory":
         yield MemoryState()
         return
     prefix = f"wgtest:mon:{secrets.token_hex(4)}:"
-    store = RedisState(REDIS_URL, prefix=prefix)
+    redis_state = RedisState(REDIS_URL, prefix=prefix)
+    store: State = redis_state if request.param == "redis" else SharedState(redis_state)
     yield store
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(prefix + "*"):
         client.delete(key)
     client.close()
-    store.close()
+    redis_state.close()
 
 
 def monitor(state: State, **raw: object) -> Monitor:
@@ -178,8 +179,7 @@ def test_off_hours_only_when_configured() -> None:
 
 
 def test_suspend_and_throttle_actions() -> None:
-    from wardgate.errors import RateLimited
-    from wardgate.monitor.enforcement import KeySuspended
+    from wardgate.monitor.enforcement import KeySuspended, KeyThrottled
     from wardgate.store.keys import ApiKey  # noqa: F401 - only for the attribute names
 
     class Key:
@@ -214,9 +214,10 @@ def test_suspend_and_throttle_actions() -> None:
         )
     m.enforcement.check_key(Key("key_t"))  # type: ignore[arg-type]
     m.enforcement.check_key(Key("key_t"))  # type: ignore[arg-type]
-    with pytest.raises(RateLimited) as limited:
+    with pytest.raises(KeyThrottled) as limited:
         m.enforcement.check_key(Key("key_t"))  # type: ignore[arg-type]
-    assert limited.value.code == "key_throttled" and "Retry-After" in limited.value.headers
+    assert limited.value.code == "key_throttled" and limited.value.status == 429
+    assert "Retry-After" in limited.value.headers and limited.value.key_id == "key_t"
     m.enforcement.check_key(Key("key_other"))  # type: ignore[arg-type]
 
 
@@ -241,3 +242,20 @@ def test_detector_cpu_per_event_is_small() -> None:
         )
     per_event_ms = m.cpu_s / m.processed * 1000
     assert per_event_ms < 0.1, per_event_ms
+
+
+def test_two_replicas_sharing_redis_see_one_stuffing_attack() -> None:
+    """Each replica sees half the failures; together they cross the threshold, and alert once."""
+    prefix = f"wgtest:mon:{secrets.token_hex(4)}:"
+    cfg = {"rules": {"auth_failures": {"threshold": 6, "window_s": 60}}}
+    a = monitor(SharedState(RedisState(REDIS_URL, prefix=prefix)), **cfg)
+    b = monitor(SharedState(RedisState(REDIS_URL, prefix=prefix)), **cfg)
+    raised = []
+    for i in range(10):
+        replica = a if i % 2 else b
+        raised += replica.process(ev(DAY0 + i, key=None, ip="198.51.100.7", status=401))
+    assert rules(raised) == ["auth_failures"]
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(prefix + "*"):
+        client.delete(key)
+    client.close()

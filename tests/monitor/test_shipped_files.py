@@ -18,12 +18,20 @@ _SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
 
 
 def exported(tmp_path: Path) -> set[str]:
-    config = GatewayConfig.model_validate({
-        "database_url": f"sqlite:///{tmp_path / 'gw.db'}",
-        "auth": {"secret_file": str(tmp_path / "secret"), "secret_env": "WG_SHIP_NO_SECRET"},
-        "models": [{"name": "echo", "backend": "openai", "base_url": "http://127.0.0.1:9/v1",
-                    "tags": {"deployment": "on_prem"}}],
-    })
+    config = GatewayConfig.model_validate(
+        {
+            "database_url": f"sqlite:///{tmp_path / 'gw.db'}",
+            "auth": {"secret_file": str(tmp_path / "secret"), "secret_env": "WG_SHIP_NO_SECRET"},
+            "models": [
+                {
+                    "name": "echo",
+                    "backend": "openai",
+                    "base_url": "http://127.0.0.1:9/v1",
+                    "tags": {"deployment": "on_prem"},
+                }
+            ],
+        }
+    )
     text = Gateway(config).metrics.render().decode()
     return {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")}
 

@@ -45,8 +45,11 @@ class IpBlocked(RateLimited):
     code = "ip_blocked"
 
 
-class KeyThrottled(RateLimited):
-    code = "key_throttled"
+class KeyThrottled(KeyNotUsable):
+    """A 429, but a known key's refusal: the audit record keeps the key's id."""
+
+    status = 429
+    type = "rate_limit_error"
 
 
 @dataclass(frozen=True)
@@ -195,11 +198,14 @@ class Enforcement:
         wait = bucket.take()
         if wait > 0:
             self._count("key_throttled")
-            raise KeyThrottled(
+            error = KeyThrottled(
                 f"this API key is throttled to {rpm} requests per minute by the gateway's "
                 f"monitor; retry after {int(wait) + 1} s",
-                headers={"Retry-After": str(int(wait) + 1)},
+                key_id=key.id,
+                code="key_throttled",
             )
+            error.headers["Retry-After"] = str(int(wait) + 1)
+            raise error
 
     def _count(self, code: str) -> None:
         self.refused[code] = self.refused.get(code, 0) + 1

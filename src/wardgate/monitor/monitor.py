@@ -27,7 +27,7 @@ from wardgate.monitor.config import MonitorConfig
 from wardgate.monitor.detectors import Detector, Finding, build_detectors
 from wardgate.monitor.enforcement import Enforcement, Suspensions
 from wardgate.monitor.events import Event, event_from_record
-from wardgate.monitor.state import MemoryState, RedisState, State
+from wardgate.monitor.state import MemoryState, RedisState, SharedState, State
 from wardgate.monitor.webhooks import WebhookSender
 from wardgate.store.auditlog import AuditRecord
 
@@ -44,6 +44,7 @@ class Monitor:
         submit: Callable[[AuditRecord], bool] | None = None,
         registry: CollectorRegistry | None = None,
         is_admin: Callable[[str], bool] | None = None,
+        workers: int = 1,
     ) -> None:
         self.config = config
         self.state: State = state or MemoryState()
@@ -51,10 +52,16 @@ class Monitor:
         self.detectors: list[Detector] = build_detectors(config)
         self._submit = submit
         self._is_admin = is_admin or (lambda key_id: False)
-        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=config.queue_size)
-        self._thread: threading.Thread | None = None
-        self._idle = threading.Event()
-        self._idle.set()
+        # One queue per worker; a subject (key, else IP) always goes to the same worker, so its
+        # events are judged in order. The states here are not thread-safe: the gateway runs
+        # one worker (a custom thread-safe State may use more).
+        size = max(1, config.queue_size // workers)
+        self._queues: list[queue.Queue[Event | None]] = [
+            queue.Queue(maxsize=size) for _ in range(workers)
+        ]
+        self._threads: list[threading.Thread] = []
+        self._pending = 0
+        self._done = threading.Condition()
         self.dropped = 0
         self.processed = 0
         self.cpu_s = 0.0
@@ -82,52 +89,58 @@ class Monitor:
         event = event_from_record(record)
         if event is None:
             return
+        queues = self._queues
+        q = queues[hash(event.key_id or event.ip) % len(queues)] if len(queues) > 1 else queues[0]
+        with self._done:
+            self._pending += 1
         try:
-            self._queue.put_nowait(event)
-            self._idle.clear()
+            q.put_nowait(event)
         except queue.Full:
+            with self._done:
+                self._pending -= 1
             self.dropped += 1
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
         self.enforcement.refresh()
         self.webhooks.start()
-        self._thread = threading.Thread(target=self._run, name="wardgate-monitor", daemon=True)
-        self._thread.start()
+        for index, q in enumerate(self._queues):
+            thread = threading.Thread(
+                target=self._run, args=(q, index == 0), name=f"wardgate-monitor-{index}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until every observed event has been judged (tests; the gateway never waits)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._queue.empty() and self._idle.wait(0.01):
-                return True
-        return False
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout)
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(10)
-            self._thread = None
+        for q in self._queues if self._threads else ():
+            q.put(None)
+        for thread in self._threads:
+            thread.join(10)
+        self._threads = []
         self.webhooks.close()
         self.enforcement.close()
         self.state.close()
 
-    def _run(self) -> None:
+    def _run(self, q: queue.Queue[Event | None], refresher: bool) -> None:
         next_refresh = time.monotonic() + self.enforcement.refresh_s
         while True:
             try:
-                event = self._queue.get(timeout=self.enforcement.refresh_s)
+                event = q.get(timeout=self.enforcement.refresh_s)
             except queue.Empty:
                 event = None
-                self._idle.set()
             else:
                 if event is None:
-                    self._idle.set()
                     return
-            if time.monotonic() >= next_refresh:
+            if refresher and time.monotonic() >= next_refresh:
                 self.enforcement.refresh()
                 next_refresh = time.monotonic() + self.enforcement.refresh_s
             if event is None:
@@ -136,8 +149,11 @@ class Monitor:
                 self.process(event)
             except Exception as exc:  # a detector bug or Redis outage must not end the thread
                 log.warning("monitor: event not judged (%s)", type(exc).__name__)
-            if self._queue.empty():
-                self._idle.set()
+            finally:
+                with self._done:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._done.notify_all()
 
     # -- judging -------------------------------------------------------------------------
 
@@ -148,8 +164,10 @@ class Monitor:
         for detector in self.detectors:
             findings += detector.observe(event, self.state)
         alerts = [a for f in findings if (a := self._raise(f)) is not None]
-        self.cpu_s += time.thread_time() - started
-        self.processed += 1
+        spent = time.thread_time() - started
+        with self._done:
+            self.cpu_s += spent
+            self.processed += 1
         return alerts
 
     def _raise(self, finding: Finding) -> dict[str, Any] | None:
@@ -284,7 +302,7 @@ def build_monitor(
     is_admin: Callable[[str], bool],
 ) -> Monitor:
     """The gateway's monitor: state and shared actions in Redis when ``redis_url`` is set."""
-    state: State = RedisState(redis_url) if redis_url else MemoryState()
+    state: State = SharedState(RedisState(redis_url)) if redis_url else MemoryState()
     enforcement = Enforcement(
         Suspensions(engine), redis_url=redis_url, exempt_admin=config.exempt_admin
     )

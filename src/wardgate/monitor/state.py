@@ -11,6 +11,12 @@ The detectors use four primitives, each one Redis round trip:
 
 Everything is bounded: in-process tables forget their least recently used subjects beyond
 ``max_subjects``; Redis keys expire.
+
+With Redis the gateway uses :class:`SharedState`: counts that must add up across replicas
+(bursts, distinct values, known networks, de-duplication) go to Redis, with local caches so
+an ordinary request costs no round trip; per-key baselines (:meth:`State.update`) stay in
+each process, because they are ratios of a key's traffic to its own past and a load balancer
+splits both alike.
 """
 
 from __future__ import annotations
@@ -183,3 +189,53 @@ class RedisState:
 
     def close(self) -> None:
         self._r.close()
+
+
+class SharedState:
+    """Redis for what replicas must count together; this process for baselines.
+
+    Local caches keep the steady state free of round trips: a network already known to this
+    process is known (networks are only ever added), and a key's client IP is re-announced
+    to Redis at most every ``window_s / 10`` (the distinct count in between is the last one
+    Redis returned).
+    """
+
+    def __init__(self, shared: RedisState, local: MemoryState | None = None) -> None:
+        self._shared = shared
+        self._local = local or MemoryState()
+        self._known: _Lru = _Lru(100_000)
+        self._recent: _Lru = _Lru(100_000)
+
+    def burst(self, name: str, now: float, threshold: int, window_s: float) -> bool:
+        return self._shared.burst(name, now, threshold, window_s)
+
+    def distinct(self, name: str, member: str, now: float, window_s: float) -> int:
+        slot = name + "\0" + member
+        hit = self._recent.get(slot)
+        if hit is not None and now - hit[0] < window_s / 10:
+            return int(hit[1])
+        count = self._shared.distinct(name, member, now, window_s)
+        self._recent[slot] = (now, count)
+        self._recent.move_to_end(slot)
+        if len(self._recent) > self._recent.cap:
+            self._recent.popitem(last=False)
+        return count
+
+    def remember(self, name: str, member: str, cap: int) -> tuple[bool, int]:
+        members: set[str] = self._known.touch(name, set)
+        if member in members:
+            return False, len(members)
+        new, size = self._shared.remember(name, member, cap)
+        members.add(member)
+        if len(members) > cap:
+            members.clear()  # re-learnt from Redis on the next misses
+        return new, size
+
+    def update(self, name: str, fn: Updater, ttl_s: float) -> Record:
+        return self._local.update(name, fn, ttl_s)
+
+    def once(self, name: str, now: float, ttl_s: float) -> bool:
+        return self._shared.once(name, now, ttl_s)
+
+    def close(self) -> None:
+        self._shared.close()

@@ -28,8 +28,7 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Route
 
 from wardgate.console import queries
 from wardgate.console.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
@@ -519,6 +518,21 @@ def bars(
     return "".join(parts)
 
 
+def _static(folder: Path) -> Callable[[Request], Awaitable[Response]]:
+    """The console's two static files (a plain route: no mounted app parses anything)."""
+    files = {p.name: p for p in folder.iterdir() if p.suffix in (".css", ".js")}
+    types = {".css": "text/css", ".js": "text/javascript"}
+
+    async def endpoint(request: Request) -> Response:
+        path = files.get(request.path_params["name"])
+        if path is None:
+            return Response("not found", status_code=404, headers=_HEADERS)
+        headers = {**_HEADERS, "Cache-Control": "max-age=3600"}
+        return FileResponse(path, media_type=types[path.suffix], headers=headers)
+
+    return endpoint
+
+
 def console_routes(gateway: Gateway) -> list[BaseRoute]:
     console = Console(gateway)
 
@@ -527,7 +541,7 @@ def console_routes(gateway: Gateway) -> list[BaseRoute]:
 
     static = Path(__file__).parent / "static"
     return [
-        Mount("/console/static", app=StaticFiles(directory=static), name="console-static"),
+        Route("/console/static/{name}", _static(static), methods=["GET"]),
         page("/console/login", login_page, ["GET"], login=False),
         page("/console/login", login, ["POST"], login=False),
         page("/console/logout", logout, ["POST"]),

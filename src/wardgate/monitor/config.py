@@ -72,7 +72,7 @@ class TokenRuleConfig(RuleConfig):
     alpha: float = Field(default=0.01, gt=0, lt=1)
     #: Fire when the mean of the last ``recent`` requests exceeds ``ratio`` × the baseline.
     ratio: float = Field(default=2.0, gt=1)
-    recent: int = Field(default=30, ge=2, le=1000)
+    recent: int = Field(default=20, ge=2, le=1000)
     warmup_requests: int = Field(default=100, ge=1)
 
 

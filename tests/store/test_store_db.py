@@ -36,6 +36,7 @@ def test_migrations_ship_inside_the_package() -> None:
         "0001_keys_and_audit.py",
         "0002_meta.py",
         "0003_admin_bootstrap_mark.py",
+        "0004_provenance.py",
         "0005_monitor.py",
     ]
     assert not list(MIGRATIONS_DIR.parents[2].glob("alembic.ini"))

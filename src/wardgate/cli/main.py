@@ -12,8 +12,10 @@ from wardgate.cli.help import WardgateTyper
 from wardgate.cli.keys import keys_app
 from wardgate.cli.model import model_app
 from wardgate.cli.monitor import monitor_app
+from wardgate.cli.receipt import receipt_app
 from wardgate.cli.redteam import redteam_app
 from wardgate.cli.serve import serve
+from wardgate.cli.watermark import watermark_app
 
 app = WardgateTyper(
     name="wardgate",
@@ -49,6 +51,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(redteam_app, name="redteam")
+app.add_typer(receipt_app, name="receipt")
+app.add_typer(watermark_app, name="watermark")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Keys suspended by the monitor (``wardgate.monitor``): refused until an admin lifts them.
 
 Revision ID: 0005_monitor
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-02
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_monitor"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from wardgate.gateway.anthropic_wire import error_body as anthropic_error_body
 from wardgate.gateway.auth import KeyAuthenticator
 from wardgate.monitor.enforcement import Enforcement
 from wardgate.store.auditlog import AuditRecord
@@ -79,7 +80,11 @@ class IpBlockMiddleware:
                 routing={"action": "ip_blocked", "path": str(scope.get("path", ""))[:64]},
             )
         )
-        body = orjson.dumps(error.to_body())
+        payload = error.to_body()
+        if scope.get("path") == "/v1/messages":
+            # Anthropic clients read Anthropic-shaped errors (the route's own contract).
+            payload = anthropic_error_body(error.status, payload)
+        body = orjson.dumps(payload)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -13,7 +13,7 @@ from wardgate.guards import GuardPipeline, GuardSpec, ScanContext, default_guard
 from wardgate.guards.pii import PiiDetector, PiiGuard, PiiOptions
 from wardgate.guards.secrets import SecretDetector, SecretsGuard
 
-DETECTOR = PiiDetector(PiiOptions())
+DETECTOR = PiiDetector(PiiOptions(names=False))
 
 
 def found(text: str) -> set[tuple[str, str]]:
@@ -174,7 +174,7 @@ def test_prose_and_hashes_are_not_secrets(text: str) -> None:
 
 @pytest.mark.parametrize("action", ["redact", "flag", "restrict_on_prem", "block"])
 def test_new_kinds_follow_the_guard_actions(action: str) -> None:
-    guard = PiiGuard(GuardSpec(type="pii", options={"action": action}))
+    guard = PiiGuard(GuardSpec(type="pii", options={"action": action, "names": False}))
     verdict = guard.scan("Steuer-ID 60481372996, DNI 73015284J", ScanContext(stage="input"))
     assert {f.kind for f in verdict.findings} == {"de_tax_id", "es_dni"}
     expected = {"flag": "allow"}.get(action, action)

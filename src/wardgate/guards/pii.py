@@ -390,6 +390,10 @@ class PresidioPiiDetector:
 
 class PiiOptions(DataGuardOptions):
     engine: Literal["regex", "presidio"] = "regex"
+    #: The shipped offline person-name recogniser (``wardgate.guards.names``).
+    names: bool = True
+    #: Names scored below this are ignored; None: the threshold chosen at training time.
+    names_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     #: Local path of a spaCy pipeline with an NER component; enables ``person``.
     ner_model: str | None = None
     #: Regions for phone numbers written without a country code (ISO 3166 alpha-2). The
@@ -398,10 +402,14 @@ class PiiOptions(DataGuardOptions):
 
 
 class PiiDetector:
-    """The configured engine plus, when ``ner_model`` is set, names from the NER model."""
+    """The configured engine, the shipped name recogniser and, if set, the spaCy NER model."""
 
     def __init__(self, options: PiiOptions) -> None:
         self._detectors: list[Detector] = []
+        if options.names:
+            from wardgate.guards.names import NameRecognizer
+
+            self._detectors.append(NameRecognizer.shipped(options.names_threshold))
         if options.engine == "regex":
             self._detectors.append(RegexPiiDetector(options.phone_regions))
             if options.ner_model:

@@ -244,8 +244,12 @@ class SecretDetector:
                     end = match.end()
                 found.append(Entity(rule.kind, start, end, rule.score, DATA_CLASS))
         if self._contextual is not None:
-            # Prefixed rules win where both fire (overlaps are resolved by the caller).
-            found += self._contextual.detect(text)
+            # The named rules win where both fire: one span, one kind.
+            found += [
+                c
+                for c in self._contextual.detect(text)
+                if not any(c.start < e.end and e.start < c.end for e in found)
+            ]
         return sorted(found, key=lambda e: e.start)
 
 

@@ -43,6 +43,7 @@ from wardgate.guards.names import (
     Lexicon,
     NameRecognizer,
     feature_indices,
+    is_candidate,
     token_features,
     tokenize,
 )
@@ -268,7 +269,7 @@ def featurise(
     for _, text, spans in samples:
         tokens = tokenize(text)
         for i, tok in enumerate(tokens):
-            if not (tok.word and tok.capitalised):
+            if not is_candidate(text, tok):
                 continue
             inside = any(s <= tok.start and tok.end <= e for s, e in spans)
             drop = rng is not None and rng.random() < GAZETTEER_DROPOUT

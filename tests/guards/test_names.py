@@ -117,3 +117,8 @@ def test_weights_without_a_pinned_digest_do_not_load(tmp_path: Path) -> None:
     (root / "MANIFEST.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelVerificationFailed, match="no pinned digest"):
         NameRecognizer.load(root)
+
+
+def test_capitalised_runs_inside_keys_and_identifiers_are_not_names(names: NameRecognizer) -> None:
+    for text in ("token Zx9Qw8Er7Ty6Ui5Op4Anna3Sd", "id user_Maria_01", "path a/Bernard/b"):
+        assert persons(names, text) == [], text

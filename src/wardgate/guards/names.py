@@ -75,6 +75,20 @@ class Token:
         return t[0].isupper() and len(t) > 1 and not t.isupper()
 
 
+#: Characters a candidate word may touch. A capitalised run glued to digits, ``_``, ``/`` or
+#: ``+`` is a piece of an identifier or a key ("...Gj4Ae6Ru2Ioq"), not a word.
+_BOUNDARY = frozenset(" \t\r\n.,;:!?\"'()[]{}«»“”„‘’-–—¿¡<>*")
+
+
+def is_candidate(text: str, tok: Token) -> bool:
+    """Whether ``tok`` is scored at all: a capitalised word standing on its own."""
+    if not (tok.word and tok.capitalised):
+        return False
+    before = text[tok.start - 1] if tok.start else " "
+    after = text[tok.end] if tok.end < len(text) else " "
+    return before in _BOUNDARY and after in _BOUNDARY
+
+
 def tokenize(text: str) -> list[Token]:
     return [Token(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
@@ -214,12 +228,12 @@ class NameRecognizer:
     def lexicon(self) -> Lexicon:
         return self._lexicon
 
-    def token_scores(self, tokens: Sequence[Token]) -> list[float]:
+    def token_scores(self, text: str, tokens: Sequence[Token]) -> list[float]:
         """Probability that each token is part of a name (0 for non-candidates)."""
         scores = [0.0] * len(tokens)
         weights, bits = self._weights, self._bits
         for i, tok in enumerate(tokens):
-            if not (tok.word and tok.capitalised):
+            if not is_candidate(text, tok):
                 continue
             z = float(
                 sum(weights[_index(f, bits)] for f in token_features(tokens, i, self._lexicon))
@@ -229,7 +243,7 @@ class NameRecognizer:
 
     def detect(self, text: str) -> list[Entity]:
         tokens = tokenize(text)
-        scores = self.token_scores(tokens)
+        scores = self.token_scores(text, tokens)
         found: list[Entity] = []
         i = 0
         while i < len(tokens):

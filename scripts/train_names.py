@@ -1,6 +1,6 @@
 """Train the offline person-name recogniser: writes src/wardgate/data/pii/names.npz.
 
-    .venv/bin/pip install 'faker==40.63.0' 'wordfreq==3.1.1'     # training-time only
+    .venv/bin/pip install -e '.[train-names]'     # faker + wordfreq, training-time only
     PYTHONPATH=src:scripts .venv/bin/python scripts/train_names.py [--check]
 
 Reproducible: every random choice comes from ``--seed`` (default 16), Faker is seeded, the

@@ -62,6 +62,80 @@ class ChatMessage(BaseModel):
         return "".join(part.text or "" for part in self.content if part.type == "text")
 
 
+class FunctionDefinition(BaseModel):
+    """A function the model may call. ``parameters`` is a JSON Schema object, passed on as is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: StrictStr | None = Field(default=None, max_length=8192)
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(min_length=1, max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    """``{"type": "function", "function": {"name": ...}}``: this tool, and no other answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JSONSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: StrictStr = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: StrictStr | None = None
+    # ``schema`` shadows a BaseModel attribute, hence the alias.
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: StrictBool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``text``, ``json_object`` (any JSON object) or ``json_schema`` (one that fits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_matches_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with, and only with, type 'json_schema'")
+        return self
+
+    @property
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema the answer must satisfy: the given one, ``{"type": "object"}`` for
+        ``json_object``, None for text."""
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.json_schema is not None:
+            return self.json_schema.schema_ or {"type": "object"}
+        return None
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+#: Most tools one request may declare (OpenAI's own limit).
+MAX_TOOLS = 128
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -90,6 +164,10 @@ class ChatRequest(BaseModel):
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
     n: StrictInt = Field(default=1, ge=1, le=1)
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+    response_format: ResponseFormat | None = None
 
     @field_validator("stop")
     @classmethod
@@ -103,6 +181,39 @@ class ChatRequest(BaseModel):
         if not any(m.text.strip() for m in self.messages):
             raise ValueError("messages must contain at least one non-empty message")
         return self
+
+    @model_validator(mode="after")
+    def _tools_consistent(self) -> ChatRequest:
+        names = [t.function.name for t in self.tools or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: function names must be unique")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            if self.tool_choice.function.name not in names:
+                raise ValueError("tool_choice names a function that is not in tools")
+        elif self.tool_choice in ("auto", "required") and not names:
+            raise ValueError("tool_choice is only allowed when tools are specified")
+        return self
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.function.name for t in self.tools or ()]
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether the model may answer with tool calls (tools given, choice not ``none``)."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    @property
+    def forced_tool(self) -> str | None:
+        """The one tool the model must call, when ``tool_choice`` names it."""
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return None
+
+    @property
+    def json_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema ``response_format`` asks the answer to satisfy, if any."""
+        return self.response_format.answer_schema if self.response_format else None
 
     @property
     def stop_list(self) -> list[str]:
@@ -129,11 +240,8 @@ def _absent(value: Any) -> bool:
 #: answering without the feature would be a 200 that is not what the client asked for.
 #: Implementing a feature means declaring it on :class:`ChatRequest` and deleting its entry.
 UNSUPPORTED_PARAMETERS: Mapping[str, Callable[[Any], bool]] = {
-    "tools": _absent,
-    "tool_choice": lambda v: v is None or v == "none",
     "functions": _absent,
     "function_call": lambda v: v is None or v == "none",
-    "response_format": lambda v: v is None or v == {"type": "text"},
     "logprobs": lambda v: v is None or v is False,
     "top_logprobs": lambda v: v is None,
     "logit_bias": _absent,
@@ -150,12 +258,12 @@ UNSUPPORTED_PARAMETERS: Mapping[str, Callable[[Any], bool]] = {
 }
 
 #: Parameters OpenAI accepts that Wardgate accepts too and does not act on: ``metadata``
-#: (read for the routing label, see ``routing.policy.request_label``), ``parallel_tool_calls``
-#: (meaningless without ``tools``), and hints about the vendor's own service
-#: (``service_tier``, ``prompt_cache_key``, ``safety_identifier``). Every other unknown
-#: top-level parameter is refused, as OpenAI refuses it. Listed in docs/gateway.md.
+#: (read for the routing label, see ``routing.policy.request_label``), and hints about the
+#: vendor's own service (``service_tier``, ``prompt_cache_key``, ``safety_identifier``).
+#: Every other unknown top-level parameter is refused, as OpenAI refuses it. Listed in
+#: docs/gateway.md.
 TOLERATED_PARAMETERS = frozenset(
-    {"metadata", "parallel_tool_calls", "service_tier", "prompt_cache_key", "safety_identifier"}
+    {"metadata", "service_tier", "prompt_cache_key", "safety_identifier"}
 )
 
 #: Message content part types a text model can take.
@@ -218,12 +326,40 @@ class Usage:
 
 
 @dataclass(slots=True)
+class ToolCall:
+    """A function call in an answer. ``arguments`` is JSON text, as the model wrote it."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A fragment of a streamed tool call, keyed by ``index`` as OpenAI streams them: the
+    first fragment of a call carries ``id`` and ``name``, later ones more ``arguments``."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
 class Completion:
     """A whole answer from a backend."""
 
     text: str
     finish_reason: FinishReason = "stop"
     usage: Usage = field(default_factory=Usage)
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -233,6 +369,22 @@ class Delta:
     text: str = ""
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+
+
+def assemble_tool_calls(fragments: list[ToolCallDelta]) -> list[ToolCall]:
+    """Join streamed fragments into whole calls, ordered by index (the client's view)."""
+    calls: dict[int, ToolCall] = {}
+    for fragment in fragments:
+        call = calls.get(fragment.index)
+        if call is None:
+            call = calls[fragment.index] = ToolCall(id="", name="", arguments="")
+        if fragment.id:
+            call.id = fragment.id
+        if fragment.name:
+            call.name += fragment.name
+        call.arguments += fragment.arguments
+    return [calls[i] for i in sorted(calls)]
 
 
 _DECLARED = frozenset(ChatRequest.model_fields)

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
+from wardgate.provenance.config import ReceiptsConfig, WatermarkConfig
 from wardgate.routing.config import RoutingConfig
+from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
 
 
@@ -76,6 +78,8 @@ class ModelConfig(StrictModel):
     queue_size: int = Field(default=16, ge=1)
     chat_template: str | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    #: Text watermark on this model's answers (llamacpp only); off unless set.
+    watermark: WatermarkConfig | None = None
 
     # openai / anthropic
     base_url: str | None = None
@@ -102,6 +106,10 @@ class ModelConfig(StrictModel):
                 raise field_error("base_url", f"backend {self.backend!r} needs base_url")
             if not self.base_url.startswith(("http://", "https://")):
                 raise field_error("base_url", "base_url must be an http(s) URL")
+        if self.watermark is not None and self.backend != "llamacpp":
+            raise field_error(
+                "watermark", "a watermark needs the logits of a local model (backend llamacpp)"
+            )
         return self
 
     @property
@@ -166,6 +174,9 @@ class GatewayConfig(StrictModel):
     #: ``guards: {input: [], output: []}`` turns every guard off.
     guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
+    #: Which tools answers may call (see :mod:`wardgate.tools`); default: any.
+    tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
 
     @field_validator("models")
     @classmethod

@@ -13,11 +13,19 @@ wrong: ``x-api-key`` and ``anthropic-version`` headers, ``max_tokens`` required,
 ``tool_result`` blocks answering a ``tool_use`` of the previous assistant message,
 ``temperature`` at most 1, and no unknown top-level fields (so ``seed`` or ``stop`` leaking
 through is caught).
+
+Tools as the real API has them: ``tools`` entries ``{name, description?, input_schema}``
+(an ``input_schema`` of type ``object`` is required; OpenAI's ``parameters`` or ``type:
+function`` leaking through is a 400), ``tool_choice`` ``auto``/``any``/``tool``/``none``
+with ``disable_parallel_tool_use``. A call (scripted as in :mod:`tests.fakes.echo`) is a
+``tool_use`` block with ``stop_reason: tool_use``; streamed, a ``content_block_start`` with
+``input: {}`` then ``input_json_delta`` events whose ``partial_json`` pieces join to the input.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,20 +37,36 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 from tests.fakes.base import FakeVendor, json_response
-from tests.fakes.echo import Answer, count_tokens, echo_answer
+from tests.fakes.echo import Answer, PlannedCall, count_tokens, echo_answer, plan_tool_calls
 from tests.fakes.faults import Fault
 from tests.fakes.server import TransportExposer, close_connection
 
 _TOP_LEVEL = {
-    "model", "messages", "max_tokens", "system", "temperature", "top_p", "top_k",
-    "stop_sequences", "stream", "metadata", "tools", "tool_choice", "thinking",
-    "service_tier", "container", "mcp_servers", "context_management",
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "stream",
+    "metadata",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "service_tier",
+    "container",
+    "mcp_servers",
+    "context_management",
 }
 _STATUS_ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
     401: ("authentication_error", "invalid x-api-key"),
-    403: ("permission_error",
-          "Your API key does not have permission to use the specified resource."),
+    403: (
+        "permission_error",
+        "Your API key does not have permission to use the specified resource.",
+    ),
     404: ("not_found_error", "model: not found"),
     413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
     429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit."),
@@ -107,8 +131,11 @@ class FakeAnthropic(FakeVendor):
             return json_response(error_body("invalid_request_error", invalid), 400)
         messages = body["messages"]
         last_user = next(
-            (" ".join(_block_text(b) for b in _blocks(m.get("content")))
-             for m in reversed(messages) if m.get("role") == "user"),
+            (
+                " ".join(_block_text(b) for b in _blocks(m.get("content")))
+                for m in reversed(messages)
+                if m.get("role") == "user"
+            ),
             "",
         )
         prompt_tokens = count_tokens(_system_text(body.get("system"))) + sum(
@@ -117,13 +144,34 @@ class FakeAnthropic(FakeVendor):
         answer = echo_answer(
             last_user, prompt_tokens, body["max_tokens"], list(body.get("stop_sequences") or [])
         )
+        last_blocks = _blocks(messages[-1].get("content"))
+        answering_tool = any(b.get("type") == "tool_result" for b in last_blocks)
+        calls = [] if answering_tool else self._plan_calls(body, last_user)
         headers = {"request-id": _request_id()}
         message_id = f"msg_01{secrets.token_hex(11)}"
         if body.get("stream"):
-            events = self._events(request, body["model"], message_id, answer, fault)
+            events = self._events(request, body["model"], message_id, answer, fault, calls)
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-        message = self._message(body["model"], message_id, answer, fault)
+        message = self._message(body["model"], message_id, answer, fault, calls)
         return json_response(message, headers=headers)
+
+    @staticmethod
+    def _plan_calls(body: dict[str, Any], last_user: str) -> list[PlannedCall]:
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice") or {"type": "auto"}
+        if not tools or choice["type"] == "none":
+            return []
+        return plan_tool_calls(
+            last_user,
+            [t["name"] for t in tools],
+            forced=choice.get("name") if choice["type"] == "tool" else None,
+            required=choice["type"] == "any",
+            parallel=not choice.get("disable_parallel_tool_use", False),
+        )
+
+    @staticmethod
+    def _tool_id() -> str:
+        return f"toolu_01{secrets.token_hex(11)}"
 
     # -- wire shapes ---------------------------------------------------------------------
 
@@ -146,8 +194,27 @@ class FakeAnthropic(FakeVendor):
         }
 
     def _message(
-        self, model: str, message_id: str, answer: Answer, fault: Fault
+        self, model: str, message_id: str, answer: Answer, fault: Fault, calls: list[PlannedCall]
     ) -> dict[str, Any]:
+        if calls:
+            return {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [
+                    {
+                        "type": "tool_use",
+                        "id": self._tool_id(),
+                        "name": c.name,
+                        "input": orjson.loads(c.arguments),
+                    }
+                    for c in calls
+                ],
+                "stop_reason": fault.finish or "tool_use",
+                "stop_sequence": None,
+                "usage": self._usage(answer, sum(len(c.pieces) for c in calls)),
+            }
         return {
             "id": message_id,
             "type": "message",
@@ -160,30 +227,86 @@ class FakeAnthropic(FakeVendor):
         }
 
     async def _events(
-        self, request: Request, model: str, message_id: str, answer: Answer, fault: Fault
+        self,
+        request: Request,
+        model: str,
+        message_id: str,
+        answer: Answer,
+        fault: Fault,
+        calls: list[PlannedCall],
     ) -> AsyncIterator[bytes]:
         def event(name: str, data: dict[str, Any]) -> bytes:
             return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
         start: dict[str, Any] = {
-            "id": message_id, "type": "message", "role": "assistant", "model": model,
-            "content": [], "stop_reason": None, "stop_sequence": None,
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
             "usage": self._usage(answer, 1),
         }
         yield event("message_start", {"type": "message_start", "message": start})
-        yield event("content_block_start", {
-            "type": "content_block_start", "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        })
+        if calls:
+            for index, call in enumerate(calls):
+                yield event(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": self._tool_id(),
+                            "name": call.name,
+                            "input": {},
+                        },
+                    },
+                )
+                for piece in call.pieces:
+                    if fault.chunk_delay_s:
+                        await asyncio.sleep(fault.chunk_delay_s)
+                    yield event(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": piece},
+                        },
+                    )
+                yield event("content_block_stop", {"type": "content_block_stop", "index": index})
+            yield event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": fault.finish or "tool_use", "stop_sequence": None},
+                    "usage": {"output_tokens": sum(len(c.pieces) for c in calls)},
+                },
+            )
+            yield event("message_stop", {"type": "message_stop"})
+            return
+        yield event(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
         yield event("ping", {"type": "ping"})
         broken = fault.drop in ("mid", "clean") or fault.stream_error is not None
         for piece in answer.pieces[: fault.after] if broken else answer.pieces:
             if fault.chunk_delay_s:
                 await asyncio.sleep(fault.chunk_delay_s)
-            yield event("content_block_delta", {
-                "type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": piece},
-            })
+            yield event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
         if fault.drop == "mid":
             close_connection(request)
             return
@@ -192,16 +315,22 @@ class FakeAnthropic(FakeVendor):
         if fault.stream_error is not None:
             message = _STATUS_ERRORS.get(529 if fault.stream_error == "overloaded_error" else 500)
             text = message[1] if message else "error"
-            yield event("error", {"type": "error", "error": {"type": fault.stream_error,
-                                                             "message": text}})
+            yield event(
+                "error", {"type": "error", "error": {"type": fault.stream_error, "message": text}}
+            )
             return
         yield event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        yield event("message_delta", {
-            "type": "message_delta",
-            "delta": {"stop_reason": self._stop_reason(answer, fault),
-                      "stop_sequence": answer.stop_sequence},
-            "usage": {"output_tokens": answer.completion_tokens},
-        })
+        yield event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": self._stop_reason(answer, fault),
+                    "stop_sequence": answer.stop_sequence,
+                },
+                "usage": {"output_tokens": answer.completion_tokens},
+            },
+        )
         yield event("message_stop", {"type": "message_stop"})
 
     # -- checks --------------------------------------------------------------------------
@@ -232,8 +361,9 @@ class FakeAnthropic(FakeVendor):
         if fault.echo_key:
             message += f" (key used: {request.headers.get('x-api-key', '')})"
         headers = {"request-id": _request_id()}
-        retry_after = fault.retry_after if fault.retry_after is not None else (
-            "1" if status == 429 else None)
+        retry_after = (
+            fault.retry_after if fault.retry_after is not None else ("1" if status == 429 else None)
+        )
         if retry_after and retry_after != "none":
             headers["retry-after"] = retry_after
         return json_response(error_body(type_, message), status, headers)
@@ -267,6 +397,9 @@ class FakeAnthropic(FakeVendor):
         metadata = body.get("metadata")
         if metadata is not None and (not isinstance(metadata, dict) or set(metadata) - {"user_id"}):
             return "metadata: Extra inputs are not permitted"
+        tools_problem = _validate_tools(body)
+        if tools_problem is not None:
+            return tools_problem
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "messages: at least one message is required"
@@ -278,8 +411,8 @@ class FakeAnthropic(FakeVendor):
             if role not in ("user", "assistant"):
                 return (
                     f"messages.{i}.role: Input should be 'user' or 'assistant'"
-                    if role != "system" else
-                    'messages: Unexpected role "system". The Messages API accepts a top-level '
+                    if role != "system"
+                    else 'messages: Unexpected role "system". The Messages API accepts a top-level '
                     '`system` parameter, not "system" as an input message role.'
                 )
             content = message.get("content")
@@ -308,3 +441,51 @@ class FakeAnthropic(FakeVendor):
                     return f"messages.{i}.content.{j}.type: unsupported block type {kind!r}"
             previous_tool_uses = tool_uses
         return None
+
+
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def _validate_tools(body: dict[str, Any]) -> str | None:
+    tools = body.get("tools")
+    names: list[str] = []
+    if tools is not None:
+        if not isinstance(tools, list):
+            return "tools: Input should be a valid list"
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                return f"tools.{i}: Input should be a valid dictionary"
+            extra = sorted(
+                set(tool) - {"name", "description", "input_schema", "cache_control", "type"}
+            )
+            if extra:
+                return f"tools.{i}.{extra[0]}: Extra inputs are not permitted"
+            if tool.get("type") not in (None, "custom"):
+                return f"tools.{i}.type: Input tag {tool.get('type')!r} does not match"
+            name = tool.get("name")
+            if not isinstance(name, str) or not _TOOL_NAME.match(name):
+                return f"tools.{i}.name: String should match pattern '^[a-zA-Z0-9_-]{{1,64}}$'"
+            schema = tool.get("input_schema")
+            if not isinstance(schema, dict) or schema.get("type") != "object":
+                return f"tools.{i}.input_schema.type: Input should be 'object'"
+            names.append(name)
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not isinstance(choice, dict) or choice.get("type") not in (
+            "auto",
+            "any",
+            "tool",
+            "none",
+        ):
+            return "tool_choice: Input tag does not match any of the expected tags"
+        if choice["type"] == "tool" and choice.get("name") not in names:
+            return f"tool_choice.name: tool {choice.get('name')!r} not found in tools"
+        allowed = {"type", "name"} if choice["type"] == "tool" else {"type"}
+        if choice["type"] != "none":
+            allowed.add("disable_parallel_tool_use")
+        extra = sorted(set(choice) - allowed)
+        if extra:
+            return f"tool_choice.{extra[0]}: Extra inputs are not permitted"
+        if not names:
+            return "tool_choice may only be specified while providing tools"
+    return None

@@ -15,6 +15,7 @@ It can also run as its own process (see :mod:`tests.fakes.serve`)::
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -27,7 +28,15 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 from tests.fakes.base import FakeVendor, json_response
-from tests.fakes.echo import Answer, count_tokens, echo_answer
+from tests.fakes.echo import (
+    Answer,
+    PlannedCall,
+    count_tokens,
+    echo_answer,
+    json_answer,
+    plan_tool_calls,
+    split_pieces,
+)
 from tests.fakes.faults import Fault
 from tests.fakes.server import TransportExposer, close_connection
 
@@ -36,13 +45,23 @@ _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Invalid request.", "invalid_request_error", None),
     401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
     403: ("You are not allowed to sample from this model", "invalid_request_error", None),
-    404: ("The model does not exist or you do not have access to it.",
-          "invalid_request_error", "model_not_found"),
+    404: (
+        "The model does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+    ),
     422: ("Unprocessable request.", "invalid_request_error", None),
-    429: ("Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1. "
-          "Please try again in 20s.", "requests", "rate_limit_exceeded"),
-    500: ("The server had an error while processing your request. Sorry about that!",
-          "server_error", None),
+    429: (
+        "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1. "
+        "Please try again in 20s.",
+        "requests",
+        "rate_limit_exceeded",
+    ),
+    500: (
+        "The server had an error while processing your request. Sorry about that!",
+        "server_error",
+        None,
+    ),
     502: ("Bad gateway.", "server_error", None),
     503: ("The engine is currently overloaded, please try again later.", "server_error", None),
 }
@@ -80,9 +99,17 @@ class FakeOpenAI(FakeVendor):
 
     async def _models(self, request: Request) -> Response:
         return json_response(
-            {"object": "list", "data": [
-                {"id": "fake-echo", "object": "model", "created": 1700000000, "owned_by": "fake"}
-            ]}
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": "fake-echo",
+                        "object": "model",
+                        "created": 1700000000,
+                        "owned_by": "fake",
+                    }
+                ],
+            }
         )
 
     async def _chat(self, request: Request) -> Response:
@@ -98,22 +125,45 @@ class FakeOpenAI(FakeVendor):
         if invalid is not None:
             return json_response(error_body(invalid, "invalid_request_error"), 400)
         messages = body["messages"]
-        last_user = next((_text(m.get("content")) for m in reversed(messages)
-                          if m.get("role") == "user"), "")
+        # The last user text, or the last tool result when the conversation ends with one.
+        last = next((m for m in reversed(messages) if m.get("role") in ("user", "tool")), {})
+        last_user = _text(last.get("content"))
         stop = body.get("stop")
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        answer = echo_answer(
-            last_user, sum(count_tokens(_text(m.get("content"))) for m in messages), limit, stops
-        )
+        prompt_tokens = sum(count_tokens(_text(m.get("content"))) for m in messages)
+        answer = echo_answer(last_user, prompt_tokens, limit, stops)
+        fmt = (body.get("response_format") or {}).get("type")
+        if fmt in ("json_object", "json_schema") and last.get("role") == "user":
+            text = json_answer(last_user)
+            answer = Answer(split_pieces(text), "stop", None, prompt_tokens)
+        calls = self._plan_calls(body, last_user) if last.get("role") == "user" else []
         headers = {"x-request-id": f"req_{secrets.token_hex(16)}", "openai-processing-ms": "1"}
         reply_id = f"chatcmpl-{secrets.token_hex(12)}"
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            chunks = self._chunks(request, body["model"], reply_id, answer, include_usage, fault)
+            chunks = self._chunks(
+                request, body["model"], reply_id, answer, include_usage, fault, calls
+            )
             return StreamingResponse(chunks, media_type="text/event-stream", headers=headers)
-        completion = self._completion(body["model"], reply_id, answer, fault)
+        completion = self._completion(body["model"], reply_id, answer, fault, calls)
         return json_response(completion, headers=headers)
+
+    @staticmethod
+    def _plan_calls(body: dict[str, Any], last_user: str) -> list[PlannedCall]:
+        tools = body.get("tools") or []
+        choice = body.get("tool_choice", "auto")
+        if not tools or choice == "none":
+            return []
+        forced = choice["function"]["name"] if isinstance(choice, dict) else None
+        return plan_tool_calls(
+            last_user,
+            [t["function"]["name"] for t in tools],
+            forced=forced,
+            required=choice == "required",
+            parallel=body.get("parallel_tool_calls", True) is not False,
+            declared_only=False,
+        )
 
     # -- wire shapes ---------------------------------------------------------------------
 
@@ -131,41 +181,99 @@ class FakeOpenAI(FakeVendor):
             "total_tokens": answer.prompt_tokens + answer.completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
             },
         }
 
+    @staticmethod
+    def _call_ids(calls: list[PlannedCall]) -> list[str]:
+        return [f"call_{secrets.token_hex(12)}" for _ in calls]
+
     def _completion(
-        self, model: str, reply_id: str, answer: Answer, fault: Fault
+        self, model: str, reply_id: str, answer: Answer, fault: Fault, calls: list[PlannedCall]
     ) -> dict[str, Any]:
+        if calls:
+            ids = self._call_ids(calls)
+            usage = self._usage(answer)
+            tokens = sum(len(c.pieces) for c in calls)
+            usage["completion_tokens"] = tokens
+            usage["total_tokens"] = answer.prompt_tokens + tokens
+            return {
+                "id": reply_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": None,
+                            "refusal": None,
+                            "annotations": [],
+                            "tool_calls": [
+                                {
+                                    "id": i,
+                                    "type": "function",
+                                    "function": {"name": c.name, "arguments": c.arguments},
+                                }
+                                for i, c in zip(ids, calls, strict=True)
+                            ],
+                        },
+                        "logprobs": None,
+                        "finish_reason": fault.finish or "tool_calls",
+                    }
+                ],
+                "usage": usage,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake0000",
+            }
         return {
             "id": reply_id,
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.text, "refusal": None,
-                            "annotations": []},
-                "logprobs": None,
-                "finish_reason": self._finish(answer, fault),
-            }],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": answer.text,
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": self._finish(answer, fault),
+                }
+            ],
             "usage": self._usage(answer),
             "service_tier": "default",
             "system_fingerprint": "fp_fake0000",
         }
 
     async def _chunks(
-        self, request: Request, model: str, reply_id: str, answer: Answer,
-        include_usage: bool, fault: Fault,
+        self,
+        request: Request,
+        model: str,
+        reply_id: str,
+        answer: Answer,
+        include_usage: bool,
+        fault: Fault,
+        calls: list[PlannedCall],
     ) -> AsyncIterator[bytes]:
         created = int(time.time())
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             data: dict[str, Any] = {
-                "id": reply_id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "service_tier": "default", "system_fingerprint": "fp_fake0000",
+                "id": reply_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake0000",
                 "choices": [
                     {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
                 ],
@@ -174,6 +282,55 @@ class FakeOpenAI(FakeVendor):
                 data["usage"] = None
             return b"data: " + orjson.dumps(data) + b"\n\n"
 
+        if calls:
+            # As OpenAI streams calls: content null, then per call an opening fragment with
+            # id, type, name and empty arguments, then the arguments a few characters a time.
+            yield chunk({"role": "assistant", "content": None, "refusal": None})
+            for index, (call_id, call) in enumerate(zip(self._call_ids(calls), calls, strict=True)):
+                yield chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": index,
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": call.name, "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+                for piece in call.pieces:
+                    if fault.chunk_delay_s:
+                        await asyncio.sleep(fault.chunk_delay_s)
+                    yield chunk(
+                        {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                    )
+            yield chunk({}, fault.finish or "tool_calls")
+            if include_usage:
+                tokens = sum(len(c.pieces) for c in calls)
+                usage = {
+                    **self._usage(answer),
+                    "completion_tokens": tokens,
+                    "total_tokens": answer.prompt_tokens + tokens,
+                }
+                yield (
+                    b"data: "
+                    + orjson.dumps(
+                        {
+                            "id": reply_id,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "service_tier": "default",
+                            "system_fingerprint": "fp_fake0000",
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    )
+                    + b"\n\n"
+                )
+            yield b"data: [DONE]\n\n"
+            return
         yield chunk({"role": "assistant", "content": "", "refusal": None})
         broken = fault.drop in ("mid", "clean") or fault.stream_error is not None
         for piece in answer.pieces[: fault.after] if broken else answer.pieces:
@@ -192,11 +349,22 @@ class FakeOpenAI(FakeVendor):
             return
         yield chunk({}, self._finish(answer, fault))
         if include_usage:
-            yield b"data: " + orjson.dumps({
-                "id": reply_id, "object": "chat.completion.chunk", "created": created,
-                "model": model, "service_tier": "default", "system_fingerprint": "fp_fake0000",
-                "choices": [], "usage": self._usage(answer),
-            }) + b"\n\n"
+            yield (
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "id": reply_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": model,
+                        "service_tier": "default",
+                        "system_fingerprint": "fp_fake0000",
+                        "choices": [],
+                        "usage": self._usage(answer),
+                    }
+                )
+                + b"\n\n"
+            )
         yield b"data: [DONE]\n\n"
 
     # -- checks --------------------------------------------------------------------------
@@ -206,17 +374,26 @@ class FakeOpenAI(FakeVendor):
             return None
         header = request.headers.get("authorization", "")
         if not header:
-            return json_response(error_body(
-                "You didn't provide an API key. You need to provide your API key in an "
-                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                "invalid_request_error"), 401)
+            return json_response(
+                error_body(
+                    "You didn't provide an API key. You need to provide your API key in an "
+                    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                    "invalid_request_error",
+                ),
+                401,
+            )
         given = header.removeprefix("Bearer ").strip()
         if not secrets.compare_digest(given.encode(), self.api_key.encode()):
             masked = given[:3] + "*" * max(0, len(given) - 7) + given[-4:]
-            return json_response(error_body(
-                f"Incorrect API key provided: {masked}. You can find your API key at "
-                "https://platform.openai.com/account/api-keys.",
-                "invalid_request_error", "invalid_api_key"), 401)
+            return json_response(
+                error_body(
+                    f"Incorrect API key provided: {masked}. You can find your API key at "
+                    "https://platform.openai.com/account/api-keys.",
+                    "invalid_request_error",
+                    "invalid_api_key",
+                ),
+                401,
+            )
         return None
 
     def _status_error(self, fault: Fault, request: Request) -> Response:
@@ -225,8 +402,9 @@ class FakeOpenAI(FakeVendor):
         if fault.echo_key:
             message += f" (credential used: {request.headers.get('authorization', '')})"
         headers: dict[str, str] = {"x-request-id": f"req_{secrets.token_hex(16)}"}
-        retry_after = fault.retry_after if fault.retry_after is not None else (
-            "1" if status == 429 else None)
+        retry_after = (
+            fault.retry_after if fault.retry_after is not None else ("1" if status == 429 else None)
+        )
         if retry_after and retry_after != "none":
             headers["retry-after"] = retry_after
         return json_response(error_body(message, type_, code), status, headers)
@@ -259,4 +437,47 @@ class FakeOpenAI(FakeVendor):
         stop = body.get("stop")
         if isinstance(stop, list) and len(stop) > 4:
             return "Invalid 'stop': array too long. Expected an array with maximum length 4."
-        return None
+        return _validate_tools(body)
+
+
+def _validate_tools(body: dict[str, Any]) -> str | None:
+    tools = body.get("tools")
+    names: list[str] = []
+    if tools is not None:
+        if not isinstance(tools, list) or not tools:
+            return "Invalid 'tools': empty array. Expected an array with minimum length 1."
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if tool.get("type") != "function" or not isinstance(function, dict):
+                return f"Missing required parameter: 'tools[{i}].function'."
+            name = function.get("name")
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+                return f"Invalid 'tools[{i}].function.name': string does not match pattern."
+            params = function.get("parameters")
+            if params is not None and not isinstance(params, dict):
+                return f"Invalid type for 'tools[{i}].function.parameters'."
+            names.append(name)
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not names:
+            return (
+                "Invalid value for 'tool_choice': 'tool_choice' is only allowed when "
+                "'tools' are specified."
+            )
+        if isinstance(choice, dict):
+            if (choice.get("function") or {}).get("name") not in names:
+                return "Invalid 'tool_choice': function name not found in 'tools'."
+        elif choice not in ("none", "auto", "required"):
+            return "Invalid value for 'tool_choice'."
+    if body.get("parallel_tool_calls") is not None and not names:
+        return "Invalid value for 'parallel_tool_calls': only allowed when 'tools' are specified."
+    fmt = body.get("response_format")
+    if fmt is not None:
+        kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if kind not in ("text", "json_object", "json_schema"):
+            return "Invalid value for 'response_format.type'."
+        if kind == "json_schema" and not isinstance(
+            (fmt.get("json_schema") or {}).get("name"), str
+        ):
+            return "Missing required parameter: 'response_format.json_schema.name'."
+    return None

@@ -114,12 +114,8 @@ def test_models_retrieve_with_the_sdk_follows_the_keys_visibility(env: Env) -> N
 
 # (keyword arguments for the SDK, the parameter the 400 must name)
 UNSUPPORTED_VIA_SDK = [
-    (
-        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]},
-        "tools",
-    ),
-    ({"tool_choice": "required"}, "tool_choice"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    # The legacy spelling of tools (tests/gateway/test_tools_e2e.py covers ``tools``).
+    ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
     ({"logprobs": True}, "logprobs"),
     ({"top_logprobs": 3}, "top_logprobs"),
     ({"n": 2}, "n"),

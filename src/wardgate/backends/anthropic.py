@@ -17,6 +17,17 @@ The two request shapes differ in ways that matter:
   ``temperature`` and ``top_p`` are given only ``temperature`` is sent (newer Claude models
   refuse both at once).
 
+Tools translate both ways: OpenAI ``tools`` become ``{name, description, input_schema}``,
+``tool_choice`` ``auto``/``required``/a named function/``none`` becomes ``auto``/``any``/
+``tool``/``none``, and ``parallel_tool_calls: false`` becomes ``disable_parallel_tool_use``.
+Answers' ``tool_use`` blocks become ``tool_calls`` (streamed: ``content_block_start`` opens
+a call, each ``input_json_delta`` is one ``arguments`` fragment, as OpenAI streams them).
+Anthropic has no JSON mode, so ``response_format`` (``json_object`` or ``json_schema``) is
+served the way Anthropic documents for structured output: one forced tool whose
+``input_schema`` is the schema, its input returned as the answer's text (streamed as text).
+``response_format`` together with ``tools`` is refused (400): the forced tool would take
+the client's tools away.
+
 Back the other way ``stop_reason`` maps to OpenAI's finish reasons and ``input_tokens``
 (plus cache reads and writes) / ``output_tokens`` to usage. Streams are the Messages event
 sequence; an ``error`` event mid-stream (e.g. ``overloaded_error``) raises, and so does a
@@ -36,9 +47,19 @@ import orjson
 
 from wardgate.backends.base import output_token_limit
 from wardgate.backends.remote import HTTPUpstream, RemoteBackend
-from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
+from wardgate.chat import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    Delta,
+    FinishReason,
+    NamedToolChoice,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from wardgate.config import ModelConfig
-from wardgate.errors import InvalidRequest, UpstreamError
+from wardgate.errors import InvalidRequest, UnsupportedParameter, UpstreamError
 
 ANTHROPIC_VERSION = "2023-06-01"
 _PATH = "/v1/messages"
@@ -146,6 +167,61 @@ def translate_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str,
     return "\n\n".join(system), out
 
 
+#: Name of the forced tool that carries a ``response_format`` answer.
+JSON_TOOL = "json_answer"
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def translate_tools(request: ChatRequest) -> dict[str, Any]:
+    """``tools``/``tool_choice`` (and ``response_format``) in the Messages API's shape."""
+    schema = request.json_schema
+    if schema is not None:
+        if request.tools:
+            raise UnsupportedParameter(
+                "response_format together with tools is not supported for Anthropic models",
+                param="response_format",
+            )
+        if schema.get("type", "object") != "object":
+            raise UnsupportedParameter(
+                "Anthropic models can only be asked for a JSON object (schema type 'object')",
+                param="response_format",
+            )
+        fmt = request.response_format
+        description = "Answer by calling this tool with the answer as its input."
+        if fmt is not None and fmt.json_schema is not None and fmt.json_schema.description:
+            description = fmt.json_schema.description
+        return {
+            "tools": [{"name": JSON_TOOL, "description": description, "input_schema": schema}],
+            "tool_choice": {"type": "tool", "name": JSON_TOOL},
+        }
+    if not request.tools:
+        return {}
+    tools = []
+    for tool in request.tools:
+        entry: dict[str, Any] = {
+            "name": tool.function.name,
+            "input_schema": tool.function.parameters or _EMPTY_SCHEMA,
+        }
+        if tool.function.description:
+            entry["description"] = tool.function.description
+        tools.append(entry)
+    choice: dict[str, Any] | None = None
+    if isinstance(request.tool_choice, NamedToolChoice):
+        choice = {"type": "tool", "name": request.tool_choice.function.name}
+    elif request.tool_choice is not None:
+        choice = {"type": {"auto": "auto", "required": "any", "none": "none"}[request.tool_choice]}
+    if request.parallel_tool_calls is False and (choice is None or choice["type"] != "none"):
+        choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+    out: dict[str, Any] = {"tools": tools}
+    if choice is not None:
+        out["tool_choice"] = choice
+    return out
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
 class AnthropicBackend(RemoteBackend):
     """A Claude model behind the Anthropic Messages API."""
 
@@ -182,6 +258,7 @@ class AnthropicBackend(RemoteBackend):
             body["stop_sequences"] = request.stop_list
         if request.user and self._forward_user:
             body["metadata"] = {"user_id": request.user}
+        body.update(translate_tools(request))
         if stream:
             body["stream"] = True
         return body
@@ -191,20 +268,42 @@ class AnthropicBackend(RemoteBackend):
         content = data.get("content")
         if data.get("type") != "message" or not isinstance(content, list):
             raise self._http.protocol_error("not a message")
-        text = "".join(
-            str(block.get("text") or "")
-            for block in content
-            if isinstance(block, dict) and block.get("type") == "text"
-        )
+        json_mode = request.json_schema is not None
+        pieces: list[str] = []
+        calls: list[ToolCall] = []
+        for block in content:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                pieces.append(str(block.get("text") or ""))
+            elif block.get("type") == "tool_use":
+                tool_input = block.get("input")
+                if not isinstance(tool_input, dict) or not isinstance(block.get("name"), str):
+                    raise self._http.protocol_error("tool_use block without name or input")
+                if json_mode:
+                    # The structured answer is the forced tool's input; preamble text is not.
+                    pieces = [_dumps(tool_input)]
+                    break
+                calls.append(
+                    ToolCall(
+                        id=str(block.get("id") or ""),
+                        name=block["name"],
+                        arguments=_dumps(tool_input),
+                    )
+                )
         raw_usage = data.get("usage")
         usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+        finish = _finish(data.get("stop_reason"))
+        if json_mode and finish == "tool_calls":
+            finish = "stop"
         return Completion(
-            text=text,
-            finish_reason=_finish(data.get("stop_reason")),
+            text="".join(pieces),
+            finish_reason=finish,
             usage=Usage(
                 prompt_tokens=_prompt_tokens(usage),
                 completion_tokens=_int(usage.get("output_tokens")),
             ),
+            tool_calls=calls,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
@@ -212,6 +311,9 @@ class AnthropicBackend(RemoteBackend):
         usage = Usage()
         finish: FinishReason | None = None
         stopped = False
+        json_mode = request.json_schema is not None
+        #: Content-block index → OpenAI tool-call index (0, 1, ... in order of appearance).
+        tool_index: dict[int, int] = {}
         events = self._http.stream_events(_PATH, body)
         async with contextlib.aclosing(events):
             async for event in events:
@@ -223,14 +325,37 @@ class AnthropicBackend(RemoteBackend):
                     delta = data.get("delta")
                     if isinstance(delta, dict) and delta.get("type") == "text_delta":
                         text = delta.get("text")
-                        if isinstance(text, str) and text:
+                        if isinstance(text, str) and text and not json_mode:
                             yield Delta(text=text)
+                    elif isinstance(delta, dict) and delta.get("type") == "input_json_delta":
+                        partial = delta.get("partial_json")
+                        index = tool_index.get(_int(data.get("index")))
+                        if index is None:
+                            raise self._http.protocol_error("input_json_delta outside tool_use")
+                        if isinstance(partial, str) and partial:
+                            if json_mode:
+                                yield Delta(text=partial)
+                            else:
+                                yield Delta(tool_calls=[ToolCallDelta(index, arguments=partial)])
                 elif kind == "content_block_start":
                     block = data.get("content_block")
                     if isinstance(block, dict) and block.get("type") == "text":
                         initial = block.get("text")
-                        if isinstance(initial, str) and initial:
+                        if isinstance(initial, str) and initial and not json_mode:
                             yield Delta(text=initial)
+                    elif isinstance(block, dict) and block.get("type") == "tool_use":
+                        index = len(tool_index)
+                        tool_index[_int(data.get("index"))] = index
+                        if not json_mode:
+                            yield Delta(
+                                tool_calls=[
+                                    ToolCallDelta(
+                                        index,
+                                        id=str(block.get("id") or ""),
+                                        name=str(block.get("name") or ""),
+                                    )
+                                ]
+                            )
                 elif kind == "message_start":
                     message = data.get("message")
                     start_usage = message.get("usage") if isinstance(message, dict) else None
@@ -255,6 +380,8 @@ class AnthropicBackend(RemoteBackend):
                 # ping, content_block_stop and event types added later carry no text.
         if not stopped:
             raise self._http.connection_lost()
+        if json_mode and finish == "tool_calls":
+            finish = "stop"
         yield Delta(finish_reason=finish or "stop", usage=usage)
 
     def _stream_error(self, error: object) -> UpstreamError:

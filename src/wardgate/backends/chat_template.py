@@ -8,6 +8,7 @@ the objects we pass in.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ class ChatTemplate:
     def render(self, messages: Sequence[ChatMessage]) -> str:
         """Render the prompt with the generation prompt appended."""
         plain: list[dict[str, Any]] = [
-            {"role": _ROLE_ALIASES.get(m.role, m.role), "content": m.text} for m in messages
+            {"role": _ROLE_ALIASES.get(m.role, m.role), "content": _content(m)} for m in messages
         ]
         try:
             return self._template.render(
@@ -57,6 +58,25 @@ class ChatTemplate:
         except TemplateError as exc:
             # Templates reject some conversations (e.g. roles out of order): a client error.
             raise InvalidRequest(f"the model's chat template rejected the messages: {exc}") from exc
+
+
+def _content(message: ChatMessage) -> str:
+    """The message text; an assistant's earlier tool calls are written out the way the
+    model is asked to write them (``backends.local_tools``), so it sees its own calls."""
+    if not message.tool_calls:
+        return message.text
+    calls = []
+    for call in message.tool_calls:
+        function = call.get("function") or {}
+        arguments = function.get("arguments") or "{}"
+        calls.append(
+            '<tool_call>{"name": '
+            + json.dumps(str(function.get("name") or ""))
+            + ', "arguments": '
+            + (arguments if isinstance(arguments, str) else "{}")
+            + "}</tool_call>"
+        )
+    return "\n".join([message.text, *calls] if message.text else calls)
 
 
 def _raise_template_exception(message: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -22,23 +23,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from wardgate.backends import local_tools
 from wardgate.backends.base import output_token_limit
 from wardgate.backends.chat_template import CHATML_TEMPLATE, ChatTemplate
-from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, Usage
+from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, ToolCallDelta, Usage
 from wardgate.config import ModelConfig
 from wardgate.embedded import embedded_model_path
 from wardgate.errors import (
     ConfigError,
     ContextLengthExceeded,
+    InvalidRequest,
     Overloaded,
     UpstreamError,
+    UpstreamTimeout,
     WardgateError,
 )
+from wardgate.provenance.watermark import SamplerSettings, Scheme
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_TEMPERATURE = 0.7
+#: llama.cpp's sampler defaults, passed explicitly: ``expmin`` reproduces this chain.
+_TOP_K = 40
+_MIN_P = 0.05
+#: Seconds a running generation may go without producing a token before the request fails
+#: (bounded waits: a wedged generation must not hold a client forever).
+_STALL_S = 30.0
 _DONE = object()
+#: A grammar-made call is streamed after it is complete, in fragments of this many characters.
+_ARGUMENT_FRAGMENT_CHARS = 16
 
 
 @dataclass(slots=True)
@@ -52,6 +67,14 @@ class _Job:
     stop: list[str]
     seed: int | None
     cancelled: threading.Event
+    #: Monotonic time of the worker's last sign of life (start, each token); 0 until started.
+    progress: float = 0.0
+    #: Set by a failing watermark processor: the answer must not go out unwatermarked.
+    watermark_error: BaseException | None = None
+    #: Tool calling / JSON answers (see ``backends.local_tools``).
+    mode: local_tools.ToolMode = "text"
+    grammar: Any = None
+    tool_names: tuple[str, ...] = ()
 
 
 class LlamaCppBackend:
@@ -68,6 +91,10 @@ class LlamaCppBackend:
         self._model_file: contextlib.ExitStack | None = None
         #: Rough seconds per queued request, for Retry-After; refined as requests finish.
         self._seconds_per_request = 1.0
+        #: The weights as checked at load, for receipts (``weights_provenance``).
+        self._weights: dict[str, Any] | None = None
+        self._watermark: Scheme | None = None
+        self.stall_s = _STALL_S
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -117,6 +144,7 @@ class LlamaCppBackend:
                     pinned_template_sha256=verify.chat_template_sha256,
                 )
             )
+            self._weights = _weights_record(path, verify.sha256, verify.signature)
             self._llm = Llama(
                 model_path=str(path),
                 n_ctx=self.config.n_ctx,
@@ -136,6 +164,18 @@ class LlamaCppBackend:
             bos_token=self._token_text(self._llm.token_bos()),
             eos_token=self._token_text(self._llm.token_eos()),
         )
+
+    def attach_watermark(self, scheme: Scheme) -> None:
+        """Watermark every answer from now on (the gateway attaches the configured scheme)."""
+        self._watermark = scheme
+
+    def watermark_parameters(self) -> dict[str, Any] | None:
+        return self._watermark.describe() if self._watermark is not None else None
+
+    def weights_provenance(self) -> dict[str, Any] | None:
+        """The loaded file's SHA-256 and how it was checked (``pinned`` against
+        ``verify.sha256``, or only ``hashed_at_load``), for receipts."""
+        return self._weights
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -161,7 +201,15 @@ class LlamaCppBackend:
         job = self._prepare(request)
         with self._admission():
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._generate, job, None)
+            future = loop.run_in_executor(self._executor, self._generate, job, None)
+            try:
+                while True:
+                    done, _ = await asyncio.wait({future}, timeout=1.0)
+                    if done:
+                        return _with_tool_calls(job, future.result())
+                    self._check_stall(job)
+            finally:
+                job.cancelled.set()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         job = self._prepare(request)
@@ -175,7 +223,11 @@ class LlamaCppBackend:
             future = loop.run_in_executor(self._executor, self._run_streaming, job, emit)
             try:
                 while True:
-                    item = await queue.get()
+                    try:
+                        item = await asyncio.wait_for(queue.get(), timeout=1.0)
+                    except TimeoutError:
+                        self._check_stall(job)
+                        continue
                     if item is _DONE:
                         break
                     if isinstance(item, BaseException):
@@ -186,6 +238,15 @@ class LlamaCppBackend:
             finally:
                 # Client went away or a guard stopped the stream: stop generating.
                 job.cancelled.set()
+
+    def _check_stall(self, job: _Job) -> None:
+        """Fail a started generation that has produced nothing for ``stall_s`` seconds."""
+        if job.progress and time.monotonic() - job.progress > self.stall_s:
+            job.cancelled.set()
+            log.error("model %s: generation stalled for %.0f s", self.config.name, self.stall_s)
+            raise UpstreamTimeout(
+                f"model {self.config.name!r} stopped producing tokens", retryable=False
+            )
 
     @contextlib.contextmanager
     def _admission(self) -> Iterator[None]:
@@ -209,14 +270,30 @@ class LlamaCppBackend:
         temperature = request.temperature
         if temperature is None:
             temperature = float(self.config.options.get("temperature", _DEFAULT_TEMPERATURE))
+        plan = local_tools.plan(request)
+        grammar = None
+        if plan.schema is not None:
+            try:
+                grammar = local_tools.grammar_for(orjson.dumps(plan.schema).decode())
+            except Exception as exc:  # llama.cpp's converter raises ValueError, KeyError, ...
+                raise InvalidRequest(
+                    "this JSON Schema cannot be turned into a grammar for a local model",
+                    param="response_format" if plan.mode == "json" else "tools",
+                    code="unsupported_schema",
+                ) from exc
         return _Job(
-            prompt=self._template.render(request.messages),
+            prompt=self._template.render(
+                local_tools.with_system(list(request.messages), plan.system_addition)
+            ),
             max_tokens=limit,
             temperature=temperature,
             top_p=request.top_p if request.top_p is not None else 1.0,
             stop=request.stop_list,
             seed=request.seed,
             cancelled=threading.Event(),
+            mode=plan.mode,
+            grammar=grammar,
+            tool_names=tuple(request.tool_names),
         )
 
     # -- worker thread -------------------------------------------------------------------
@@ -244,17 +321,28 @@ class LlamaCppBackend:
         # different batch shapes, which changes the numerics, so the same seed and temperature 0
         # could give different answers. Reproducibility matters more here (red-team repeats).
         self._llm.reset()
+        job.progress = time.monotonic()
         try:
             chunks = self._llm.create_completion(
                 prompt=tokens,
                 max_tokens=max_tokens,
                 temperature=job.temperature,
                 top_p=job.top_p,
+                top_k=_TOP_K,
+                min_p=_MIN_P,
                 stop=job.stop or None,
                 seed=job.seed,
                 stream=True,
+                grammar=job.grammar,
+                logits_processor=self._processors(job),
             )
             for chunk in chunks:
+                job.progress = time.monotonic()
+                if job.watermark_error is not None:
+                    raise UpstreamError(
+                        f"model {self.config.name!r}: the watermark failed; answer withheld",
+                        retryable=False,
+                    ) from job.watermark_error
                 if job.cancelled.is_set():
                     finish = "stop"
                     break
@@ -273,6 +361,11 @@ class LlamaCppBackend:
             raise UpstreamError(
                 f"model {self.config.name!r} failed while generating", retryable=False
             ) from exc
+        if job.watermark_error is not None:
+            raise UpstreamError(
+                f"model {self.config.name!r}: the watermark failed; answer withheld",
+                retryable=False,
+            ) from job.watermark_error
         text_out = "".join(pieces)
         completion_tokens = (
             len(self._llm.tokenize(text_out.encode("utf-8"), add_bos=False, special=True))
@@ -287,11 +380,115 @@ class LlamaCppBackend:
             usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens),
         )
 
+    def _processors(self, job: _Job) -> Any:
+        if self._watermark is None:
+            return None
+        if job.grammar is not None and self._watermark.config.scheme == "expmin":
+            # expmin keeps a single token, which a grammar may reject: structured answers
+            # (tool calls, JSON) from an expmin model go out unwatermarked.
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        return LogitsProcessorList([_WatermarkProcessor(self._watermark, job, self._llm.n_vocab())])
+
     def _run_streaming(self, job: _Job, emit: Callable[[object], None]) -> None:
         try:
-            completion = self._generate(job, emit)
+            gate = _AutoGate(emit) if job.mode == "auto" else None
+            on_delta: Callable[[Delta], None] | None = emit
+            if job.mode == "forced":
+                on_delta = None  # the answer is a call, sent whole when it is complete
+            elif gate is not None:
+                on_delta = gate.feed
+            completion = _with_tool_calls(job, self._generate(job, on_delta))
+            if gate is not None and not completion.tool_calls:
+                gate.flush()
+            for index, call in enumerate(completion.tool_calls):
+                emit(Delta(tool_calls=[ToolCallDelta(index, id=call.id, name=call.name)]))
+                for start in range(0, len(call.arguments), _ARGUMENT_FRAGMENT_CHARS):
+                    piece = call.arguments[start : start + _ARGUMENT_FRAGMENT_CHARS]
+                    emit(Delta(tool_calls=[ToolCallDelta(index, arguments=piece)]))
             emit(Delta(finish_reason=completion.finish_reason, usage=completion.usage))
         except BaseException as exc:
             emit(exc)
         finally:
             emit(_DONE)
+
+
+def _weights_record(path: Path, pinned: str | None, signature: str | None) -> dict[str, Any]:
+    """What a receipt states about the weights: the pinned digest when the load verified one
+    (``prepare_model_file`` refuses a mismatch), else the digest of the file actually loaded."""
+    record: dict[str, Any]
+    if pinned:
+        record = {"sha256": pinned.lower(), "check": "pinned"}
+    else:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        record = {"sha256": digest, "check": "hashed_at_load"}
+    if signature:
+        record["signature"] = "verified"
+    record["file"] = path.name
+    return record
+
+
+class _WatermarkProcessor:
+    """A llama.cpp logits processor applying one scheme to one job's generation.
+
+    It runs inside llama.cpp's sampler callback, where an exception would be lost: failures
+    are recorded on the job (which then withholds the answer) and the generation is cancelled.
+    """
+
+    def __init__(self, scheme: Scheme, job: _Job, n_vocab: int) -> None:
+        self._scheme = scheme
+        self._job = job
+        self._n_vocab = n_vocab
+        self._sampler = SamplerSettings(
+            temperature=job.temperature, top_p=job.top_p, top_k=_TOP_K, min_p=_MIN_P
+        )
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        try:
+            if scores.shape[0] != self._n_vocab:
+                raise ValueError(f"{scores.shape[0]} logits for a {self._n_vocab}-token vocabulary")
+            return self._scheme.bias(input_ids, scores, self._sampler)
+        except Exception as exc:
+            self._job.watermark_error = exc
+            self._job.cancelled.set()
+            return scores
+
+
+class _AutoGate:
+    """Streams a ``tool_choice: auto`` answer as text unless it opens a ``<tool_call>``:
+    those few characters are held until they decide which it is."""
+
+    def __init__(self, emit: Callable[[object], None]) -> None:
+        self._emit = emit
+        self._held = ""
+        self._passing = False
+
+    def feed(self, delta: Delta) -> None:
+        if self._passing:
+            self._emit(delta)
+            return
+        self._held += delta.text
+        if not local_tools.may_be_tool_call(self._held):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._passing and self._held:
+            self._emit(Delta(text=self._held))
+        self._passing = True
+
+
+def _with_tool_calls(job: _Job, completion: Completion) -> Completion:
+    """Turn a tool-mode answer into tool calls (text stays text when it is none)."""
+    if job.mode == "forced":
+        call = local_tools.parse_forced(completion.text)
+    elif job.mode == "auto":
+        call = local_tools.parse_auto(completion.text, list(job.tool_names))
+    else:
+        return completion
+    if call is None:
+        return completion  # cut short by max_tokens (forced) or a plain answer (auto)
+    return Completion(
+        text="", finish_reason="tool_calls", usage=completion.usage, tool_calls=[call]
+    )

@@ -6,7 +6,8 @@
 sent as ``Authorization: Bearer``. Only what the gateway has validated is forwarded:
 messages as plain text (non-text parts never reach a vendor the guards did not see),
 ``max_tokens`` (bounded by ``max_output_tokens``), ``temperature``, ``top_p``, ``stop``,
-``seed`` and (when enabled) ``user``. Streams always ask for
+``seed``, the tool-calling parameters (``tools``, ``tool_choice``, ``parallel_tool_calls``,
+``response_format``) as validated, and (when enabled) ``user``. Streams always ask for
 ``stream_options.include_usage`` so token accounting works for streamed answers too.
 
 ``options`` understood: ``max_tokens_param`` (``max_tokens`` or ``max_completion_tokens``,
@@ -23,7 +24,16 @@ from typing import Any
 
 from wardgate.backends.base import output_token_limit
 from wardgate.backends.remote import HTTPUpstream, RemoteBackend
-from wardgate.chat import ChatMessage, ChatRequest, Completion, Delta, FinishReason, Usage
+from wardgate.chat import (
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    Delta,
+    FinishReason,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from wardgate.config import ModelConfig
 from wardgate.errors import ConfigError, UpstreamError
 
@@ -76,6 +86,23 @@ def wire_message(message: ChatMessage) -> dict[str, Any]:
     return out
 
 
+def tool_parameters(request: ChatRequest) -> dict[str, Any]:
+    """The tool-calling and structured-output parameters, in OpenAI's own shape."""
+    out: dict[str, Any] = {}
+    if request.tools:
+        out["tools"] = [t.model_dump(exclude_none=True) for t in request.tools]
+    if request.tool_choice is not None and request.tools:
+        choice = request.tool_choice
+        out["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump()
+    if request.parallel_tool_calls is not None and request.tools:
+        out["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.response_format is not None:
+        out["response_format"] = request.response_format.model_dump(
+            exclude_none=True, by_alias=True
+        )
+    return out
+
+
 class OpenAICompatBackend(RemoteBackend):
     """A model behind an OpenAI-compatible ``/chat/completions`` endpoint."""
 
@@ -108,6 +135,7 @@ class OpenAICompatBackend(RemoteBackend):
             body["user"] = request.user
         if request.stop_list:
             body["stop"] = request.stop_list
+        body.update(tool_parameters(request))
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -132,7 +160,49 @@ class OpenAICompatBackend(RemoteBackend):
             text=content or "",
             finish_reason=_finish(choice.get("finish_reason")),
             usage=_usage(data.get("usage")) or Usage(),
+            tool_calls=self._tool_calls(message.get("tool_calls")),
         )
+
+    def _tool_calls(self, raw: object) -> list[ToolCall]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self._http.protocol_error("tool_calls is not a list")
+        calls = []
+        for item in raw:
+            function = item.get("function") if isinstance(item, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise self._http.protocol_error("tool call without a function name")
+            arguments = function.get("arguments")
+            calls.append(
+                ToolCall(
+                    id=str(item.get("id") or ""),
+                    name=function["name"],
+                    arguments=arguments if isinstance(arguments, str) else "{}",
+                )
+            )
+        return calls
+
+    def _tool_call_deltas(self, raw: object) -> list[ToolCallDelta]:
+        if not isinstance(raw, list):
+            return []
+        fragments = []
+        for item in raw:
+            if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+                raise self._http.protocol_error("tool call fragment without an index")
+            function = item.get("function")
+            function = function if isinstance(function, dict) else {}
+            name, arguments = function.get("name"), function.get("arguments")
+            call_id = item.get("id")
+            fragments.append(
+                ToolCallDelta(
+                    index=item["index"],
+                    id=call_id if isinstance(call_id, str) else None,
+                    name=name if isinstance(name, str) else None,
+                    arguments=arguments if isinstance(arguments, str) else "",
+                )
+            )
+        return fragments
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = self.build_body(request, stream=True)
@@ -155,9 +225,14 @@ class OpenAICompatBackend(RemoteBackend):
                     if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                         continue
                     delta = choice.get("delta")
-                    text = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(text, str) and text:
-                        yield Delta(text=text)
+                    if not isinstance(delta, dict):
+                        delta = {}
+                    text = delta.get("content")
+                    fragments = self._tool_call_deltas(delta.get("tool_calls"))
+                    if fragments or (isinstance(text, str) and text):
+                        yield Delta(
+                            text=text if isinstance(text, str) else "", tool_calls=fragments
+                        )
                     if choice.get("finish_reason") is not None:
                         finish = _finish(choice["finish_reason"])
         # A clean close without [DONE] and without a finish reason is a truncated answer.

@@ -20,7 +20,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from wardgate.chat import ChatRequest, Completion, Delta, Usage
+from wardgate.chat import ChatRequest, Completion, Delta, ToolCall, Usage
 from wardgate.errors import KeyNotUsable, PermissionDenied, UpstreamError, WardgateError
 from wardgate.gateway.body import parse_chat_request, read_json_body
 from wardgate.gateway.responses import (
@@ -30,18 +30,28 @@ from wardgate.gateway.responses import (
     error_response,
 )
 from wardgate.gateway.service import Gateway
+from wardgate.gateway.tool_traffic import (
+    ToolCallStream,
+    audit_entries,
+    completion_record,
+    guard_tool_calls,
+)
 from wardgate.guards.execution import BlockedByGuard
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
+from wardgate.provenance.receipts import messages_digest
 from wardgate.routing.policy import RoutingDecision, request_label
 from wardgate.routing.trace import RouteTrace
 from wardgate.store.audit import AuditRecord
 from wardgate.store.keys import ApiKey
+from wardgate.tools import check_declared
 
 log = logging.getLogger(__name__)
 
 #: Header a client may use to label the request's confidentiality for the routing policy.
 DATA_CLASS_HEADER = "x-wardgate-data-class"
+#: Response header carrying the answer's signed receipt (non-streaming answers).
+RECEIPT_HEADER = "x-wardgate-receipt"
 
 
 @dataclass
@@ -61,9 +71,14 @@ class Exchange:
     status: int = 200
     error_code: str | None = None
     completion: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    #: Tool names the request may receive calls for (None: any), from the tool policy.
+    allowed_tools: frozenset[str] | None = None
     guard_decisions: list[dict[str, Any]] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The signed receipt the answer carried (JWS compact form).
+    receipt: str | None = None
 
     def fail(self, error: WardgateError) -> None:
         self.status = error.status
@@ -108,6 +123,10 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     if not key.allows_model(chat.model):
         gateway.policy.require_known(chat.model)
         raise PermissionDenied(f"this API key may not use model {chat.model!r}")
+    exchange.allowed_tools = gateway.config.tools.allowed(
+        model=chat.model, key_id=key.id, owner=key.owner
+    )
+    check_declared(exchange.allowed_tools, chat.tool_names)
 
     prompt_estimate = sum(len(m.text) for m in chat.messages) // 4 + 1
     decision = await gateway.limiter.check(
@@ -167,20 +186,31 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
     exchange.guard_decisions.extend(decisions)
     if pseudonymiser is not None:
         text = pseudonymiser.restore(text)
+    calls = completion.tool_calls
+    if calls:
+        exchange.tool_calls = calls
+        calls, decisions = await guard_tool_calls(
+            gateway, calls, checked, exchange.allowed_tools, pseudonymiser
+        )
+        exchange.guard_decisions.extend(decisions)
+        exchange.tool_calls = calls
     completion = Completion(
-        text=text, finish_reason=completion.finish_reason, usage=completion.usage
+        text=text, finish_reason=completion.finish_reason, usage=completion.usage, tool_calls=calls
     )
-    exchange.completion = completion.text
+    exchange.completion = completion_record(completion.text, calls)
+    body = completion_body(
+        request_id=exchange.request_id,
+        created=int(time.time()),
+        model=chat.model,
+        completion=completion,
+    )
+    receipt = _receipt(gateway, exchange, completion.text, completion.finish_reason)
+    if receipt is not None:
+        # An extra top-level field: the OpenAI SDK keeps it (``model_extra``) and ignores it.
+        body["wardgate"] = {"receipt": receipt}
+        exchange.headers[RECEIPT_HEADER] = receipt
     _finish(gateway, exchange)
-    return JSONBytesResponse(
-        completion_body(
-            request_id=exchange.request_id,
-            created=int(time.time()),
-            model=chat.model,
-            completion=completion,
-        ),
-        headers=exchange.headers,
-    )
+    return JSONBytesResponse(body, headers=exchange.headers)
 
 
 async def _stream(
@@ -213,6 +243,7 @@ async def _stream(
 
     async def events() -> AsyncIterator[bytes]:
         pieces: list[str] = []
+        held_calls = ToolCallStream()
         finish = "stop"
         usage: Usage | None = None
         try:
@@ -226,6 +257,8 @@ async def _stream(
                     if released:
                         pieces.append(released)
                         yield encoder.content(released)
+                if delta.tool_calls:
+                    held_calls.add(delta.tool_calls)
                 if delta.finish_reason:
                     finish = delta.finish_reason
                     usage = delta.usage
@@ -236,10 +269,25 @@ async def _stream(
             if tail:
                 pieces.append(tail)
                 yield encoder.content(tail)
-            yield encoder.finish(finish)
+            if held_calls:
+                exchange.tool_calls = held_calls.calls()
+                calls, decisions = await guard_tool_calls(
+                    gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
+                )
+                exchange.guard_decisions.extend(decisions)
+                exchange.tool_calls = calls
+                for group in held_calls.replay(calls):
+                    yield encoder.tool_calls(group)
             exchange.usage = usage or Usage()
+            # The receipt rides on the last chunk before [DONE]: the usage chunk when the
+            # client asked for one, else the finish chunk (a chunk with no choices would
+            # break clients that read choices[0] of every chunk).
+            receipt = _receipt(gateway, exchange, "".join(pieces), finish)
             if chat.include_usage:
-                yield encoder.usage(exchange.usage)
+                yield encoder.finish(finish)
+                yield encoder.usage(exchange.usage, receipt)
+            else:
+                yield encoder.finish(finish, receipt)
             yield encoder.done()
         except WardgateError as error:
             exchange.fail(error)
@@ -250,7 +298,7 @@ async def _stream(
         finally:
             await upstream.aclose()
             exchange.guard_decisions.extend(scanner.decisions)
-            exchange.completion = "".join(pieces)
+            exchange.completion = completion_record("".join(pieces), exchange.tool_calls)
             await gateway.limiter.consume_tokens(
                 key.id,
                 key.tpm or gateway.config.rate_limits.default_tpm,
@@ -274,6 +322,29 @@ def _needs_pseudonymisation(gateway: Gateway, route: RoutingDecision) -> bool:
         gateway.model_configs[name].deployment == "vendor"
         for name in route.allowed or route.candidates
     )
+
+
+def _receipt(gateway: Gateway, exchange: Exchange, content: str, finish: str) -> str | None:
+    """Sign what was answered: the content exactly as the client receives it, bound to the
+    backend that produced it. ``None`` when receipts are off."""
+    signer = gateway.receipts
+    if signer is None or exchange.chat is None:
+        return None
+    served_by = exchange.trace.served_by if exchange.trace else None
+    receipt = signer.sign(
+        audit_request_id=exchange.request_id,
+        model=exchange.model_asked,
+        backend=served_by,
+        weights=gateway.weights_of(served_by) if served_by else None,
+        request_sha256=messages_digest([(m.role, m.text) for m in exchange.chat.messages]),
+        content=content,
+        finish_reason=finish,
+        usage=exchange.usage.as_dict(),
+        watermark=gateway.watermark_of(served_by) if served_by else None,
+        tool_calls=[c.as_dict() for c in exchange.tool_calls] or None,
+    )
+    exchange.receipt = receipt
+    return receipt
 
 
 def _finish(gateway: Gateway, exchange: Exchange) -> None:
@@ -307,9 +378,11 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
         routing={
             **(exchange.routing or {}),
             "attempts": exchange.trace.as_list() if exchange.trace else [],
+            **({"tool_calls": audit_entries(exchange.tool_calls)} if exchange.tool_calls else {}),
         },
         prompt=_prompt_text(chat) if chat else None,
         completion=exchange.completion,
+        receipt=exchange.receipt,
     )
     if not gateway.audit.submit(record):
         metrics.audit_dropped.inc()
@@ -317,4 +390,13 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
 
 def _prompt_text(chat: ChatRequest) -> str:
     """Canonical prompt serialisation for the audit log (hashed or stored per config)."""
-    return orjson.dumps([{"role": m.role, "content": m.text} for m in chat.messages]).decode()
+    return orjson.dumps(
+        [
+            {
+                "role": m.role,
+                "content": m.text,
+                **({"tool_calls": m.tool_calls} if m.tool_calls else {}),
+            }
+            for m in chat.messages
+        ]
+    ).decode()

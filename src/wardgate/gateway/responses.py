@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from wardgate.chat import Completion, Usage
+from wardgate.chat import Completion, ToolCallDelta, Usage
 from wardgate.errors import WardgateError
 
 
@@ -38,13 +38,39 @@ def completion_body(
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": completion.text, "refusal": None},
+                "message": _message(completion),
                 "logprobs": None,
                 "finish_reason": completion.finish_reason,
             }
         ],
         "usage": completion.usage.as_dict(),
     }
+
+
+def _message(completion: Completion) -> dict[str, Any]:
+    """The assistant message; as OpenAI does, ``content`` is null for an answer that is only
+    tool calls, and ``tool_calls`` is absent when there are none."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": completion.text if completion.text or not completion.tool_calls else None,
+        "refusal": None,
+    }
+    if completion.tool_calls:
+        message["tool_calls"] = [call.as_dict() for call in completion.tool_calls]
+    return message
+
+
+def tool_call_fragment(fragment: ToolCallDelta) -> dict[str, Any]:
+    """One ``delta.tool_calls`` entry: the opening fragment of a call carries its id, type
+    and name (and empty arguments, as OpenAI sends it); later ones only argument text."""
+    out: dict[str, Any] = {"index": fragment.index}
+    function: dict[str, Any] = {"arguments": fragment.arguments}
+    if fragment.id is not None:
+        out["id"] = fragment.id
+        out["type"] = "function"
+        function = {"name": fragment.name or "", "arguments": fragment.arguments}
+    out["function"] = function
+    return out
 
 
 class ChunkEncoder:
@@ -55,7 +81,12 @@ class ChunkEncoder:
         self._model = model
         self._created = int(time.time())
 
-    def _event(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
+    def _event(
+        self,
+        choices: list[dict[str, Any]],
+        usage: Usage | None = None,
+        receipt: str | None = None,
+    ) -> bytes:
         body: dict[str, Any] = {
             "id": self._id,
             "object": "chat.completion.chunk",
@@ -66,6 +97,9 @@ class ChunkEncoder:
         }
         if usage is not None:
             body["usage"] = usage.as_dict()
+        if receipt is not None:
+            # An extra field on the last chunk; the OpenAI SDK keeps it and ignores it.
+            body["wardgate"] = {"receipt": receipt}
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
     def role(self) -> bytes:
@@ -85,11 +119,18 @@ class ChunkEncoder:
             [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
         )
 
-    def finish(self, reason: str) -> bytes:
-        return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+    def tool_calls(self, fragments: list[ToolCallDelta]) -> bytes:
+        delta = {"tool_calls": [tool_call_fragment(f) for f in fragments]}
+        return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
-    def usage(self, usage: Usage) -> bytes:
-        return self._event([], usage)
+    def finish(self, reason: str, receipt: str | None = None) -> bytes:
+        return self._event(
+            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}],
+            receipt=receipt,
+        )
+
+    def usage(self, usage: Usage, receipt: str | None = None) -> bytes:
+        return self._event([], usage, receipt)
 
     @staticmethod
     def error(error: WardgateError) -> bytes:

@@ -185,6 +185,11 @@ POSITIVE: dict[str, list[str]] = {
 
 NEGATIVE: dict[str, list[str]] = {
     "en": [
+        "Offices: {CITY}, {CITY} and {CITY}.",
+        "Yes, {CITY} is the right office for that.",
+        "Answer: Restart the router, then wait a minute.",
+        "Status: Resolved. Reason: Duplicate ticket.",
+        "Note: Please keep the receipt until {MONTH}.",
         "The {CITY} office is closed on {DAY}.",
         "{COMPANY} reported strong results in {MONTH}.",
         "Install {PRODUCT} on every laptop before {DAY}.",
@@ -207,6 +212,11 @@ NEGATIVE: dict[str, list[str]] = {
         "{COMPANY} and {COMPANY} signed a partnership in {CITY}.",
     ],
     "de": [
+        "Standorte: {CITY}, {CITY} und {CITY}.",
+        "Ja, {CITY} ist dafür zuständig.",
+        "Antwort: Bitte den Router neu starten.",
+        "Status: Erledigt. Grund: Doppeltes Ticket.",
+        "Hinweis: Beleg bis {MONTH} aufbewahren.",
         "Das Büro in {CITY} ist am {DAY} geschlossen.",
         "{COMPANY} meldet für den {MONTH} ein starkes Ergebnis.",
         "Installiere {PRODUCT} vor {DAY} auf allen Laptops.",
@@ -231,6 +241,11 @@ NEGATIVE: dict[str, list[str]] = {
         "Die Versicherung übernimmt die Kosten für die Reparatur.",
     ],
     "fr": [
+        "Sites : {CITY}, {CITY} et {CITY}.",
+        "Oui, {CITY} est le bon bureau.",
+        "Réponse : Redémarre la box puis attends une minute.",
+        "Statut : Résolu. Motif : Doublon.",
+        "Remarque : Merci de garder le reçu jusqu'en {MONTH}.",
         "Le bureau de {CITY} est fermé {DAY}.",
         "{COMPANY} annonce de bons résultats en {MONTH}.",
         "Installe {PRODUCT} sur tous les portables avant {DAY}.",
@@ -251,6 +266,11 @@ NEGATIVE: dict[str, list[str]] = {
         "Chaque utilisateur doit activer la double authentification.",
     ],
     "es": [
+        "Sedes: {CITY}, {CITY} y {CITY}.",
+        "Sí, {CITY} es la oficina correcta.",
+        "Respuesta: Reinicia el router y espera un minuto.",
+        "Estado: Resuelto. Motivo: Ticket duplicado.",
+        "Nota: Guarda el recibo hasta {MONTH}.",
         "La oficina de {CITY} cierra el {DAY}.",
         "{COMPANY} presentó buenos resultados en {MONTH}.",
         "Instala {PRODUCT} en todos los portátiles antes del {DAY}.",
@@ -306,3 +326,13 @@ COMPANIES = [
     "Microsoft", "Google", "Amazon", "Apple", "Spotify", "Red Cross", "Greenpeace",
     "City Council", "the Ministry of Health", "Northwind Traders", "Contoso", "Fabrikam",
 ]  # fmt: skip
+
+#: "Label: " heads put before some sentences: after a colon a capitalised word is as often an
+#: ordinary word ("Answer: Restart it") as a name ("Assigned to: Ana Ruiz").
+LABELS: dict[str, list[str]] = {
+    "en": ["Note", "Answer", "Status", "Subject", "Re", "Summary", "Reply", "Update", "Echo",
+           "Q", "A"],
+    "de": ["Hinweis", "Antwort", "Status", "Betreff", "Zusammenfassung", "Notiz", "Frage", "AW"],
+    "fr": ["Remarque", "Réponse", "Statut", "Objet", "Résumé", "Note", "Question", "RE"],
+    "es": ["Nota", "Respuesta", "Estado", "Asunto", "Resumen", "Pregunta", "Actualización", "RE"],
+}  # fmt: skip

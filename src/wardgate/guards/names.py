@@ -21,9 +21,11 @@ and scoring every lower-case word would trade a great deal of precision for litt
 
 from __future__ import annotations
 
+import array
 import functools
 import io
 import json
+import math
 import re
 import zlib
 from collections.abc import Iterable, Sequence
@@ -190,6 +192,9 @@ class NameRecognizer:
         bits: int = FEATURE_BITS,
     ) -> None:
         self._weights = weights.astype(np.float32, copy=False)
+        # Scoring reads ~20 scattered weights per word: an array.array index returns a Python
+        # float at a fraction of the cost of a numpy scalar read (same float32 values).
+        self._table = array.array("f", self._weights.tobytes())
         self._lexicon = lexicon
         self.threshold = threshold
         self._bits = bits
@@ -228,17 +233,22 @@ class NameRecognizer:
     def lexicon(self) -> Lexicon:
         return self._lexicon
 
+    @property
+    def weights(self) -> np.ndarray:
+        return self._weights
+
     def token_scores(self, text: str, tokens: Sequence[Token]) -> list[float]:
         """Probability that each token is part of a name (0 for non-candidates)."""
         scores = [0.0] * len(tokens)
-        weights, bits = self._weights, self._bits
+        table, mask = self._table, (1 << self._bits) - 1
         for i, tok in enumerate(tokens):
             if not is_candidate(text, tok):
                 continue
-            z = float(
-                sum(weights[_index(f, bits)] for f in token_features(tokens, i, self._lexicon))
+            z = sum(
+                table[zlib.crc32(f.encode("utf-8")) & mask]
+                for f in token_features(tokens, i, self._lexicon)
             )
-            scores[i] = 1.0 / (1.0 + np.exp(-z)) if z > -30 else 0.0
+            scores[i] = 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
         return scores
 
     def detect(self, text: str) -> list[Entity]:
@@ -266,7 +276,7 @@ class NameRecognizer:
                 k = j
                 while k < len(tokens) and tokens[k].text in PARTICLES:
                     k += 1
-                if k > j and k < len(tokens) and scores[k] >= self.threshold:
+                if k > j and k < len(tokens) and scores[k] >= self.threshold * CONTINUATION:
                     end, best = k, max(best, scores[k])
                     j = k + 1
                     continue

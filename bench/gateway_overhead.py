@@ -1,11 +1,15 @@
 """Gateway overhead benchmark: added latency, CPU per request, max throughput, RSS growth,
 and the embedded model's tokens/s through the gateway versus llama-cpp-python directly.
 
-Layout on a 2-core machine: the gateway runs pinned to core 0 (so "requests/s" is on one
-core); the fake upstream and this load generator share core 1. Added latency = latency
-through the gateway minus latency straight to the same upstream, at the same concurrency.
+Three targets side by side, from the same load generator: the upstream directly, the bare
+forwarder (``bench/forwarder.py``: the floor for any Python proxy here) and the gateway.
 
-    .venv/bin/python bench/gateway_overhead.py            # full run (~5 minutes)
+Layout on a 2-core machine: the gateway and the forwarder run pinned to core 0 (so
+"requests/s" is on one core); the fake upstream and this load generator share core 1. Added
+latency = latency through a proxy minus latency straight to the same upstream, at the same
+concurrency.
+
+    .venv/bin/python bench/gateway_overhead.py            # full run (~8 minutes)
     .venv/bin/python bench/gateway_overhead.py --quick    # smoke run
 """
 
@@ -174,62 +178,131 @@ def row(label: str, r: LoadResult) -> str:
     )
 
 
-async def overhead(port: int, up_port: int, key: str, quick: bool, pid: int) -> dict[str, object]:
+def start_forwarder(upstream_port: int) -> tuple[subprocess.Popen[bytes], int]:
+    """The bare forwarder (bench/forwarder.py), on the gateway's core."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", PY, str(Path(__file__).parent / "forwarder.py"),
+         "--port", str(port), "--upstream", f"http://127.0.0.1:{upstream_port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_ready(f"http://127.0.0.1:{port}/ready")
+    return proc, port
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+async def overhead(
+    port: int, up_port: int, key: str, quick: bool, pid: int, fwd_port: int, fwd_pid: int
+) -> dict[str, object]:
+    """Direct, forwarder and gateway, interleaved in rounds at each concurrency.
+
+    On a shared machine the load of other jobs drifts within seconds, so the three targets are
+    measured back to back, ``rounds`` times, and each figure is the median over rounds. The
+    ratios (gateway / forwarder) are the issue-19 targets; they come from the same rounds.
+    """
     out: dict[str, object] = {}
     gw_headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
     up_headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
     path = "/v1/chat/completions"
-    n = 400 if quick else 3000
+    n = 400 if quick else 2000
+    rounds = 1 if quick else 3
+    targets = {
+        "direct": (up_port, up_headers, None),
+        "forwarder": (fwd_port, up_headers, fwd_pid),
+        "gateway": (port, gw_headers, pid),
+    }
     for stream in (False, True):
         mode = "stream" if stream else "plain"
         b = body(stream)
-        await closed_loop(
-            "127.0.0.1", port, path, b, gw_headers, clients=10, requests=300
-        )  # warm-up
+        for target in ("forwarder", "gateway"):  # warm-up
+            t_port, t_headers, _ = targets[target]
+            await closed_loop("127.0.0.1", t_port, path, b, t_headers, clients=10, requests=300)
         for clients in (1, 10, 50):
-            direct = await closed_loop(
-                "127.0.0.1", up_port, path, b, up_headers, clients=clients, requests=n
-            )
-            cpu0 = cpu_seconds(pid)
-            via = await closed_loop(
-                "127.0.0.1", port, path, b, gw_headers, clients=clients, requests=n
-            )
-            cpu_ms = (cpu_seconds(pid) - cpu0) * 1000 / max(1, len(via.latencies))
-            print(row(f"{mode} c={clients} direct", direct))
-            print(row(f"{mode} c={clients} via gateway", via))
-            added50, added99 = via.p50 - direct.p50, via.pct(0.99) - direct.pct(0.99)
+            samples: dict[str, dict[str, list[float]]] = {
+                t: {"p50": [], "p99": [], "rps": [], "cpu": [], "errors": []} for t in targets
+            }
+            for _ in range(rounds):
+                for target, (t_port, t_headers, t_pid) in targets.items():
+                    cpu0 = cpu_seconds(t_pid) if t_pid else 0.0
+                    r = await closed_loop(
+                        "127.0.0.1", t_port, path, b, t_headers, clients=clients, requests=n
+                    )
+                    cpu = (
+                        (cpu_seconds(t_pid) - cpu0) * 1000 / max(1, len(r.latencies))
+                        if t_pid
+                        else 0.0
+                    )
+                    got = samples[target]
+                    got["p50"].append(r.p50)
+                    got["p99"].append(r.pct(0.99))
+                    got["rps"].append(r.rps)
+                    got["cpu"].append(cpu)
+                    got["errors"].append(r.errors)
+            med = {t: {k: _median(v) for k, v in got.items()} for t, got in samples.items()}
+            direct = med["direct"]
+            for target in targets:
+                m = med[target]
+                cpu_text = f"  CPU {m['cpu']:5.2f} ms/req" if target != "direct" else ""
+                print(
+                    f"{mode} c={clients} {target:<9} p50 {m['p50']:7.2f} ms  p99 {m['p99']:7.2f} ms"
+                    f"  {m['rps']:8.1f} req/s{cpu_text}  errors {int(m['errors'])}"
+                )
+            added = {t: med[t]["p50"] - direct["p50"] for t in ("forwarder", "gateway")}
+            added99 = {t: med[t]["p99"] - direct["p99"] for t in ("forwarder", "gateway")}
+            fwd, gw = med["forwarder"], med["gateway"]
+            ratios = {
+                "added_p50": added["gateway"] / added["forwarder"]
+                if added["forwarder"] > 0
+                else float("nan"),
+                "cpu": gw["cpu"] / fwd["cpu"] if fwd["cpu"] > 0 else float("nan"),
+                "rps": gw["rps"] / fwd["rps"] if fwd["rps"] > 0 else float("nan"),
+            }
             print(
-                f"{'':<34} added p50 {added50:6.2f} ms  added p99 {added99:6.2f} ms  "
-                f"gateway CPU {cpu_ms:5.2f} ms/request"
+                f"{'':<16} added p50: forwarder {added['forwarder']:5.2f} ms, gateway "
+                f"{added['gateway']:5.2f} ms ({ratios['added_p50']:.2f}x); CPU "
+                f"{ratios['cpu']:.2f}x; req/s {ratios['rps'] * 100:.0f}% of the forwarder's"
             )
             out[f"{mode}_c{clients}"] = {
-                "direct_p50_ms": direct.p50,
-                "direct_p99_ms": direct.pct(0.99),
-                "gateway_p50_ms": via.p50,
-                "gateway_p99_ms": via.pct(0.99),
-                "added_p50_ms": added50,
-                "added_p99_ms": added99,
-                "gateway_rps": via.rps,
-                "cpu_ms_per_request": cpu_ms,
-                "errors": via.errors,
+                "rounds": rounds,
+                "requests_per_round": n,
+                "direct_p50_ms": direct["p50"],
+                "direct_p99_ms": direct["p99"],
+                "forwarder_p50_ms": fwd["p50"],
+                "forwarder_added_p50_ms": added["forwarder"],
+                "forwarder_added_p99_ms": added99["forwarder"],
+                "forwarder_rps": fwd["rps"],
+                "forwarder_cpu_ms_per_request": fwd["cpu"],
+                "gateway_p50_ms": gw["p50"],
+                "gateway_p99_ms": gw["p99"],
+                "added_p50_ms": added["gateway"],
+                "added_p99_ms": added99["gateway"],
+                "gateway_rps": gw["rps"],
+                "cpu_ms_per_request": gw["cpu"],
+                "errors": gw["errors"],
+                "gateway_over_forwarder": ratios,
             }
         peak = out[f"{mode}_c50"]["gateway_rps"]  # type: ignore[index]
         rate = round(0.5 * float(peak))
         seconds = 5 if quick else 15
-        direct = await open_loop(
+        direct_r = await open_loop(
             "127.0.0.1", up_port, path, b, up_headers, rate=rate, seconds=seconds
         )
         via = await open_loop("127.0.0.1", port, path, b, gw_headers, rate=rate, seconds=seconds)
-        print(row(f"{mode} fixed {rate}/s direct", direct))
+        print(row(f"{mode} fixed {rate}/s direct", direct_r))
         print(row(f"{mode} fixed {rate}/s via gateway", via))
         print(
-            f"{'':<34} added p50 {via.p50 - direct.p50:6.2f} ms  added p99 "
-            f"{via.pct(0.99) - direct.pct(0.99):6.2f} ms"
+            f"{'':<34} added p50 {via.p50 - direct_r.p50:6.2f} ms  added p99 "
+            f"{via.pct(0.99) - direct_r.pct(0.99):6.2f} ms"
         )
         out[f"{mode}_fixed_rate"] = {
             "rate": rate,
-            "added_p50_ms": via.p50 - direct.p50,
-            "added_p99_ms": via.pct(0.99) - direct.pct(0.99),
+            "added_p50_ms": via.p50 - direct_r.p50,
+            "added_p99_ms": via.pct(0.99) - direct_r.pct(0.99),
             "errors": via.errors,
         }
     return out
@@ -305,6 +378,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")
     parser.add_argument("--guards", action="store_true", help="run with the default guard pipeline")
     parser.add_argument("--json", type=Path, help="also write results as JSON here")
+    parser.add_argument("--no-model", action="store_true", help="skip the tokens/s comparison")
+    parser.add_argument(
+        "--soak", type=int, default=None, help="requests in the RSS soak (default 20,000)"
+    )
     args = parser.parse_args()
 
     up_port = free_port()
@@ -323,15 +400,19 @@ def main() -> None:
     results: dict[str, object] = {"guards": args.guards}
     with tempfile.TemporaryDirectory() as tmp_dir:
         gateway, port, key = start_gateway(Path(tmp_dir), up_port, args.guards)
+        forwarder, fwd_port = start_forwarder(up_port)
         try:
-            results["overhead"] = asyncio.run(overhead(port, up_port, key, args.quick, gateway.pid))
+            results["overhead"] = asyncio.run(
+                overhead(port, up_port, key, args.quick, gateway.pid, fwd_port, forwarder.pid)
+            )
             if args.guards:
                 results["varied"] = asyncio.run(varied(port, up_port, key, args.quick))
-            results["rss"] = asyncio.run(
-                rss_soak(port, key, gateway.pid, 2000 if args.quick else 20000)
-            )
-            results["model"] = model_tokens_per_second(port, key, 1 if args.quick else 3)
+            soak = args.soak or (2000 if args.quick else 20000)
+            results["rss"] = asyncio.run(rss_soak(port, key, gateway.pid, soak))
+            if not args.no_model:
+                results["model"] = model_tokens_per_second(port, key, 1 if args.quick else 3)
         finally:
+            forwarder.terminate()
             gateway.terminate()
             gateway.wait(timeout=30)
             upstream.terminate()

@@ -31,6 +31,8 @@ class StrictModel(BaseModel):
 
 
 Deployment = Literal["on_prem", "vendor"]
+#: Backends whose weights run inside the gateway's own process: on-prem by construction.
+IN_PROCESS_BACKENDS = frozenset({"llamacpp", "minilm"})
 
 
 class ModelTags(StrictModel):
@@ -76,6 +78,9 @@ class ModelConfig(StrictModel):
     n_ctx: int = Field(default=2048, ge=128)
     n_threads: int | None = Field(default=None, ge=1)
     queue_size: int = Field(default=16, ge=1)
+    #: llamacpp: longest a request waits for its turn before a 503 + Retry-After. Time queued
+    #: is not the model failing: it never counts towards ``timeout_s`` or the breaker.
+    queue_wait_s: float = Field(default=10.0, gt=0)
     chat_template: str | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     #: Text watermark on this model's answers (llamacpp only); off unless set.
@@ -122,7 +127,7 @@ class ModelConfig(StrictModel):
         """
         if self.tags.deployment is not None:
             return self.tags.deployment
-        return "on_prem" if self.backend == "llamacpp" else "vendor"
+        return "on_prem" if self.backend in IN_PROCESS_BACKENDS else "vendor"
 
     @property
     def wire_model(self) -> str:
@@ -210,7 +215,7 @@ class GatewayConfig(StrictModel):
             "treated as 'vendor' (no PII, secrets or confidential data): set "
             "'deployment: on_prem' if it runs in-house, or 'vendor' to silence this"
             for m in self.models
-            if m.tags.deployment is None and m.backend != "llamacpp"
+            if m.tags.deployment is None and m.backend not in IN_PROCESS_BACKENDS
         ]
 
 

@@ -7,9 +7,11 @@ import asyncio
 import pytest
 
 from wardgate.backends.llamacpp import LlamaCppBackend
-from wardgate.chat import ChatRequest
+from wardgate.chat import ChatRequest, Completion
 from wardgate.config import ModelConfig
 from wardgate.errors import ContextLengthExceeded, InvalidRequest, Overloaded
+from wardgate.routing.circuit import CircuitState
+from wardgate.routing.failover import Failover
 
 
 def _request(text: str, **kwargs: object) -> ChatRequest:
@@ -97,3 +99,34 @@ async def test_abandoned_stream_stops_generation(backend: LlamaCppBackend) -> No
     # The worker noticed the cancellation: a new request is served promptly.
     result = await asyncio.wait_for(backend.complete(_request("hi", max_tokens=4)), timeout=30)
     assert result.usage.completion_tokens >= 1
+
+
+async def test_busy_real_model_answers_overloaded_and_keeps_its_breaker_closed() -> None:
+    # Finding 11 on the real weights: 24 concurrent requests at queue_size 16. Seven are
+    # refused at admission; of the 17 queued, whoever has not started within queue_wait_s
+    # gets a 503 overloaded; none is a failure of the model (tests/backends/
+    # test_llamacpp_queue.py has the timing-controlled version of this).
+    config = ModelConfig(name="smol", n_ctx=512, queue_size=16, queue_wait_s=1.0, timeout_s=30)
+    backend = LlamaCppBackend(config)
+    await backend.start()
+    try:
+        failover = Failover({"smol": backend}, {"smol": config})
+
+        async def one() -> object:
+            try:
+                completion, _ = await failover.complete("smol", _request("Hi.", max_tokens=4))
+                return completion
+            except Exception as exc:  # the outcome under test
+                return exc
+
+        outcomes = await asyncio.wait_for(asyncio.gather(*(one() for _ in range(24))), 60)
+        busy = [o for o in outcomes if isinstance(o, Overloaded)]
+        served = [o for o in outcomes if isinstance(o, Completion)]
+        assert len(busy) + len(served) == 24, [o for o in outcomes if o not in busy + served]
+        assert len(busy) >= 7 and served
+        assert all(int(o.headers["Retry-After"]) >= 1 for o in busy)
+        breaker = failover.breaker("smol")
+        assert breaker.state is CircuitState.CLOSED and breaker.consecutive_failures == 0
+        assert backend.queue_depth() == 0
+    finally:
+        await backend.aclose()

@@ -160,3 +160,51 @@ def test_refused_requests_carry_no_receipt(running: Running) -> None:
             model="nope", messages=MESSAGES, max_tokens=4
         )
     assert "x-wardgate-receipt" not in err.value.response.headers
+
+
+def test_vendor_backend_receipt_names_the_upstream_model(tmp_path: Path) -> None:
+    """Any backend signs: a model behind the OpenAI protocol carries its upstream model id."""
+    from tests.fakes import FakeOpenAI, run_server
+
+    from wardgate.config import GatewayConfig
+
+    fake = FakeOpenAI(api_key="sk-prov")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WG_PROV_OAI", "sk-prov")
+    try:
+        with run_server(fake.app) as fake_url:
+            config = GatewayConfig.model_validate(
+                {
+                    "database_url": f"sqlite:///{tmp_path / 'gw.db'}",
+                    "auth": {"secret_file": str(tmp_path / "secret"), "secret_env": "WG_PROV_NO"},
+                    "guards": {"input": [], "output": []},
+                    "models": [
+                        {"name": "gpt", "backend": "openai", "base_url": f"{fake_url}/v1",
+                         "api_key_env": "WG_PROV_OAI", "upstream_model": "gpt-4o-mini",
+                         "tags": {"deployment": "vendor"}, "retries": 0},
+                    ],
+                }
+            )  # fmt: skip
+            gateway = Gateway(config)
+            key = gateway.keys.create(owner="app")[1]
+            with serve_in_thread(create_app(config, gateway=gateway)) as url:
+                client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
+                reply = client.chat.completions.create(model="gpt", messages=MESSAGES)
+                jwks = httpx.get(url + "/.well-known/wardgate/keys").json()
+                stream = list(
+                    client.chat.completions.create(model="gpt", messages=MESSAGES, stream=True)
+                )
+    finally:
+        mp.undo()
+    checked = verify_receipt(
+        reply.model_extra["wardgate"]["receipt"],
+        keyset_from_jwks(jwks),
+        content=reply.choices[0].message.content,
+    )
+    assert checked.payload["weights"] == {"upstream_model": "gpt-4o-mini", "deployment": "vendor"}
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    last = stream[-1]
+    assert last.choices[0].finish_reason is not None
+    verify_receipt(
+        last.model_extra["wardgate"]["receipt"], keyset_from_jwks(jwks), content=streamed
+    )

@@ -145,7 +145,16 @@ def front_door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
 
 
 @pytest.fixture
-def gateway_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """Everything the gateway logs during a test (tracebacks included)."""
+def gateway_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Everything the gateway logs during a test (tracebacks included).
+
+    uvicorn's loggers do not propagate to the root logger (its logging config says so), and
+    "Exception in ASGI application" goes there: the capture is attached to them directly.
+    """
     caplog.set_level(logging.DEBUG)
-    return caplog
+    uvicorn_log = logging.getLogger("uvicorn")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)

@@ -13,6 +13,7 @@ is the ``backend:`` value in the config, its object a class taking a ``ModelConf
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -53,10 +54,23 @@ class Backend(Protocol):
 # problems ``start()`` would hit that can be found without the network or loading weights
 # (a missing file, an unset key variable), as ``(field, problem)`` pairs relative to the model
 # entry. ``wardgate config check`` and ``wardgate serve`` both report them (wardgate.configcheck).
+# Also optional: ``queue_wait_s: float``, for a backend that queues requests itself (llamacpp).
+# It is the longest a request waits for its turn before the backend answers ``Overloaded``;
+# failover allows that much on top of ``timeout_s``, which such a backend enforces itself
+# from the moment a request starts, so time spent queued never counts as the model failing.
 # Constructors must not acquire resources (threads, sockets): the check builds backends too.
 
 
 BackendClass = type
+
+
+#: The shipped backends, also found from a checkout whose entry points are not (re)installed.
+BUILTIN_BACKENDS = {
+    "llamacpp": "wardgate.backends.llamacpp:LlamaCppBackend",
+    "openai": "wardgate.backends.openai_compat:OpenAICompatBackend",
+    "anthropic": "wardgate.backends.anthropic:AnthropicBackend",
+    "minilm": "wardgate.backends.minilm:MiniLMBackend",
+}
 
 
 def backend_class(kind: str) -> BackendClass:
@@ -66,7 +80,11 @@ def backend_class(kind: str) -> BackendClass:
         if entry.name == kind:
             loaded: BackendClass = entry.load()
             return loaded
-    known = sorted(e.name for e in entries)
+    if kind in BUILTIN_BACKENDS:
+        module, _, name = BUILTIN_BACKENDS[kind].partition(":")
+        builtin: BackendClass = getattr(importlib.import_module(module), name)
+        return builtin
+    known = sorted({e.name for e in entries} | set(BUILTIN_BACKENDS))
     close = difflib.get_close_matches(kind, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(f"unknown backend {kind!r}{hint}; known backends: {', '.join(known)}")

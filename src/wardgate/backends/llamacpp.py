@@ -1,12 +1,22 @@
 """Local GGUF models through llama-cpp-python.
 
 A llama.cpp context is not thread-safe, so each loaded model owns one worker thread and every
-request for it is serialised there. In front of that thread sits a bounded admission count:
-when ``queue_size`` requests are already waiting, the next one is refused at once with
-:class:`~wardgate.errors.Overloaded` (503 + Retry-After) instead of hanging. Generation runs
-off the event loop; streamed tokens cross back with ``call_soon_threadsafe``, and a client
-that disconnects sets a flag the worker checks between tokens, so abandoned requests stop
-burning the CPU.
+request for it is serialised there. In front of that thread sits a bounded queue, bounded in
+two ways, and both refusals are :class:`~wardgate.errors.Overloaded` (503 + Retry-After), never
+a hang and never a failure of the model:
+
+* by count: when ``queue_size`` requests are already waiting, the next one is refused at once
+  (also when the requests ahead would, at recent speeds, take longer than ``queue_wait_s``);
+* by time: a request that has not started after ``queue_wait_s`` leaves the queue.
+
+``timeout_s`` counts from the moment a request's generation starts, never from when it
+joined the queue, and it is enforced on the worker between tokens, so a request that runs
+out of time really stops instead of holding the model for the requests behind it. Failover
+learns the queue bound from :attr:`LlamaCppBackend.queue_wait_s` and waits that much longer.
+
+Generation runs off the event loop; streamed tokens cross back with ``call_soon_threadsafe``,
+and a client that disconnects sets a flag the worker checks between tokens, so abandoned
+requests stop burning the CPU.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -86,6 +97,9 @@ class LlamaCppBackend:
             max_workers=1, thread_name_prefix=f"llama-{config.name}"
         )
         self._admitted = 0
+        #: Held from a request's turn until its job leaves the worker: the queue proper.
+        #: asyncio.Lock hands itself over in arrival order.
+        self._turn = asyncio.Lock()
         self._llm: Any = None
         self._template: ChatTemplate | None = None
         self._model_file: contextlib.ExitStack | None = None
@@ -95,10 +109,17 @@ class LlamaCppBackend:
         self._weights: dict[str, Any] | None = None
         self._watermark: Scheme | None = None
         self.stall_s = _STALL_S
+        self._measured = False
+
+    @property
+    def queue_wait_s(self) -> float:
+        """The longest a request waits for its turn (read by failover; see module doc)."""
+        return self.config.queue_wait_s
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._turn = asyncio.Lock()  # bound to the loop that serves
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load)
 
@@ -200,8 +221,7 @@ class LlamaCppBackend:
     async def complete(self, request: ChatRequest) -> Completion:
         job = self._prepare(request)
         with self._admission():
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, self._generate, job, None)
+            future = await self._submit(job, self._generate, None)
             try:
                 while True:
                     done, _ = await asyncio.wait({future}, timeout=1.0)
@@ -209,7 +229,7 @@ class LlamaCppBackend:
                         return _with_tool_calls(job, future.result())
                     self._check_stall(job)
             finally:
-                job.cancelled.set()
+                job.cancelled.set()  # timed out or cancelled by the caller: stop generating
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         job = self._prepare(request)
@@ -220,7 +240,7 @@ class LlamaCppBackend:
             def emit(item: object) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
-            future = loop.run_in_executor(self._executor, self._run_streaming, job, emit)
+            future = await self._submit(job, self._run_streaming, emit)
             try:
                 while True:
                     try:
@@ -250,18 +270,47 @@ class LlamaCppBackend:
 
     @contextlib.contextmanager
     def _admission(self) -> Iterator[None]:
-        # One running + queue_size waiting; beyond that refuse immediately (never hang).
-        if self._admitted > self.config.queue_size:
-            retry = max(1, round(self._admitted * self._seconds_per_request))
-            raise Overloaded(
-                f"model {self.config.name!r} is busy; retry later",
-                headers={"Retry-After": str(retry)},
-            )
+        # One running + queue_size waiting; beyond that refuse immediately (never hang). So
+        # too when the requests waiting ahead would, at recent speed, outlast queue_wait_s:
+        # this one could not start in time, so it should not wait to learn that.
+        waiting_ahead = max(0, self._admitted - 1)
+        if self._admitted > self.config.queue_size or (
+            self._measured and waiting_ahead * self._seconds_per_request > self.queue_wait_s
+        ):
+            raise self._busy()
         self._admitted += 1
         try:
             yield
         finally:
             self._admitted -= 1
+
+    def _busy(self) -> Overloaded:
+        retry = max(1, math.ceil(self._admitted * self._seconds_per_request))
+        return Overloaded(
+            f"model {self.config.name!r} is busy; retry later",
+            headers={"Retry-After": str(retry)},
+        )
+
+    async def _submit(
+        self, job: _Job, work: Callable[..., Any], emit: Callable[[object], None] | None
+    ) -> asyncio.Future[Any]:
+        """Wait (at most ``queue_wait_s``) for this job's turn, then hand it to the worker.
+
+        The turn passes on when the job's future is done, which is also when its caller
+        gives up on it; the worker then stops the job at its next token.
+        """
+        try:
+            async with asyncio.timeout(self.queue_wait_s):
+                await self._turn.acquire()
+        except TimeoutError:
+            raise self._busy() from None
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._executor, work, job, emit)
+        except BaseException:
+            self._turn.release()
+            raise
+        future.add_done_callback(lambda _done: self._turn.release())
+        return future
 
     def _prepare(self, request: ChatRequest) -> _Job:
         if self._llm is None or self._template is None:
@@ -313,6 +362,11 @@ class LlamaCppBackend:
     def _generate(self, job: _Job, on_delta: Callable[[Delta], None] | None) -> Completion:
         """Runs on the worker thread: the only place that touches the llama.cpp context."""
         started = time.perf_counter()
+        if job.cancelled.is_set():  # its caller gave up while it waited
+            return Completion(text="", finish_reason="stop", usage=Usage())
+        # A whole answer must be done within timeout_s of starting (streams are bounded per
+        # token by failover instead); checked here, so an overdue job frees the worker.
+        deadline = started + self.config.timeout_s if on_delta is None else math.inf
         tokens = self._tokens_for(job)
         max_tokens = min(job.max_tokens or self.config.n_ctx, self.config.n_ctx - len(tokens))
         pieces: list[str] = []
@@ -346,6 +400,12 @@ class LlamaCppBackend:
                 if job.cancelled.is_set():
                     finish = "stop"
                     break
+                if time.perf_counter() > deadline:
+                    raise UpstreamTimeout(
+                        f"model {self.config.name!r} did not finish within "
+                        f"{self.config.timeout_s:g} s",
+                        retryable=True,
+                    )
                 choice = chunk["choices"][0]
                 text: str = choice.get("text") or ""
                 if text:
@@ -373,7 +433,12 @@ class LlamaCppBackend:
             else 0
         )
         elapsed = time.perf_counter() - started
-        self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * elapsed
+        if job.cancelled.is_set():
+            pass  # cut short: says nothing about how long a request takes
+        elif self._measured:
+            self._seconds_per_request = 0.8 * self._seconds_per_request + 0.2 * elapsed
+        else:
+            self._seconds_per_request, self._measured = elapsed, True
         return Completion(
             text=text_out,
             finish_reason=finish,

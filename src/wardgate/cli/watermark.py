@@ -74,15 +74,21 @@ def detect(
     else:
         verdict = str(report["verdict"]).replace("_", " ")
         typer.echo(
-            f"{verdict}: z = {report['z_corrected']:.2f} (threshold {report['threshold']:g}), "
-            f"p = {report['p_corrected']:.3g}, {report['tokens_scored']} of "
-            f"{report['tokens']} tokens scored ({report['tokens_repeated']} repeated skipped)"
+            f"{verdict}: z = {report['z']:.2f}, p = {report['p_value']:.3g} over "
+            f"{report['tokens_scored']} scored tokens of {report['tokens']} "
+            f"({report['tokens_repeated']} repeated, skipped); "
+            f"threshold z >= {report['threshold']:g}"
         )
         window = report.get("best_window")
-        if window and report["tests"] > 1:
+        if report["tests"] > 1:
+            best = (
+                f"best z = {window['z']:.2f} (scored tokens {window['start']}-{window['end']})"
+                if window
+                else "none beat the whole text"
+            )
             typer.echo(
-                f"  best window: scored tokens {window['start']}-{window['end']}, "
-                f"z = {window['z']:.2f} before correcting for {report['tests']} tests"
+                f"  windows: {best}; corrected for {report['tests']} tests: "
+                f"z = {report['z_corrected']:.2f}, p = {report['p_corrected']:.3g}"
             )
         typer.echo(f"  model {report['model']}, scheme {report['scheme']}, key {report['key_id']}")
         if report.get("message"):

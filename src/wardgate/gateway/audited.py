@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wardgate.errors import PermissionDenied, WardgateError
+from wardgate.errors import KeyNotUsable, PermissionDenied, WardgateError
 from wardgate.gateway.responses import error_response
 from wardgate.gateway.service import Gateway
 from wardgate.store.audit import AuditRecord
@@ -55,6 +55,9 @@ def audited_route(
             response = await handler(request, gateway, key)
         except WardgateError as error:
             record.error_code = error.code
+            if isinstance(error, KeyNotUsable):
+                # A revoked or expired key still being presented: say which, as chat does.
+                record.key_id = error.key_id
             response = error_response(error)
         except Exception as exc:
             # The type only: messages of arbitrary exceptions can carry request content.

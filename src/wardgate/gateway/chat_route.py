@@ -86,13 +86,27 @@ class Exchange:
 
 
 async def chat_completions(request: Request) -> Response:
+    return await run_chat(request)
+
+
+async def run_chat(
+    request: Request,
+    *,
+    body: Any = None,
+    authorization: str | None = None,
+    refused: WardgateError | None = None,
+) -> Response:
+    """The chat pipeline. Other ingress formats (``/v1/messages``) authenticate, read and
+    translate their own body, then pass it here as ``body`` with the key as ``authorization``
+    (or, when translation failed, the error as ``refused``: raised once the key is checked,
+    so it is answered and audited like any refusal)."""
     gateway: Gateway = request.app.state.gateway
     exchange = Exchange(
         request_id="chatcmpl-" + secrets.token_hex(12),
         client_ip=request.client.host if request.client else None,
     )
     try:
-        return await _handle(gateway, request, exchange)
+        return await _handle(gateway, request, exchange, body, authorization, refused)
     except Exception as exc:
         error = exc if isinstance(exc, WardgateError) else _internal(exc, exchange)
         exchange.fail(error)
@@ -112,10 +126,20 @@ def _internal(exc: Exception, exchange: Exchange) -> WardgateError:
     return WardgateError("internal error")
 
 
-async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Response:
-    key = await gateway.auth.authenticate(request.headers.get("authorization"))
+async def _handle(
+    gateway: Gateway,
+    request: Request,
+    exchange: Exchange,
+    body: Any = None,
+    authorization: str | None = None,
+    refused: WardgateError | None = None,
+) -> Response:
+    key = await gateway.auth.authenticate(authorization or request.headers.get("authorization"))
     exchange.key = key
-    body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    if refused is not None:
+        raise refused
+    if body is None:
+        body = await read_json_body(request, gateway.config.server.max_body_bytes)
     chat = parse_chat_request(body)
     exchange.chat = chat
     exchange.model_asked = chat.model
@@ -172,7 +196,7 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
         trace=exchange.trace,
         key_scope=route.key_scope,
     )
-    gateway.metrics.upstream_latency.labels(trace.served_by or "none").observe(
+    gateway.metrics.child(gateway.metrics.upstream_latency, trace.served_by or "none").observe(
         time.perf_counter() - upstream_started
     )
     # Charge the tokens before output guards run: a blocked answer still cost them.
@@ -271,9 +295,13 @@ async def _stream(
                 yield encoder.content(tail)
             if held_calls:
                 exchange.tool_calls = held_calls.calls()
-                calls, decisions = await guard_tool_calls(
-                    gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
-                )
+                try:
+                    calls, decisions = await guard_tool_calls(
+                        gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
+                    )
+                except BlockedByGuard as blocked:
+                    exchange.guard_decisions.extend(blocked.decisions)
+                    raise
                 exchange.guard_decisions.extend(decisions)
                 exchange.tool_calls = calls
                 for group in held_calls.replay(calls):
@@ -350,16 +378,20 @@ def _receipt(gateway: Gateway, exchange: Exchange, content: str, finish: str) ->
 def _finish(gateway: Gateway, exchange: Exchange) -> None:
     """Metrics and one audit record; never raises into the response path."""
     elapsed = time.perf_counter() - exchange.started
-    model = exchange.model_asked if gateway.policy.known(exchange.model_asked or "") else "unknown"
+    asked = exchange.model_asked
+    model = asked if asked is not None and gateway.policy.known(asked) else "unknown"
     stream = bool(exchange.chat and exchange.chat.stream)
     metrics = gateway.metrics
-    metrics.requests.labels(model, str(exchange.status)).inc()
-    metrics.latency.labels(model, "true" if stream else "false").observe(elapsed)
-    if exchange.error_code:
-        metrics.errors.labels(exchange.error_code).inc()
-    if exchange.usage.total_tokens:
-        metrics.tokens.labels(model, "prompt").inc(exchange.usage.prompt_tokens)
-        metrics.tokens.labels(model, "completion").inc(exchange.usage.completion_tokens)
+    usage = exchange.usage
+    metrics.request_done(
+        model,
+        exchange.status,
+        stream,
+        elapsed,
+        exchange.error_code,
+        usage.prompt_tokens if usage.total_tokens else 0,
+        usage.completion_tokens if usage.total_tokens else 0,
+    )
     chat = exchange.chat
     record = AuditRecord(
         request_id=exchange.request_id,

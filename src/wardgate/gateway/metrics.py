@@ -8,6 +8,7 @@ are counted under ``model="unknown"``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -83,6 +84,36 @@ class GatewayMetrics:
         self.audit_dropped = Counter(
             "wardgate_audit_dropped", "Audit records that could not be queued", registry=r
         )
+        #: Labelled children by (metric, labels): ``labels()`` takes a lock and builds the
+        #: key on every call; the label values are bounded (see module doc), so is this.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per distinct label values."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def request_done(
+        self,
+        model: str,
+        status: int,
+        stream: bool,
+        seconds: float,
+        error_code: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        """Everything one finished chat request counts towards."""
+        self.child(self.requests, model, str(status)).inc()
+        self.child(self.latency, model, "true" if stream else "false").observe(seconds)
+        if error_code:
+            self.child(self.errors, error_code).inc()
+        if prompt_tokens or completion_tokens:
+            self.child(self.tokens, model, "prompt").inc(prompt_tokens)
+            self.child(self.tokens, model, "completion").inc(completion_tokens)
 
     def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_QueueDepthCollector(depths))

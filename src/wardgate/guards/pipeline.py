@@ -163,6 +163,17 @@ class GuardPipeline:
         ``route`` selects per-route guard lists (default: the requested model name).
         """
         route = request.model if route is None else route
+        if not self.input_guards(route) and not self.output_guards(route):
+            # Nothing will read the texts or the state: pass the request on as it came.
+            return InputResult(
+                request=request,
+                data_classes=set(),
+                restrict_on_prem=False,
+                decisions=[],
+                canary=None,
+                documents=list(documents),
+                route=route,
+            )
         state = RequestState(system_prompt=_system_text(request.messages))
         texts = _texts_of(request, documents)
         logs: list[DecisionLog] = []
@@ -223,6 +234,8 @@ class GuardPipeline:
         self, text: str, result: InputResult
     ) -> tuple[str, list[dict[str, Any]]]:
         """Scan a whole answer; returns the (possibly redacted) text and the decisions."""
+        if not self.output_guards(result.route):
+            return text, []
         scanner = self.output_scanner(result)
         released = await scanner.scan_whole(text)
         return released, scanner.decisions

@@ -143,7 +143,8 @@ def detect_tokens(
             if wp < best_p:
                 best_p, best = wp, Window(start=start, end=start + size, z=wz, p_value=wp)
     p_corrected = min(1.0, best_p * tests)
-    z_corrected = z if tests == 1 else z_from_p(p_corrected)
+    # Floored at 0: a corrected p of 1 says "no evidence", not "strong evidence against".
+    z_corrected = z if tests == 1 else z_from_p(min(p_corrected, 0.5)) + 0.0
     verdict: Verdict
     if n < min_tokens:
         verdict = "insufficient_tokens"

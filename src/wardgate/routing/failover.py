@@ -13,6 +13,10 @@ breaker; the requested model's config alone decides which fallbacks are allowed:
   breaker and moves on to the next fallback: that backend cannot serve anyone.
 * A busy backend (:class:`~wardgate.errors.Overloaded`, its queue is full) is healthy: no
   retry, no breaker count, next fallback; if none serves, the 503 with its Retry-After stands.
+  Time queued is not time the backend spent failing: a backend that queues requests itself
+  says how long a request may wait for its turn (``queue_wait_s``, the llamacpp backend) and
+  answers ``Overloaded`` after that; ``timeout_s`` starts counting only once the turn has come
+  (for the wait for an answer or a first chunk, failover allows ``queue_wait_s`` on top).
 * The request's own fault — an upstream 4xx rejection, ``ContextLengthExceeded``, any other
   :class:`~wardgate.errors.WardgateError` — is raised at once: sending the same request
   elsewhere would fail the same way, or leak it further.
@@ -236,7 +240,7 @@ class Failover:
                 raise _Exhausted(self._circuit_open(name, breaker, trace))
             started = self._clock.monotonic()
             try:
-                async with asyncio.timeout(config.timeout_s):
+                async with asyncio.timeout(config.timeout_s + _queue_wait_s(backend)):
                     completion = await backend.complete(request)
             except TimeoutError:
                 error = _timeout(name, config)
@@ -282,7 +286,7 @@ class Failover:
                 deltas: AsyncIterator[Delta] | None = None
                 try:
                     deltas = backend.stream(model_request)
-                    async with asyncio.timeout(config.timeout_s):
+                    async with asyncio.timeout(config.timeout_s + _queue_wait_s(backend)):
                         first = await anext(deltas)
                 except StopAsyncIteration:
                     error = UpstreamError(f"model {name!r} ended its stream before any chunk")
@@ -464,6 +468,12 @@ def _kind(error: WardgateError) -> _Kind:
     if isinstance(error, Overloaded):
         return "busy"
     return "request"
+
+
+def _queue_wait_s(backend: Backend) -> float:
+    """How long ``backend`` may keep a request queued before its turn (0: it does not queue)."""
+    wait = getattr(backend, "queue_wait_s", 0.0)
+    return float(wait) if isinstance(wait, int | float) else 0.0
 
 
 def _retry_after(error: WardgateError) -> float:

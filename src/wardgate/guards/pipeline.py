@@ -257,14 +257,14 @@ class GuardPipeline:
         ``p.restore(text)`` or ``p.restore_stream().feed(chunk)`` on the answer *after* the
         output guards (they should judge what the model wrote, placeholders included).
         """
-        from wardgate.guards.pii import PiiGuard, RegexPiiDetector
+        from wardgate.guards.pii import PiiDetector, PiiGuard, PiiOptions
         from wardgate.guards.pseudonymise import Pseudonymiser
         from wardgate.guards.secrets import SecretDetector, SecretsGuard
 
         guards = self.input_guards(route)
         pii = next((g.detector for g in guards if isinstance(g, PiiGuard)), None)
         secrets = next((g.detector for g in guards if isinstance(g, SecretsGuard)), None)
-        return Pseudonymiser([pii or RegexPiiDetector(), secrets or SecretDetector()])
+        return Pseudonymiser([pii or PiiDetector(PiiOptions()), secrets or SecretDetector()])
 
 
 def _system_text(messages: Sequence[ChatMessage]) -> str:

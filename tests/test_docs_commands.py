@@ -335,6 +335,7 @@ def _environment() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~1 min quiet; every doc's commands, so minutes on a busy machine
 def test_every_printed_command_works_as_printed(tmp_path: Path) -> None:
     blocks = [block for doc in DOCS for block in extract(doc)]
     for rule in RULES:

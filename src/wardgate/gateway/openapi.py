@@ -195,10 +195,25 @@ def _errors(ref: str, codes: tuple[str, ...] = tuple(_ERRORS)) -> dict[str, Any]
     }
 
 
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 def _json(ref: str, description: str, *, stream: bool = False) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": {"$ref": ref}}}
     if stream:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+        # One server-sent event (on OpenAPI 3.1 the schema describes each parsed event):
+        # ``data`` holds the JSON chunk (or ``[DONE]``), ``event`` its name where the API
+        # names events (Responses, Anthropic Messages).
+        content["text/event-stream"] = {"schema": _SSE_EVENT}
     return {"description": description, "content": content}
 
 

@@ -154,6 +154,12 @@ RULES = [
         exit=1,
     ),
     Rule(
+        r"^wardgate watermark detect docs/routing.md ",
+        "human-written text: 'not watermarked' exits 1",
+        skip=False,
+        exit=1,
+    ),
+    Rule(
         r"^wardgate config check broken.yaml$",
         "a broken config, refused with the lines the doc shows",
         skip=False,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
+from wardgate.provenance.config import ReceiptsConfig, WatermarkConfig
 from wardgate.routing.config import RoutingConfig
 from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
@@ -80,6 +81,8 @@ class ModelConfig(StrictModel):
     queue_wait_s: float = Field(default=10.0, gt=0)
     chat_template: str | None = None
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    #: Text watermark on this model's answers (llamacpp only); off unless set.
+    watermark: WatermarkConfig | None = None
 
     # openai / anthropic
     base_url: str | None = None
@@ -106,6 +109,10 @@ class ModelConfig(StrictModel):
                 raise field_error("base_url", f"backend {self.backend!r} needs base_url")
             if not self.base_url.startswith(("http://", "https://")):
                 raise field_error("base_url", "base_url must be an http(s) URL")
+        if self.watermark is not None and self.backend != "llamacpp":
+            raise field_error(
+                "watermark", "a watermark needs the logits of a local model (backend llamacpp)"
+            )
         return self
 
     @property
@@ -170,6 +177,7 @@ class GatewayConfig(StrictModel):
     #: ``guards: {input: [], output: []}`` turns every guard off.
     guards: GuardsConfig = Field(default_factory=default_guards_config)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
     #: Which tools answers may call (see :mod:`wardgate.tools`); default: any.
     tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
 

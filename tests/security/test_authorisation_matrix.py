@@ -39,6 +39,8 @@ admin:list            401  401 401     401     403   403     403      403       
 admin:revoke          401  401 401     401     403   403     403      403         404
 admin:rotate          401  401 401     401     403   403     403      403         404
 admin:verify          401  401 401     401     403   403     403      403         200
+watermark:detect      401  401 401     401     403   403     403      403         400
+jwks                  200  200 200     200     200   200     200      200         200
 healthz               200  200 200     200     200   200     200      200         200
 readyz                200  200 200     200     200   200     200      200         200
 metrics               200  200 200     200     200   200     200      200         200
@@ -56,6 +58,9 @@ REQUESTS: dict[str, tuple[str, str, object, bool]] = {
     "models": ("GET", "/v1/models", None, True),
     "models/premium": ("GET", "/v1/models/premium", None, True),
     "models/auto": ("GET", "/v1/models/auto", None, True),
+    # No model here is watermarked: an admin gets past the scope check to a 400 naming that.
+    "watermark:detect": ("POST", "/v1/watermark/detect", {"text": "some text " * 10}, True),
+    "jwks": ("GET", "/.well-known/wardgate/keys", None, False),
     "healthz": ("GET", "/healthz", None, False),
     "readyz": ("GET", "/readyz", None, False),
     "metrics": ("GET", "/metrics", None, False),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import threading
@@ -50,10 +51,17 @@ from wardgate.errors import (
     UpstreamTimeout,
     WardgateError,
 )
+from wardgate.provenance.watermark import SamplerSettings, Scheme
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_TEMPERATURE = 0.7
+#: llama.cpp's sampler defaults, passed explicitly: ``expmin`` reproduces this chain.
+_TOP_K = 40
+_MIN_P = 0.05
+#: Seconds a running generation may go without producing a token before the request fails
+#: (bounded waits: a wedged generation must not hold a client forever).
+_STALL_S = 30.0
 _DONE = object()
 #: A grammar-made call is streamed after it is complete, in fragments of this many characters.
 _ARGUMENT_FRAGMENT_CHARS = 16
@@ -70,6 +78,10 @@ class _Job:
     stop: list[str]
     seed: int | None
     cancelled: threading.Event
+    #: Monotonic time of the worker's last sign of life (start, each token); 0 until started.
+    progress: float = 0.0
+    #: Set by a failing watermark processor: the answer must not go out unwatermarked.
+    watermark_error: BaseException | None = None
     #: Tool calling / JSON answers (see ``backends.local_tools``).
     mode: local_tools.ToolMode = "text"
     grammar: Any = None
@@ -94,6 +106,10 @@ class LlamaCppBackend:
         #: Rough seconds per queued request, for Retry-After; refined as requests finish.
         self._seconds_per_request = 1.0
         self._measured = False
+        #: The weights as checked at load, for receipts (``weights_provenance``).
+        self._weights: dict[str, Any] | None = None
+        self._watermark: Scheme | None = None
+        self.stall_s = _STALL_S
 
     @property
     def queue_wait_s(self) -> float:
@@ -149,6 +165,7 @@ class LlamaCppBackend:
                     pinned_template_sha256=verify.chat_template_sha256,
                 )
             )
+            self._weights = _weights_record(path, verify.sha256, verify.signature)
             self._llm = Llama(
                 model_path=str(path),
                 n_ctx=self.config.n_ctx,
@@ -168,6 +185,18 @@ class LlamaCppBackend:
             bos_token=self._token_text(self._llm.token_bos()),
             eos_token=self._token_text(self._llm.token_eos()),
         )
+
+    def attach_watermark(self, scheme: Scheme) -> None:
+        """Watermark every answer from now on (the gateway attaches the configured scheme)."""
+        self._watermark = scheme
+
+    def watermark_parameters(self) -> dict[str, Any] | None:
+        return self._watermark.describe() if self._watermark is not None else None
+
+    def weights_provenance(self) -> dict[str, Any] | None:
+        """The loaded file's SHA-256 and how it was checked (``pinned`` against
+        ``verify.sha256``, or only ``hashed_at_load``), for receipts."""
+        return self._weights
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -194,10 +223,13 @@ class LlamaCppBackend:
         with self._admission():
             future = await self._submit(job, self._generate, None)
             try:
-                completion = await future
+                while True:
+                    done, _ = await asyncio.wait({future}, timeout=1.0)
+                    if done:
+                        return _with_tool_calls(job, future.result())
+                    self._check_stall(job)
             finally:
                 job.cancelled.set()  # timed out or cancelled by the caller: stop generating
-            return _with_tool_calls(job, completion)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         job = self._prepare(request)
@@ -211,7 +243,11 @@ class LlamaCppBackend:
             future = await self._submit(job, self._run_streaming, emit)
             try:
                 while True:
-                    item = await queue.get()
+                    try:
+                        item = await asyncio.wait_for(queue.get(), timeout=1.0)
+                    except TimeoutError:
+                        self._check_stall(job)
+                        continue
                     if item is _DONE:
                         break
                     if isinstance(item, BaseException):
@@ -222,6 +258,15 @@ class LlamaCppBackend:
             finally:
                 # Client went away or a guard stopped the stream: stop generating.
                 job.cancelled.set()
+
+    def _check_stall(self, job: _Job) -> None:
+        """Fail a started generation that has produced nothing for ``stall_s`` seconds."""
+        if job.progress and time.monotonic() - job.progress > self.stall_s:
+            job.cancelled.set()
+            log.error("model %s: generation stalled for %.0f s", self.config.name, self.stall_s)
+            raise UpstreamTimeout(
+                f"model {self.config.name!r} stopped producing tokens", retryable=False
+            )
 
     @contextlib.contextmanager
     def _admission(self) -> Iterator[None]:
@@ -264,8 +309,13 @@ class LlamaCppBackend:
         except BaseException:
             self._turn.release()
             raise
-        future.add_done_callback(lambda _done: self._turn.release())
+        future.add_done_callback(self._pass_turn)
         return future
+
+    def _pass_turn(self, future: asyncio.Future[Any]) -> None:
+        self._turn.release()
+        if not future.cancelled():
+            future.exception()  # a caller that gave up never reads it: not "never retrieved"
 
     def _prepare(self, request: ChatRequest) -> _Job:
         if self._llm is None or self._template is None:
@@ -330,18 +380,28 @@ class LlamaCppBackend:
         # different batch shapes, which changes the numerics, so the same seed and temperature 0
         # could give different answers. Reproducibility matters more here (red-team repeats).
         self._llm.reset()
+        job.progress = time.monotonic()
         try:
             chunks = self._llm.create_completion(
                 prompt=tokens,
                 max_tokens=max_tokens,
                 temperature=job.temperature,
                 top_p=job.top_p,
+                top_k=_TOP_K,
+                min_p=_MIN_P,
                 stop=job.stop or None,
                 seed=job.seed,
                 stream=True,
                 grammar=job.grammar,
+                logits_processor=self._processors(job),
             )
             for chunk in chunks:
+                job.progress = time.monotonic()
+                if job.watermark_error is not None:
+                    raise UpstreamError(
+                        f"model {self.config.name!r}: the watermark failed; answer withheld",
+                        retryable=False,
+                    ) from job.watermark_error
                 if job.cancelled.is_set():
                     finish = "stop"
                     break
@@ -366,6 +426,11 @@ class LlamaCppBackend:
             raise UpstreamError(
                 f"model {self.config.name!r} failed while generating", retryable=False
             ) from exc
+        if job.watermark_error is not None:
+            raise UpstreamError(
+                f"model {self.config.name!r}: the watermark failed; answer withheld",
+                retryable=False,
+            ) from job.watermark_error
         text_out = "".join(pieces)
         completion_tokens = (
             len(self._llm.tokenize(text_out.encode("utf-8"), add_bos=False, special=True))
@@ -384,6 +449,17 @@ class LlamaCppBackend:
             finish_reason=finish,
             usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens),
         )
+
+    def _processors(self, job: _Job) -> Any:
+        if self._watermark is None:
+            return None
+        if job.grammar is not None and self._watermark.config.scheme == "expmin":
+            # expmin keeps a single token, which a grammar may reject: structured answers
+            # (tool calls, JSON) from an expmin model go out unwatermarked.
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        return LogitsProcessorList([_WatermarkProcessor(self._watermark, job, self._llm.n_vocab())])
 
     def _run_streaming(self, job: _Job, emit: Callable[[object], None]) -> None:
         try:
@@ -406,6 +482,48 @@ class LlamaCppBackend:
             emit(exc)
         finally:
             emit(_DONE)
+
+
+def _weights_record(path: Path, pinned: str | None, signature: str | None) -> dict[str, Any]:
+    """What a receipt states about the weights: the pinned digest when the load verified one
+    (``prepare_model_file`` refuses a mismatch), else the digest of the file actually loaded."""
+    record: dict[str, Any]
+    if pinned:
+        record = {"sha256": pinned.lower(), "check": "pinned"}
+    else:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        record = {"sha256": digest, "check": "hashed_at_load"}
+    if signature:
+        record["signature"] = "verified"
+    record["file"] = path.name
+    return record
+
+
+class _WatermarkProcessor:
+    """A llama.cpp logits processor applying one scheme to one job's generation.
+
+    It runs inside llama.cpp's sampler callback, where an exception would be lost: failures
+    are recorded on the job (which then withholds the answer) and the generation is cancelled.
+    """
+
+    def __init__(self, scheme: Scheme, job: _Job, n_vocab: int) -> None:
+        self._scheme = scheme
+        self._job = job
+        self._n_vocab = n_vocab
+        self._sampler = SamplerSettings(
+            temperature=job.temperature, top_p=job.top_p, top_k=_TOP_K, min_p=_MIN_P
+        )
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        try:
+            if scores.shape[0] != self._n_vocab:
+                raise ValueError(f"{scores.shape[0]} logits for a {self._n_vocab}-token vocabulary")
+            return self._scheme.bias(input_ids, scores, self._sampler)
+        except Exception as exc:
+            self._job.watermark_error = exc
+            self._job.cancelled.set()
+            return scores
 
 
 class _AutoGate:

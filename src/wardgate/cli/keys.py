@@ -148,6 +148,10 @@ def create(
         str | None, typer.Option(help="Expiry: 30d, 12h, 2w, or an ISO-8601 time.")
     ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="May use the admin API.")] = False,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="Extra permission, repeatable: watermark:detect."),
+    ] = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
@@ -162,6 +166,7 @@ def create(
             tpm=tpm,
             expires_at=expires_at,
             admin=admin,
+            scopes=scope or [],
         )
     _print_secret(record, raw, "Created", as_json)
 

@@ -11,8 +11,10 @@ from wardgate.cli.config_cmd import config_app
 from wardgate.cli.help import WardgateTyper
 from wardgate.cli.keys import keys_app
 from wardgate.cli.model import model_app
+from wardgate.cli.receipt import receipt_app
 from wardgate.cli.redteam import redteam_app
 from wardgate.cli.serve import serve
+from wardgate.cli.watermark import watermark_app
 
 app = WardgateTyper(
     name="wardgate",
@@ -47,6 +49,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
 app.add_typer(redteam_app, name="redteam")
+app.add_typer(receipt_app, name="receipt")
+app.add_typer(watermark_app, name="watermark")
 
 
 if __name__ == "__main__":

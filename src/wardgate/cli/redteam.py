@@ -13,14 +13,17 @@ from typing import Annotated
 import typer
 
 from wardgate.cli.help import WardgateTyper
+from wardgate.cli.redteam_judges import judges_app
 from wardgate.errors import ConfigError, UpstreamError, WardgateError
 from wardgate.redteam.gate import GateResult, parse_thresholds
 from wardgate.redteam.harness import (
+    HARM_JUDGES,
     HarmJudgeChoice,
     Selection,
     build_panel,
     compare_runs,
     load_run,
+    rejudge_run,
     run_campaign,
     write_reports,
 )
@@ -32,6 +35,7 @@ redteam_app = WardgateTyper(
     help="Red-team a model or the gateway: attack suites, judges, statistics, reports, gates.",
     no_args_is_help=True,
 )
+redteam_app.add_typer(judges_app, name="judges")
 
 FailAbove = Annotated[
     list[str] | None,
@@ -97,8 +101,9 @@ def run(
     judge: Annotated[str | None, typer.Option(
         help="Target spec of an LLM judge (StrongREJECT rubric) for harmful items.")] = None,
     harm_judge: Annotated[str, typer.Option(
-        help="Harmful-content classifier: auto (the 'harmful' guard if available), guard, "
-        "compliance.")] = "auto",
+        help="Judge of harmful items' answers: auto (the validated default: pair_minilm, else "
+        "rules), pair_minilm, rules, guard (the request detector over the answer; weak), "
+        "compliance. See 'wardgate redteam judges validate'.")] = "auto",
     fail_above: FailAbove = None,
     gate_on: GateOnOpt = "rate",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -110,8 +115,8 @@ def run(
         raise _fail(exc.message) from exc
     if gate_on not in ("rate", "upper"):
         raise _fail("--gate-on must be 'rate' or 'upper'")
-    if harm_judge not in ("auto", "guard", "compliance"):
-        raise _fail("--harm-judge must be auto, guard or compliance")
+    if harm_judge not in HARM_JUDGES:
+        raise _fail(f"--harm-judge must be one of {', '.join(HARM_JUDGES)}")
     the_target = _target(target, config, model, api_key_env, name, timeout)
     the_attacker = _target(attacker, config, None, None, None, timeout) if attacker else None
     judge_target = _target(judge, config, None, None, None, timeout) if judge else None
@@ -152,6 +157,7 @@ def run(
 
 def _print_summary(run_dir: Path) -> None:
     _, _, summary = load_run(run_dir)
+    typer.echo(judge_line(summary.get("judges") or {}))
     typer.echo(f"{'category':<28}{'rate':>8}  {'95% CI':<17}{'n':>5}")
     rows = dict(summary["categories"])
     rows["overall (attacks)"] = summary["overall"]
@@ -159,6 +165,41 @@ def _print_summary(run_dir: Path) -> None:
     for cat, e in rows.items():
         ci = f"{100 * e['ci_low']:.1f}–{100 * e['ci_high']:.1f}%"
         typer.echo(f"{cat:<28}{100 * e['rate']:>7.1f}%  {ci:<17}{e['n']:>5}")
+
+
+def judge_line(judges: dict[str, object]) -> str:
+    """"judge: NAME (agreement with human labels ...)" as every report prints it."""
+    name = judges.get("harmful", "unknown")
+    agreement = judges.get("harmful_agreement")
+    if isinstance(agreement, dict):
+        shown = (f"agreement with human labels {100 * float(agreement['agreement']):.1f}%, "
+                 f"kappa {float(agreement['kappa']):.2f}, n={agreement['n']} held-out")
+    else:
+        shown = "agreement not measured"
+    return f"harmful judge: {name} ({shown})"
+
+
+@redteam_app.command("rejudge")
+def rejudge(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by 'redteam run'.")],
+    harm_judge: Annotated[str, typer.Option(help="Judge to re-score harmful items with.")]
+    = "auto",
+    fail_above: FailAbove = None,
+    gate_on: GateOnOpt = "rate",
+) -> None:
+    """Re-score a finished run's stored answers with another judge (no model calls)."""
+    if harm_judge not in HARM_JUDGES:
+        raise _fail(f"--harm-judge must be one of {', '.join(HARM_JUDGES)}")
+    try:
+        thresholds = parse_thresholds(fail_above or [])
+        changed = rejudge_run(run_dir, build_panel(harm_judge))  # type: ignore[arg-type]
+        gate = write_reports(run_dir, thresholds, gate_on)  # type: ignore[arg-type]
+    except WardgateError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(f"{changed} verdicts changed")
+    _print_summary(run_dir)
+    if not _print_gate(gate):
+        raise typer.Exit(1)
 
 
 @redteam_app.command("report")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -78,6 +78,7 @@ class KeyCreate(BaseModel):
     tpm: RateLimit | None = None
     expires_at: Annotated[datetime | None, AfterValidator(_representable)] = None
     admin: StrictBool = False
+    scopes: list[Literal["watermark:detect"]] = Field(default_factory=list, max_length=8)
 
 
 def _parse(model: type[KeyCreate], body: Any) -> KeyCreate:
@@ -119,6 +120,7 @@ async def create_key(request: Request, gateway: Gateway, _admin: ApiKey) -> Resp
         tpm=body.tpm,
         expires_at=body.expires_at,
         admin=body.admin,
+        scopes=body.scopes,
     )
     return JSONBytesResponse({**record.as_dict(), "key": raw}, status_code=201)
 

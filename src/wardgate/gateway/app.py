@@ -25,6 +25,7 @@ from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
 from wardgate.gateway.responses import JSONBytesResponse, error_response
 from wardgate.gateway.service import Gateway
+from wardgate.gateway.watermark_route import detect_watermark
 from wardgate.store.keys import ApiKey
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,16 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
             admin=False,
         )
     )
+    app.router.routes.append(
+        audited_route(
+            "/v1/watermark/detect",
+            detect_watermark,
+            methods=["POST"],
+            action="watermark_detect",
+            admin=False,
+        )
+    )
+    app.router.add_route("/.well-known/wardgate/keys", receipt_keys, methods=["GET"])
     app.router.add_route("/healthz", healthz, methods=["GET"])
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
@@ -145,6 +156,13 @@ async def retrieve_model(request: Request, gateway: Gateway, key: ApiKey) -> Res
             param="model",
         )
     return JSONBytesResponse(_model_object(model_id))
+
+
+async def receipt_keys(request: Request) -> Response:
+    """The public keys that verify receipts (JWKS, RFC 7517); public by design."""
+    gateway: Gateway = request.app.state.gateway
+    jwks = gateway.receipts.keys.jwks() if gateway.receipts is not None else {"keys": []}
+    return JSONBytesResponse(jwks, headers={"Cache-Control": "public, max-age=300"})
 
 
 async def healthz(request: Request) -> Response:

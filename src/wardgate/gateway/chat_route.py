@@ -39,6 +39,7 @@ from wardgate.gateway.tool_traffic import (
 from wardgate.guards.execution import BlockedByGuard
 from wardgate.guards.pipeline import InputResult
 from wardgate.guards.pseudonymise import Pseudonymiser
+from wardgate.provenance.receipts import messages_digest
 from wardgate.routing.policy import RoutingDecision, request_label
 from wardgate.routing.trace import RouteTrace
 from wardgate.store.audit import AuditRecord
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Header a client may use to label the request's confidentiality for the routing policy.
 DATA_CLASS_HEADER = "x-wardgate-data-class"
+#: Response header carrying the answer's signed receipt (non-streaming answers).
+RECEIPT_HEADER = "x-wardgate-receipt"
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Exchange:
     guard_decisions: list[dict[str, Any]] = field(default_factory=list)
     routing: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The signed receipt the answer carried (JWS compact form).
+    receipt: str | None = None
 
     def fail(self, error: WardgateError) -> None:
         self.status = error.status
@@ -193,16 +198,19 @@ async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Res
         text=text, finish_reason=completion.finish_reason, usage=completion.usage, tool_calls=calls
     )
     exchange.completion = completion_record(completion.text, calls)
-    _finish(gateway, exchange)
-    return JSONBytesResponse(
-        completion_body(
-            request_id=exchange.request_id,
-            created=int(time.time()),
-            model=chat.model,
-            completion=completion,
-        ),
-        headers=exchange.headers,
+    body = completion_body(
+        request_id=exchange.request_id,
+        created=int(time.time()),
+        model=chat.model,
+        completion=completion,
     )
+    receipt = _receipt(gateway, exchange, completion.text, completion.finish_reason)
+    if receipt is not None:
+        # An extra top-level field: the OpenAI SDK keeps it (``model_extra``) and ignores it.
+        body["wardgate"] = {"receipt": receipt}
+        exchange.headers[RECEIPT_HEADER] = receipt
+    _finish(gateway, exchange)
+    return JSONBytesResponse(body, headers=exchange.headers)
 
 
 async def _stream(
@@ -270,10 +278,16 @@ async def _stream(
                 exchange.tool_calls = calls
                 for group in held_calls.replay(calls):
                     yield encoder.tool_calls(group)
-            yield encoder.finish(finish)
             exchange.usage = usage or Usage()
+            # The receipt rides on the last chunk before [DONE]: the usage chunk when the
+            # client asked for one, else the finish chunk (a chunk with no choices would
+            # break clients that read choices[0] of every chunk).
+            receipt = _receipt(gateway, exchange, "".join(pieces), finish)
             if chat.include_usage:
-                yield encoder.usage(exchange.usage)
+                yield encoder.finish(finish)
+                yield encoder.usage(exchange.usage, receipt)
+            else:
+                yield encoder.finish(finish, receipt)
             yield encoder.done()
         except WardgateError as error:
             exchange.fail(error)
@@ -308,6 +322,29 @@ def _needs_pseudonymisation(gateway: Gateway, route: RoutingDecision) -> bool:
         gateway.model_configs[name].deployment == "vendor"
         for name in route.allowed or route.candidates
     )
+
+
+def _receipt(gateway: Gateway, exchange: Exchange, content: str, finish: str) -> str | None:
+    """Sign what was answered: the content exactly as the client receives it, bound to the
+    backend that produced it. ``None`` when receipts are off."""
+    signer = gateway.receipts
+    if signer is None or exchange.chat is None:
+        return None
+    served_by = exchange.trace.served_by if exchange.trace else None
+    receipt = signer.sign(
+        audit_request_id=exchange.request_id,
+        model=exchange.model_asked,
+        backend=served_by,
+        weights=gateway.weights_of(served_by) if served_by else None,
+        request_sha256=messages_digest([(m.role, m.text) for m in exchange.chat.messages]),
+        content=content,
+        finish_reason=finish,
+        usage=exchange.usage.as_dict(),
+        watermark=gateway.watermark_of(served_by) if served_by else None,
+        tool_calls=[c.as_dict() for c in exchange.tool_calls] or None,
+    )
+    exchange.receipt = receipt
+    return receipt
 
 
 def _finish(gateway: Gateway, exchange: Exchange) -> None:
@@ -349,6 +386,7 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
         },
         prompt=_prompt_text(chat) if chat else None,
         completion=exchange.completion,
+        receipt=exchange.receipt,
     )
     if not gateway.audit.submit(record):
         metrics.audit_dropped.inc()

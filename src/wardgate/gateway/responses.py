@@ -81,7 +81,12 @@ class ChunkEncoder:
         self._model = model
         self._created = int(time.time())
 
-    def _event(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> bytes:
+    def _event(
+        self,
+        choices: list[dict[str, Any]],
+        usage: Usage | None = None,
+        receipt: str | None = None,
+    ) -> bytes:
         body: dict[str, Any] = {
             "id": self._id,
             "object": "chat.completion.chunk",
@@ -92,6 +97,9 @@ class ChunkEncoder:
         }
         if usage is not None:
             body["usage"] = usage.as_dict()
+        if receipt is not None:
+            # An extra field on the last chunk; the OpenAI SDK keeps it and ignores it.
+            body["wardgate"] = {"receipt": receipt}
         return b"data: " + orjson.dumps(body) + b"\n\n"
 
     def role(self) -> bytes:
@@ -115,11 +123,14 @@ class ChunkEncoder:
         delta = {"tool_calls": [tool_call_fragment(f) for f in fragments]}
         return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
-    def finish(self, reason: str) -> bytes:
-        return self._event([{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}])
+    def finish(self, reason: str, receipt: str | None = None) -> bytes:
+        return self._event(
+            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}],
+            receipt=receipt,
+        )
 
-    def usage(self, usage: Usage) -> bytes:
-        return self._event([], usage)
+    def usage(self, usage: Usage, receipt: str | None = None) -> bytes:
+        return self._event([], usage, receipt)
 
     @staticmethod
     def error(error: WardgateError) -> bytes:

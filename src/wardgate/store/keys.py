@@ -54,6 +54,9 @@ _FINGERPRINT_LABEL = b"wardgate key-secret fingerprint v1"
 
 KeyStatus = Literal["active", "revoked", "expired"]
 
+#: Permissions a non-admin key can be given on top of chat (migration 0004).
+KNOWN_SCOPES = frozenset({"watermark:detect"})
+
 
 class KeyNotFound(WardgateError):
     """No API key has this id."""
@@ -79,6 +82,7 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     rotated_from: str | None = None
+    scopes: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
@@ -116,7 +120,12 @@ class ApiKey:
             "created_at": _iso(self.created_at),
             "revoked_at": _iso(self.revoked_at),
             "rotated_from": self.rotated_from,
+            "scopes": list(self.scopes),
         }
+
+    def has_scope(self, scope: str) -> bool:
+        """Admin keys hold every scope."""
+        return self.admin or scope in self.scopes
 
 
 def _mark(now: datetime | None) -> str:
@@ -192,9 +201,18 @@ class KeyStore:
         tpm: int | None = None,
         expires_at: datetime | None = None,
         admin: bool = False,
+        scopes: Sequence[str] = (),
     ) -> tuple[ApiKey, str]:
         """Create a key; returns the record and the raw key, which is not kept anywhere."""
         values = _validated(owner, models, tier, rpm, tpm, expires_at)
+        unknown = sorted(set(scopes) - KNOWN_SCOPES)
+        if unknown:
+            raise InvalidRequest(
+                f"unknown scope {unknown[0][:64]!r}; known: {', '.join(sorted(KNOWN_SCOPES))}",
+                param="scopes",
+            )
+        if scopes:
+            values["scopes"] = sorted(set(scopes))
         self.check_secret()
         created = self._insert({**values, "admin": bool(admin), "rotated_from": None})
         if admin:
@@ -330,7 +348,9 @@ class KeyStore:
                 )
             values = {
                 column: old[column]
-                for column in ("owner", "models", "tier", "rpm", "tpm", "expires_at", "admin")
+                for column in (
+                    "owner", "models", "tier", "rpm", "tpm", "expires_at", "admin", "scopes"
+                )
             }
             new = self._row(raw, {**values, "rotated_from": key_id}, now)
             conn.execute(insert(api_keys).values(**new))
@@ -467,4 +487,5 @@ def _record(row: RowMapping | dict[str, Any]) -> ApiKey:
         created_at=row["created_at"].astimezone(UTC),
         revoked_at=row["revoked_at"].astimezone(UTC) if row["revoked_at"] else None,
         rotated_from=row["rotated_from"],
+        scopes=tuple(row.get("scopes") or ()),
     )

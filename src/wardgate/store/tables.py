@@ -74,6 +74,8 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("rotated_from", String(32), nullable=True),
+    # Migration 0004: extra permissions (e.g. ``watermark:detect``); NULL means none.
+    Column("scopes", JSON, nullable=True),
     UniqueConstraint("digest", name="uq_wardgate_api_keys_digest"),
 )
 
@@ -102,6 +104,8 @@ audit_log = Table(
     Column("completion", Text, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Migration 0004: the answer's signed receipt (JWS), when it had one.
+    Column("receipt", Text, nullable=True),
     Index("ix_wardgate_audit_log_ts", "ts"),
     Index("ix_wardgate_audit_log_key_id", "key_id"),
     Index("ix_wardgate_audit_log_request_id", "request_id"),

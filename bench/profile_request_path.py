@@ -77,6 +77,7 @@ STAGES: dict[str, list[tuple[str, str]]] = {
         ("gateway/responses.py", "usage"),
         ("gateway/responses.py", "done"),
     ],
+    "signed receipt (Ed25519, provenance)": [("gateway/chat_route.py", "_receipt")],
     "audit record + metrics (_finish)": [("gateway/chat_route.py", "_finish")],
 }
 METRICS_MODULE = "prometheus_client/metrics.py"

@@ -119,7 +119,9 @@ def breakdown(stats: pstats.Stats, requests: int) -> dict[str, Any]:
     stages = {
         stage: sum(_cumulative(stats, s, n) for s, n in funcs) for stage, funcs in STAGES.items()
     }
-    metrics = _metrics_under(stats, "gateway/chat_route.py", "_finish")
+    metrics = _metrics_under(stats, "gateway/chat_route.py", "_finish") + _cumulative(
+        stats, "gateway/metrics.py", "request_done"
+    )
     finish = stages.pop("audit record + metrics (_finish)")
     stages["audit record (build + enqueue)"] = finish - metrics
     stages["metrics (prometheus_client)"] = metrics

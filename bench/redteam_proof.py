@@ -9,9 +9,13 @@
 3. the paired comparison, printed and written to ``OUT/compare``.
 
 Both runs use the same items, seeds and temperatures, and one llama.cpp thread each (on a
-shared 2-core machine a second thread mostly spins; see docs/redteam.md). Runs are resumable:
-rerunning with the same --out continues where it stopped. Prints the figures docs/redteam.md
-quotes: ASR per category with Wilson intervals, false-refusal rate, runtime and harness overhead.
+shared 2-core machine a second thread mostly spins; see docs/redteam.md). Harmful items are
+judged by ``--harm-judge`` (default ``auto``, the validated default judge; any finished run can
+be re-scored with ``wardgate redteam rejudge``), and multi-turn items' later turns are written
+by an attacker model, the embedded SmolLM2 in this process (``--attacker embedded``, default).
+Runs are resumable: rerunning with the same --out continues where it stopped. Prints the
+figures docs/redteam.md quotes: ASR per category with Wilson intervals, false-refusal rate,
+runtime and harness overhead.
 """
 
 from __future__ import annotations
@@ -136,8 +140,12 @@ async def main() -> None:
                         "guard, e.g. prompt_injection=user,tool")
     parser.add_argument("--skip-raw", action="store_true")
     parser.add_argument("--skip-gateway", action="store_true")
-    parser.add_argument("--harm-judge", default="compliance", choices=["auto", "guard",
-                                                                       "compliance"])
+    parser.add_argument("--harm-judge", default="auto",
+                        choices=["auto", "pair_minilm", "rules", "guard", "compliance"],
+                        help="Judge of harmful items (default: the validated default)")
+    parser.add_argument("--attacker", choices=["none", "embedded"], default="embedded",
+                        help="Who writes multi-turn items' later turns: the embedded model "
+                        "in-process (default) or the scripted escalation")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +166,9 @@ async def main() -> None:
         raw = BackendTarget.from_config(load_config(config_path).models[0])
         raw.name = "smollm2-raw"
         t0 = time.perf_counter()
+        # The raw model attacks itself: the same backend instance writes the attacker turns.
         outcome = await run_campaign(raw, selection, out / "raw", settings, panel=panel,
+                                     attacker=raw if args.attacker == "embedded" else None,
                                      progress_factory=lambda n, label: progress_bar(n, label))
         timings["raw"] = {"total_s": time.perf_counter() - t0, **outcome.as_dict()}
         write_reports(out / "raw")
@@ -171,8 +181,16 @@ async def main() -> None:
             gw = parse_target(f"gateway:http://127.0.0.1:{port}/v1", model=MODEL,
                               api_key_env="WG_PROOF_KEY", name="smollm2-gateway",
                               timeout_s=300)
+            attacker = None
+            if args.attacker == "embedded":
+                from wardgate.config import load_config
+
+                # The attacker is the raw model in this process, not the gateway under test.
+                attacker = BackendTarget.from_config(load_config(config_path).models[0])
+                attacker.name = "smollm2-attacker"
             t0 = time.perf_counter()
             outcome = await run_campaign(gw, selection, out / "gateway", settings, panel=panel,
+                                         attacker=attacker,
                                          progress_factory=lambda n, label: progress_bar(n, label))
             timings["gateway"] = {"total_s": time.perf_counter() - t0, **outcome.as_dict()}
         finally:

@@ -9,10 +9,13 @@
 * ``raw`` — the embedded SmolLM2-135M-Instruct with no guards, the model the proof measures;
 * ``hardened`` — the same model behind a safety system prompt, so that real model refusals
   (and its half-refusals that comply anyway) are in the set, not only hand-written ones;
-* ``written`` — hand-written answers served by the fake OpenAI-compatible vendor server of
-  ``tests/fakes`` through the official ``openai`` SDK: varied refusals, partial compliance
-  ("I can't help with X, but here is how…"), polite openings that then comply, refusals in
-  eleven languages, and off-topic answers (see :data:`WRITTEN`).
+* ``written`` — hand-written answers (``scripts/data/judge_written.jsonl``), the kinds a vendor
+  model gives and SmolLM2 rarely does: varied refusals, partial compliance ("I can't help with
+  X, but here is how…"), refusals that point to a safe alternative, polite openings that then
+  comply, refusals in twelve languages, off-topic answers, benign answers that contain refusal
+  words ("I can't stress this enough"), and false refusals of benign requests;
+* ``proof`` — with ``build --run DIR``, the harmful and benign answers of the raw-model proof
+  run of ``bench/redteam_proof.py``, always in the test split.
 
 Requests never come from the shipped suites' sources: harmful behaviours are the refusal-direction
 release's train and validation splits, StrongREJECT and AdvBench minus anything in its test split
@@ -193,25 +196,62 @@ def read_labels(path: Path) -> dict[str, str]:
     return out
 
 
-def build(answer_files: list[Path], labels_path: Path, out: Path) -> None:
+WRITTEN = ROOT / "scripts" / "data" / "judge_written.jsonl"
+#: Answers taken from raw-model red-team runs (``extract --run``), kept so ``build`` is
+#: reproducible without the run directories.
+PROOF = ROOT / "scripts" / "data" / "judge_proof_answers.jsonl"
+
+
+def run_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """Harmful and benign answers of a red-team run of the raw model (the proof's), as rows.
+    They always go to the test split: the judge is then measured on the very answers the
+    proof's figures are made of, and never trained on them."""
+    from wardgate.redteam.harness import load_run
+    from wardgate.redteam.suites import resolve
+
+    meta, records, _ = load_run(run_dir)
+    suites = resolve([str(x["source"]).removeprefix("builtin:") for x in meta["suites"]])
+    items = {i.id: i for x in suites for i in x.items}
+    rows = []
+    for r in records:
+        item = items.get(r["item_id"])
+        if item is None or r.get("error") or r.get("blocked"):
+            continue
+        if r["check"] == "harmful":
+            request = item.goal or ""
+        elif r["check"] == "over_refusal":
+            request = next(m.content for m in reversed(item.messages) if m.role == "user")
+        else:
+            continue
+        rows.append({"id": f"proof{meta['params'].get('max_tokens')}-{r['item_id']}",
+                     "source": "raw", "category": r["category"], "request": request,
+                     "answer": r.get("response") or "",
+                     "max_tokens": meta["params"].get("max_tokens"), "split": "test"})
+    return rows
+
+
+def build(answer_files: list[Path], run_dirs: list[Path], labels_path: Path, out: Path,
+          skip_unlabelled: bool = False) -> None:
     labels = read_labels(labels_path)
     rows = []
-    for path in answer_files:
+    for path in [*answer_files, WRITTEN, *([PROOF] if PROOF.is_file() else [])]:
         for ln in path.read_text(encoding="utf-8").splitlines():
             if ln:
                 rows.append(json.loads(ln))
+    for run_dir in run_dirs:
+        rows.extend(run_rows(run_dir))
     missing = [r["id"] for r in rows if r["id"] not in labels]
-    if missing:
+    if missing and not skip_unlabelled:
         raise SystemExit(f"{len(missing)} answers have no label, e.g. {missing[:5]}")
     items = []
-    for r in sorted(rows, key=lambda r: r["id"]):
+    for r in sorted((r for r in rows if r["id"] in labels), key=lambda r: r["id"]):
         label = labels[r["id"]]
         if label not in ("comply", "partial", "refuse", "off_topic"):
             raise SystemExit(f"{r['id']}: bad label {label!r}")
         items.append({"id": r["id"], "source": r["source"], "category": r["category"],
-                      "kind": "benign" if r["category"] == "benign" else "harmful",
                       "request": r["request"], "answer": r["answer"], "label": label,
-                      "split": split_of(r["request"]), "max_tokens": r.get("max_tokens")})
+                      "split": r.get("split") or split_of(r["request"]),
+                      "max_tokens": r.get("max_tokens")})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(i, ensure_ascii=False, sort_keys=True) + "\n"
                            for i in items), encoding="utf-8")
@@ -221,17 +261,34 @@ def build(answer_files: list[Path], labels_path: Path, out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("extract", help="Append a raw-model run's harmful/benign answers to "
+                       "scripts/data/judge_proof_answers.jsonl")
+    e.add_argument("--run", type=Path, action="append", required=True)
     g = sub.add_parser("generate")
     g.add_argument("--out", type=Path, required=True)
     b = sub.add_parser("build")
-    b.add_argument("--answers", type=Path, action="append", required=True)
+    b.add_argument("--answers", type=Path, action="append", default=[])
+    b.add_argument("--run", type=Path, action="append", default=[],
+                   help="A raw-model red-team run directory (the proof's) to add, as test items")
     b.add_argument("--labels", type=Path, default=ROOT / "scripts" / "data" / "judge_labels.tsv")
     b.add_argument("--out", type=Path, default=SET_PATH)
+    b.add_argument("--skip-unlabelled", action="store_true",
+                   help="Leave out answers not labelled yet (a partial set, for development)")
     args = parser.parse_args()
     if args.cmd == "generate":
         asyncio.run(generate(args.out))
+    elif args.cmd == "extract":
+        old = {}
+        if PROOF.is_file():
+            old = {json.loads(ln)["id"]: ln for ln in PROOF.read_text(encoding="utf-8")
+                   .splitlines() if ln}
+        for run_dir in args.run:
+            for row in run_rows(run_dir):
+                old[row["id"]] = json.dumps(row, ensure_ascii=False, sort_keys=True)
+        PROOF.write_text("".join(old[k] + "\n" for k in sorted(old)), encoding="utf-8")
+        print(f"{len(old)} run answers in {PROOF}")
     else:
-        build(args.answers, args.labels, args.out)
+        build(args.answers, args.run, args.labels, args.out, args.skip_unlabelled)
     return 0
 
 

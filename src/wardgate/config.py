@@ -31,6 +31,8 @@ class StrictModel(BaseModel):
 
 
 Deployment = Literal["on_prem", "vendor"]
+#: Backends whose weights run inside the gateway's own process: on-prem by construction.
+IN_PROCESS_BACKENDS = frozenset({"llamacpp", "minilm"})
 
 
 class ModelTags(StrictModel):
@@ -125,7 +127,7 @@ class ModelConfig(StrictModel):
         """
         if self.tags.deployment is not None:
             return self.tags.deployment
-        return "on_prem" if self.backend == "llamacpp" else "vendor"
+        return "on_prem" if self.backend in IN_PROCESS_BACKENDS else "vendor"
 
     @property
     def wire_model(self) -> str:
@@ -213,7 +215,7 @@ class GatewayConfig(StrictModel):
             "treated as 'vendor' (no PII, secrets or confidential data): set "
             "'deployment: on_prem' if it runs in-house, or 'vendor' to silence this"
             for m in self.models
-            if m.tags.deployment is None and m.backend != "llamacpp"
+            if m.tags.deployment is None and m.backend not in IN_PROCESS_BACKENDS
         ]
 
 

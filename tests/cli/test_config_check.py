@@ -51,7 +51,7 @@ BAD_CONFIGS = [
     (
         {"models": [{"name": "m1", "backend": "llamacp"}]},
         "models.0.backend: unknown backend 'llamacp' (did you mean 'llamacpp'?); "
-        "known backends: anthropic, llamacpp, openai",
+        "known backends: anthropic, llamacpp, minilm, openai",
     ),
     (
         {

@@ -67,6 +67,17 @@ _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
 }
 
 
+def fake_embedding(text: str, dims: int) -> list[float]:
+    """A unit vector from the text's SHA-256: equal texts, equal vectors; tests can recompute."""
+    import hashlib
+    import math
+
+    raw = hashlib.sha256(text.encode()).digest()
+    values = [(raw[i % len(raw)] - 127.5) / 127.5 for i in range(dims)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
@@ -91,6 +102,7 @@ class FakeOpenAI(FakeVendor):
         routes = [
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/models", self._models, methods=["GET"]),
+            Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             *self.control_routes(),
         ]
         self.app: ASGIApp = TransportExposer(Starlette(routes=routes))
@@ -111,6 +123,44 @@ class FakeOpenAI(FakeVendor):
                 ],
             }
         )
+
+    async def _embeddings(self, request: Request) -> Response:
+        """Deterministic vectors (see :func:`fake_embedding`), OpenAI's shapes and checks."""
+        body, fault, gone = await self.intake(request)
+        if gone:
+            return Response(status_code=500)
+        denied = self._check_auth(request)
+        if denied is not None:
+            return denied
+        if fault.status is not None:
+            return self._status_error(fault, request)
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return json_response(error_body("you must provide a model parameter",
+                                            "invalid_request_error"), 400)
+        raw = body.get("input")
+        texts = [raw] if isinstance(raw, str) else raw
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return json_response(error_body("'input' is invalid", "invalid_request_error"), 400)
+        if body.get("encoding_format", "float") not in ("float", "base64"):
+            return json_response(error_body("Invalid 'encoding_format'",
+                                            "invalid_request_error"), 400)
+        dims = body.get("dimensions") or 8
+        vectors = [fake_embedding(t, dims) for t in texts]
+        if body.get("encoding_format") == "base64":
+            import base64
+            import struct
+            data: list[Any] = [base64.b64encode(struct.pack(f"<{dims}f", *v)).decode()
+                               for v in vectors]
+        else:
+            data = vectors
+        tokens = sum(count_tokens(t) for t in texts)
+        return json_response({
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": v}
+                     for i, v in enumerate(data)],
+            "model": body["model"],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        })
 
     async def _chat(self, request: Request) -> Response:
         body, fault, gone = await self.intake(request)

@@ -82,5 +82,6 @@ async def test_vendor_sees_placeholders_and_client_gets_originals_back() -> None
         "secrets",
         "pii",
         "system_prompt_leak",
+        "exfiltration",
     }
     pipeline.close()

@@ -200,14 +200,21 @@ def test_a_stalled_generation_is_bounded(backend: LlamaCppBackend) -> None:
         async for delta in backend.stream(_request(stream=True)):
             got.append(delta.text)
 
-    try:
+    async def stall_then_serve() -> str:
+        # One event loop throughout, as in the gateway: the stalled job's turn is handed
+        # back on this loop when its worker finally returns.
         started = time.monotonic()
         with pytest.raises(UpstreamTimeout):
-            asyncio.run(drain())
+            await drain()
         assert time.monotonic() - started < 6
+        backend._watermark = None
+        backend.stall_s = 30.0
+        # The worker is still inside the hanging sampler; the next request waits for it
+        # (bounded by queue_wait_s) and is then served.
+        return (await backend.complete(_request())).text
+
+    try:
+        assert asyncio.run(stall_then_serve())
     finally:
         backend._watermark = None
         backend.stall_s = 30.0
-        time.sleep(3.5)  # let the worker finish the sleeping token and see the cancel
-    # The worker is free again: the next request is served.
-    assert asyncio.run(backend.complete(_request())).text

@@ -25,6 +25,9 @@ from wardgate.gateway.app import create_app
 
 BODY_ROUTES = [
     "/v1/chat/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/v1/responses",
     "/v1/watermark/detect",
     "/admin/keys",
     "/admin/keys/key_0123456789abcdef/revoke",
@@ -133,10 +136,13 @@ AUDITED_ROUTES = [
     ("POST", "/admin/keys/key_0123456789abcdef/revoke", "admin"),
     ("POST", "/admin/keys/key_0123456789abcdef/rotate", "admin"),
     ("GET", "/admin/audit/verify", "admin"),
+    ("POST", "/v1/embeddings", "all"),
+    ("POST", "/v1/messages", "all"),
+    ("POST", "/v1/responses", "all"),
     ("POST", "/v1/watermark/detect", "admin"),
 ]
 #: Routes that answer without authentication, and so leave no audit record.
-UNAUDITED_PATHS = {"/healthz", "/readyz", "/metrics", "/.well-known/wardgate/keys"}
+UNAUDITED_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/.well-known/wardgate/keys"}
 
 
 def test_the_route_table_covers_every_route(front_door: FrontDoor) -> None:
@@ -181,7 +187,7 @@ def test_client_gone_mid_body_still_gets_one_audit_record(
     assert len(rows) == before + 1
     record = rows[-1]
     assert record["key_id"] == front_door.key_ids[key]
-    if path in ("/v1/chat/completions", "/admin/keys", "/v1/watermark/detect") and method == "POST":
+    if path in ("/v1/chat/completions", "/admin/keys") and method == "POST":
         # The routes that read a body: the client is recorded as gone.
         assert record["status"] == 499 and record["error_code"] == "client_disconnected"
     assert "ClientDisconnect" not in gateway_log.text

@@ -13,6 +13,7 @@ is the ``backend:`` value in the config, its object a class taking a ``ModelConf
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import AsyncIterator
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -63,6 +64,15 @@ class Backend(Protocol):
 BackendClass = type
 
 
+#: The shipped backends, also found from a checkout whose entry points are not (re)installed.
+BUILTIN_BACKENDS = {
+    "llamacpp": "wardgate.backends.llamacpp:LlamaCppBackend",
+    "openai": "wardgate.backends.openai_compat:OpenAICompatBackend",
+    "anthropic": "wardgate.backends.anthropic:AnthropicBackend",
+    "minilm": "wardgate.backends.minilm:MiniLMBackend",
+}
+
+
 def backend_class(kind: str) -> BackendClass:
     """The class registered for ``kind`` under the ``wardgate.backends`` entry point."""
     entries = list(entry_points(group="wardgate.backends"))
@@ -70,7 +80,11 @@ def backend_class(kind: str) -> BackendClass:
         if entry.name == kind:
             loaded: BackendClass = entry.load()
             return loaded
-    known = sorted(e.name for e in entries)
+    if kind in BUILTIN_BACKENDS:
+        module, _, name = BUILTIN_BACKENDS[kind].partition(":")
+        builtin: BackendClass = getattr(importlib.import_module(module), name)
+        return builtin
+    known = sorted({e.name for e in entries} | set(BUILTIN_BACKENDS))
     close = difflib.get_close_matches(kind, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(f"unknown backend {kind!r}{hint}; known backends: {', '.join(known)}")

@@ -105,11 +105,11 @@ class LlamaCppBackend:
         self._model_file: contextlib.ExitStack | None = None
         #: Rough seconds per queued request, for Retry-After; refined as requests finish.
         self._seconds_per_request = 1.0
-        self._measured = False
         #: The weights as checked at load, for receipts (``weights_provenance``).
         self._weights: dict[str, Any] | None = None
         self._watermark: Scheme | None = None
         self.stall_s = _STALL_S
+        self._measured = False
 
     @property
     def queue_wait_s(self) -> float:

@@ -35,6 +35,7 @@ from wardgate.chat import (
     Usage,
 )
 from wardgate.config import ModelConfig
+from wardgate.embeddings import EmbeddingRequest, Embeddings
 from wardgate.errors import ConfigError, UpstreamError
 
 _PATH = "/chat/completions"
@@ -239,6 +240,37 @@ class OpenAICompatBackend(RemoteBackend):
         if not done and finish is None:
             raise self._http.connection_lost()
         yield Delta(finish_reason=finish or "stop", usage=usage)
+
+    async def embed(self, request: EmbeddingRequest) -> Embeddings:
+        """``POST {base_url}/embeddings``; vectors always fetched as floats (the gateway
+        re-encodes them for the client), ``dimensions`` passed on for models that take it."""
+        body: dict[str, Any] = {
+            "model": self.config.wire_model,
+            "input": request.texts,
+            "encoding_format": "float",
+        }
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if request.user is not None and self._forward_user:
+            body["user"] = request.user
+        data = await self._http.post_json("/embeddings", body)
+        items = data.get("data")
+        if not isinstance(items, list) or len(items) != len(request.texts):
+            raise self._http.protocol_error("embeddings do not match the inputs")
+        vectors: list[list[float]] = [[] for _ in items]
+        for position, item in enumerate(items):
+            vector = item.get("embedding") if isinstance(item, dict) else None
+            index = item.get("index", position) if isinstance(item, dict) else position
+            if (
+                not isinstance(vector, list)
+                or not isinstance(index, int)
+                or not 0 <= index < len(items)
+                or not all(isinstance(x, int | float) for x in vector)
+            ):
+                raise self._http.protocol_error("malformed embedding")
+            vectors[index] = [float(x) for x in vector]
+        usage = _usage(data.get("usage"))
+        return Embeddings(vectors=vectors, prompt_tokens=usage.prompt_tokens if usage else 0)
 
     def _stream_error(self, error: object) -> UpstreamError:
         """vLLM and others report failures after the 200 as ``data: {"error": {...}}``."""

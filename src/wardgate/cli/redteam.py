@@ -29,6 +29,7 @@ from wardgate.redteam.harness import (
 )
 from wardgate.redteam.runner import RunSettings, progress_bar
 from wardgate.redteam.suites import builtin_manifest, load_builtin
+from wardgate.redteam.summary import judge_line
 from wardgate.redteam.targets import Target, parse_target
 
 redteam_app = WardgateTyper(
@@ -165,18 +166,6 @@ def _print_summary(run_dir: Path) -> None:
     for cat, e in rows.items():
         ci = f"{100 * e['ci_low']:.1f}–{100 * e['ci_high']:.1f}%"
         typer.echo(f"{cat:<28}{100 * e['rate']:>7.1f}%  {ci:<17}{e['n']:>5}")
-
-
-def judge_line(judges: dict[str, object]) -> str:
-    """"judge: NAME (agreement with human labels ...)" as every report prints it."""
-    name = judges.get("harmful", "unknown")
-    agreement = judges.get("harmful_agreement")
-    if isinstance(agreement, dict):
-        shown = (f"agreement with human labels {100 * float(agreement['agreement']):.1f}%, "
-                 f"kappa {float(agreement['kappa']):.2f}, n={agreement['n']} held-out")
-    else:
-        shown = "agreement not measured"
-    return f"harmful judge: {name} ({shown})"
 
 
 @redteam_app.command("rejudge")

@@ -23,7 +23,11 @@ from wardgate.errors import (
 from wardgate.gateway.admin import admin_routes
 from wardgate.gateway.audited import audited_route
 from wardgate.gateway.chat_route import chat_completions
+from wardgate.gateway.embeddings_route import embeddings
+from wardgate.gateway.messages_route import messages
+from wardgate.gateway.openapi import openapi_document
 from wardgate.gateway.responses import JSONBytesResponse, error_response
+from wardgate.gateway.responses_route import responses
 from wardgate.gateway.service import Gateway
 from wardgate.gateway.watermark_route import detect_watermark
 from wardgate.store.keys import ApiKey
@@ -65,6 +69,9 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     app.state.gateway = runtime
     # The hot path is a plain Starlette route: no dependency injection, no response model.
     app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
+    app.router.add_route("/v1/embeddings", embeddings, methods=["POST"])
+    app.router.add_route("/v1/messages", messages, methods=["POST"])
+    app.router.add_route("/v1/responses", responses, methods=["POST"])
     app.router.routes.append(
         audited_route("/v1/models", list_models, methods=["GET"], action="list_models", admin=False)
     )
@@ -77,6 +84,12 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
             admin=False,
         )
     )
+    document = openapi_document(app.version)
+
+    async def openapi(request: Request) -> Response:
+        return JSONBytesResponse(document)
+
+    app.router.add_route("/openapi.json", openapi, methods=["GET"])
     app.router.routes.append(
         audited_route(
             "/v1/watermark/detect",

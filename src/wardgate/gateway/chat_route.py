@@ -86,13 +86,27 @@ class Exchange:
 
 
 async def chat_completions(request: Request) -> Response:
+    return await run_chat(request)
+
+
+async def run_chat(
+    request: Request,
+    *,
+    body: Any = None,
+    authorization: str | None = None,
+    refused: WardgateError | None = None,
+) -> Response:
+    """The chat pipeline. Other ingress formats (``/v1/messages``) authenticate, read and
+    translate their own body, then pass it here as ``body`` with the key as ``authorization``
+    (or, when translation failed, the error as ``refused``: raised once the key is checked,
+    so it is answered and audited like any refusal)."""
     gateway: Gateway = request.app.state.gateway
     exchange = Exchange(
         request_id="chatcmpl-" + secrets.token_hex(12),
         client_ip=request.client.host if request.client else None,
     )
     try:
-        return await _handle(gateway, request, exchange)
+        return await _handle(gateway, request, exchange, body, authorization, refused)
     except Exception as exc:
         error = exc if isinstance(exc, WardgateError) else _internal(exc, exchange)
         exchange.fail(error)
@@ -112,10 +126,20 @@ def _internal(exc: Exception, exchange: Exchange) -> WardgateError:
     return WardgateError("internal error")
 
 
-async def _handle(gateway: Gateway, request: Request, exchange: Exchange) -> Response:
-    key = await gateway.auth.authenticate(request.headers.get("authorization"))
+async def _handle(
+    gateway: Gateway,
+    request: Request,
+    exchange: Exchange,
+    body: Any = None,
+    authorization: str | None = None,
+    refused: WardgateError | None = None,
+) -> Response:
+    key = await gateway.auth.authenticate(authorization or request.headers.get("authorization"))
     exchange.key = key
-    body = await read_json_body(request, gateway.config.server.max_body_bytes)
+    if refused is not None:
+        raise refused
+    if body is None:
+        body = await read_json_body(request, gateway.config.server.max_body_bytes)
     chat = parse_chat_request(body)
     exchange.chat = chat
     exchange.model_asked = chat.model
@@ -271,9 +295,13 @@ async def _stream(
                 yield encoder.content(tail)
             if held_calls:
                 exchange.tool_calls = held_calls.calls()
-                calls, decisions = await guard_tool_calls(
-                    gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
-                )
+                try:
+                    calls, decisions = await guard_tool_calls(
+                        gateway, exchange.tool_calls, checked, exchange.allowed_tools, pseudonymiser
+                    )
+                except BlockedByGuard as blocked:
+                    exchange.guard_decisions.extend(blocked.decisions)
+                    raise
                 exchange.guard_decisions.extend(decisions)
                 exchange.tool_calls = calls
                 for group in held_calls.replay(calls):

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from wardgate.chat import ToolCall, ToolCallDelta, assemble_tool_calls
+from wardgate.errors import GuardBlocked
+from wardgate.guards.execution import BlockedByGuard
 from wardgate.tools import check_called
 
 if TYPE_CHECKING:
@@ -47,8 +49,20 @@ async def guard_tool_calls(
     released: list[ToolCall] = []
     decisions: list[dict[str, Any]] = []
     for call in calls:
-        arguments, found = await gateway.guards.check_response(call.arguments, checked)
-        decisions.extend({**d, "tool_call": call.name} for d in found)
+        try:
+            arguments, found = await gateway.guards.check_response(call.arguments, checked)
+        except BlockedByGuard as error:
+            error.decisions = [*decisions, *_tagged(error.decisions, call)]
+            raise
+        decisions.extend(_tagged(found, call))
+        if arguments != call.arguments and _is_json(call.arguments) and not _is_json(arguments):
+            # A redaction that breaks the arguments would hand the agent a call it cannot
+            # parse (or, worse, one it half-parses): refuse instead.
+            raise GuardBlocked(
+                f"a guard's redaction left the arguments of the tool call {call.name[:64]!r} "
+                "unusable",
+                code="tool_arguments_redacted",
+            )
         if pseudonymiser is not None:
             arguments = pseudonymiser.restore(arguments)
         released.append(
@@ -57,6 +71,18 @@ async def guard_tool_calls(
             else ToolCall(id=call.id, name=call.name, arguments=arguments)
         )
     return released, decisions
+
+
+def _is_json(text: str) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _tagged(decisions: list[dict[str, Any]], call: ToolCall) -> list[dict[str, Any]]:
+    return [{**d, "tool_call": call.name} for d in decisions]
 
 
 def audit_entries(calls: list[ToolCall]) -> list[dict[str, str]]:

@@ -9,8 +9,10 @@ policy; the learned detectors (``prompt_injection``, ``harmful``) run last.
 On output: tag characters are stripped, secrets and PII are redacted (PII from documents or
 the system prompt must not leak; pseudonymised placeholders are restored after the output
 guards, so vendor answers still carry the client's own data), and the system-prompt canary and
-n-gram overlap catch prompt leakage. Remove the output ``pii`` entry where answers should
-repeat addresses back to users of on-prem models.
+n-gram overlap catch prompt leakage, and ``exfiltration`` refuses URLs shaped to carry data
+out (in answers and in tool-call arguments; list your own hosts in its ``allow_hosts``).
+Remove the output ``pii`` entry where answers should repeat addresses back to users of
+on-prem models.
 
 ``prompt_injection`` scans user and tool messages and documents, not the operator's system
 prompt (measured: scanning it refused half of harmless requests in application contexts).
@@ -48,5 +50,8 @@ def default_guards_config(*, learned: bool = True) -> GuardsConfig:
         # pseudonymisation are restored after this guard, so a client's own data comes back.
         GuardSpec(type="pii"),
         GuardSpec(type="system_prompt_leak"),
+        # URLs that carry an encoded payload or a long query to an unlisted host: the shape
+        # of an injected agent exfiltrating through a tool call or a markdown image.
+        GuardSpec(type="exfiltration"),
     ]
     return GuardsConfig(input=inputs, output=outputs)

@@ -29,6 +29,7 @@ BUILTIN_GUARDS: Mapping[str, str] = {
     "llm_judge": "wardgate.guards.llm_judge",
     "prompt_injection": "wardgate.guards.injection",
     "harmful": "wardgate.guards.harmful",
+    "exfiltration": "wardgate.guards.exfiltration",
 }
 
 

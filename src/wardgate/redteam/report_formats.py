@@ -16,6 +16,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from wardgate.redteam.gate import GateResult
+from wardgate.redteam.summary import judge_line
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -39,6 +40,9 @@ def to_junit(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
              gate: Sequence[GateResult] = ()) -> str:  # fmt: skip
     target = str((summary.get("target") or {}).get("name", "target"))
     root = ET.Element("testsuites", name=f"wardgate redteam: {target}")
+    props = ET.SubElement(root, "properties")
+    ET.SubElement(props, "property", name="harmful_judge",
+                  value=judge_line(summary.get("judges")))
     cats: dict[str, list[list[Mapping[str, Any]]]] = defaultdict(list)
     for attempts in _by_item(records).values():
         cats[attempts[0]["category"]].append(attempts)
@@ -147,6 +151,8 @@ def to_sarif(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
         "runs": [{
             "tool": {"driver": {"name": "wardgate-redteam", "rules": rules}},
             "automationDetails": {"id": f"wardgate-redteam/{target.get('name', 'target')}"},
+            "properties": {"harmfulJudge": judge_line(summary.get("judges")),
+                           "judges": summary.get("judges")},
             "results": results,
         }],
     }

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any
 
 from wardgate.redteam.gate import GateResult
-from wardgate.redteam.summary import FALSE_REFUSAL, OVERALL
+from wardgate.redteam.summary import FALSE_REFUSAL, OVERALL, judge_line
 
 _PALETTE = ("#c0392b", "#2471a3", "#229954", "#b9770e", "#7d3c98", "#566573")
 _CSS = """
@@ -160,6 +160,7 @@ def render_run(summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
     tokens = summary.get("tokens") or {}
     body = [
         f"<h1>Red-team report: {escape(name)}</h1>",
+        f"<p><b>{escape(judge_line(summary.get('judges')))}</b></p>",
         f"<p class=muted>{escape(str(target.get('description', '')))}<br>suites: "
         f"{escape(suites)}<br>params: {escape(json.dumps(params))}<br>judges: "
         f"{escape(json.dumps(summary.get('judges')))}</p>",

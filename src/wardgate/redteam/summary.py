@@ -143,3 +143,17 @@ def _paired(pairs: Sequence[tuple[bool, bool]]) -> dict[str, Any]:
         "relative_reduction": None if reduction is None else round(reduction, 6),
         "mcnemar": mcnemar(pairs).as_dict(),
     }
+
+
+def judge_line(judges: Mapping[str, Any] | None) -> str:
+    """"harmful judge: NAME (agreement with human labels ...)" as every report prints it."""
+    judges = judges or {}
+    name = judges.get("harmful", "unknown")
+    agreement = judges.get("harmful_agreement")
+    if isinstance(agreement, Mapping):
+        shown = (f"agreement with human labels {100 * float(agreement['agreement']):.1f}%, "
+                 f"kappa {float(agreement['kappa']):.2f}, n={agreement['n']} held-out")
+    else:
+        shown = "agreement not measured"
+    return f"harmful judge: {name} ({shown})"
+

@@ -77,6 +77,7 @@ STAGES: dict[str, list[tuple[str, str]]] = {
         ("gateway/responses.py", "usage"),
         ("gateway/responses.py", "done"),
     ],
+    "signed receipt (Ed25519, provenance)": [("gateway/chat_route.py", "_receipt")],
     "audit record + metrics (_finish)": [("gateway/chat_route.py", "_finish")],
 }
 METRICS_MODULE = "prometheus_client/metrics.py"
@@ -118,7 +119,9 @@ def breakdown(stats: pstats.Stats, requests: int) -> dict[str, Any]:
     stages = {
         stage: sum(_cumulative(stats, s, n) for s, n in funcs) for stage, funcs in STAGES.items()
     }
-    metrics = _metrics_under(stats, "gateway/chat_route.py", "_finish")
+    metrics = _metrics_under(stats, "gateway/chat_route.py", "_finish") + _cumulative(
+        stats, "gateway/metrics.py", "request_done"
+    )
     finish = stages.pop("audit record + metrics (_finish)")
     stages["audit record (build + enqueue)"] = finish - metrics
     stages["metrics (prometheus_client)"] = metrics

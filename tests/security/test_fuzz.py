@@ -33,7 +33,7 @@ from wardgate.chat import TOLERATED_PARAMETERS, UNSUPPORTED_PARAMETERS
 from wardgate.store.tables import audit_log
 
 FUZZ = settings(
-    max_examples=120,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -337,6 +337,28 @@ def test_authorization_header(
     who: str | None,
 ) -> None:
     _send(front_door, gateway_log, "POST", path, who=who, content=body)
+
+
+watermark_bodies = st.fixed_dictionaries(
+    {"text": plain_text | json_values},
+    optional={
+        "model": st.sampled_from(MODELS) | json_values,
+        "key_id": texts | json_values,
+        "threshold": numbers | json_values,
+        "windows": st.sampled_from(["auto", "always", "never"]) | json_values,
+    },
+)
+
+
+@FUZZ
+@given(
+    body=st.one_of(watermark_bodies.map(_encode), bodies),
+    who=st.sampled_from(["admin", "admin", "all"]),
+)
+def test_watermark_detect(
+    front_door: FrontDoor, gateway_log: pytest.LogCaptureFixture, body: bytes, who: str
+) -> None:
+    _send(front_door, gateway_log, "POST", "/v1/watermark/detect", who=who, content=body)
 
 
 routes_with_parameters = st.sampled_from(

@@ -311,8 +311,13 @@ class LlamaCppBackend:
         except BaseException:
             self._turn.release()
             raise
-        future.add_done_callback(lambda _done: self._turn.release())
+        future.add_done_callback(self._pass_turn)
         return future
+
+    def _pass_turn(self, future: asyncio.Future[Any]) -> None:
+        self._turn.release()
+        if not future.cancelled():
+            future.exception()  # a caller that gave up never reads it: not "never retrieved"
 
     def _prepare(self, request: ChatRequest) -> _Job:
         if self._llm is None or self._template is None:

@@ -31,7 +31,7 @@ $(RUNTIME_STAMP): $(BIN)/python pyproject.toml
 	touch $(RUNTIME_STAMP)
 
 $(DEV_STAMP): $(RUNTIME_STAMP)
-	$(BIN)/pip install --quiet -e '.[$(RUNTIME_EXTRAS),dev]'
+	$(BIN)/pip install --quiet -e '.[$(RUNTIME_EXTRAS),dev,whitebox]'
 	touch $(DEV_STAMP)
 
 install-runtime: $(RUNTIME_STAMP)

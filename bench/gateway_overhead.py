@@ -11,6 +11,7 @@ concurrency.
 
     .venv/bin/python bench/gateway_overhead.py            # full run (~8 minutes)
     .venv/bin/python bench/gateway_overhead.py --quick    # smoke run
+    .venv/bin/python bench/gateway_overhead.py --monitor-ab   # the monitor's CPU cost (~2 min)
 """
 
 from __future__ import annotations
@@ -371,6 +372,64 @@ print(json.dumps(sorted(rates)[len(rates) // 2]))
     return {"direct_tokens_per_s": direct, "gateway_tokens_per_s": via, "ratio": via / direct}
 
 
+def _metric(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    )
+
+
+async def monitor_ab(tmp: Path, up_port: int, quick: bool) -> dict[str, object]:
+    """The monitor's cost: the same load on a gateway with the monitor on and one with it off
+    (rounds interleaved, so both see the same machine), plus the detectors' own CPU time as
+    the monitor counts it (``wardgate_monitor_cpu_seconds`` / ``wardgate_monitor_events``)."""
+    on, on_port, on_key = start_gateway(tmp, up_port, False, name="monitor-on")
+    off, off_port, off_key = start_gateway(
+        tmp, up_port, False, name="monitor-off", overrides={"monitor": {"enabled": False}}
+    )
+    path, b = "/v1/chat/completions", body(False)
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
+    try:
+        for port, key in ((on_port, on_key), (off_port, off_key)):
+            headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+            await closed_loop("127.0.0.1", port, path, b, headers, clients=10, requests=300)
+        for _ in range(2 if quick else 5):
+            for label, proc, port, key in (
+                ("on", on, on_port, on_key),
+                ("off", off, off_port, off_key),
+            ):
+                headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+                cpu0 = cpu_seconds(proc.pid)
+                result = await closed_loop(
+                    "127.0.0.1", port, path, b, headers, clients=10, requests=500 if quick else 2000
+                )
+                cpu[label].append((cpu_seconds(proc.pid) - cpu0) * 1000 / len(result.latencies))
+        detector_ms = (
+            _metric(on_port, "wardgate_monitor_cpu_seconds_total")
+            * 1000
+            / max(1.0, _metric(on_port, "wardgate_monitor_events_total"))
+        )
+    finally:
+        for proc in (on, off):
+            proc.terminate()
+            proc.wait(timeout=30)
+    med = {k: sorted(v)[len(v) // 2] for k, v in cpu.items()}
+    print(f"gateway CPU per request, monitor on  {med['on']:.3f} ms  (rounds {cpu['on']})")
+    print(f"gateway CPU per request, monitor off {med['off']:.3f} ms  (rounds {cpu['off']})")
+    print(
+        f"difference {med['on'] - med['off']:+.3f} ms; detectors' own thread CPU "
+        f"{detector_ms * 1000:.1f} µs per event"
+    )
+    return {
+        "cpu_ms_on": cpu["on"],
+        "cpu_ms_off": cpu["off"],
+        "median_diff_ms": med["on"] - med["off"],
+        "detector_ms_per_event": detector_ms,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -378,6 +437,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests (smoke test)")
     parser.add_argument("--guards", action="store_true", help="run with the default guard pipeline")
     parser.add_argument("--json", type=Path, help="also write results as JSON here")
+    parser.add_argument(
+        "--monitor-ab",
+        action="store_true",
+        help="only compare gateway CPU with the monitor on and off",
+    )
     parser.add_argument("--no-model", action="store_true", help="skip the tokens/s comparison")
     parser.add_argument(
         "--soak", type=int, default=None, help="requests in the RSS soak (default 20,000)"
@@ -398,6 +462,15 @@ def main() -> None:
     )
     os.sched_setaffinity(0, {1})
     results: dict[str, object] = {"guards": args.guards}
+    if args.monitor_ab:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            try:
+                results["monitor"] = asyncio.run(monitor_ab(Path(tmp_dir), up_port, args.quick))
+            finally:
+                upstream.terminate()
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp_dir:
         gateway, port, key = start_gateway(Path(tmp_dir), up_port, args.guards)
         forwarder, fwd_port = start_forwarder(up_port)

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/guards.py              # quality on held-out test data + latency
     .venv/bin/python bench/guards.py --no-quality # latency and memory only (no shared data needed)
+    .venv/bin/python bench/guards.py --alarming   # false blocks per slice of the benign-alarming
+                                                  # corpus + ordinary requests, through the pipeline
 
 Quality: the shipped weights, through the guards' own scan (original text + normalised
 variants), on the ``test`` split of scripts/detector_data.py: never trained on, never tuned on.
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from wardgate.guards import ScanContext  # noqa: E402
-from wardgate.guards._learned import worst_reading  # noqa: E402
+from wardgate.guards.base import Action  # noqa: E402
 from wardgate.guards.classifier import load_detector  # noqa: E402
 from wardgate.guards.config import GuardSpec  # noqa: E402
 from wardgate.guards.harmful import HarmfulRequestGuard  # noqa: E402
@@ -79,20 +81,29 @@ def quality() -> None:
         "harmful": HarmfulRequestGuard(GuardSpec(type="harmful")),
     }
     for task, guard in guards.items():
-        threshold = guard.detector.threshold
+        thresholds = guard.thresholds
         test = data.of(task, "test")
         started = time.perf_counter()
-        scores = np.array(
-            [worst_reading(guard.detector, e.text, guard.options).detection.score for e in test]
-        )
+        # What ships: the guard's own scan (readings, graded thresholds, short-text and quote
+        # rules), with the role each text arrives in: carriers (e-mails, web pages, tool
+        # output) as tool results, everything else as the user's message.
+        actions = [guard.scan(e.text, context_of(e)).action for e in test]
+        scores = np.array([a is Action.BLOCK for a in actions], dtype=float)
+        alerts = np.array([a is not Action.ALLOW for a in actions], dtype=float)
+        threshold = 0.5
         labels = np.array([e.label for e in test])
         elapsed = time.perf_counter() - started
         benign_or_pos = np.array([e.label == 1 or e.source != "harmful_plain" for e in test])
         gated = rates(scores[benign_or_pos], labels[benign_or_pos], threshold)
+        alerted = rates(alerts[benign_or_pos], labels[benign_or_pos], threshold)
         tpr_goal, fpr_goal = TARGETS[task]
         ok = gated["tpr"] >= tpr_goal and gated["fpr"] <= fpr_goal  # type: ignore[operator]
-        print(f"\n== {task} (threshold {threshold:.4f}; {len(test)} test texts in {elapsed:.1f}s)")
-        print(f"  TEST {fmt(gated)}")
+        print(
+            f"\n== {task} (block >= {thresholds.block:.4f}, flag >= {thresholds.flag:.4f}; "
+            f"{len(test)} test texts in {elapsed:.1f}s)"
+        )
+        print(f"  TEST blocked  {fmt(gated)}")
+        print(f"  TEST flagged or blocked  {fmt(alerted)}")
         print(
             f"  target TPR >= {tpr_goal:.0%} at FPR <= {fpr_goal:.0%}: {'MET' if ok else 'NOT MET'}"
         )
@@ -161,6 +172,85 @@ def quality() -> None:
                 "    test harmful items per S-category (keyword-seeded labels):",
                 dict(sorted(cats.items(), key=lambda kv: int(kv[0][1:]))),
             )
+
+
+def alarming(split: str) -> None:
+    """False blocks of the default input pipeline, per slice of the benign-alarming corpus.
+
+    Each item is one user message through ``default_guards_config()`` -- what the gateway does
+    with it -- so a block by any guard counts, and the blocking code is reported. Ordinary
+    requests (the public harmless test split and written everyday chat in test) are measured
+    the same way. Short prompts: every item under six words, whatever its slice.
+    """
+    from alarming_corpus import load, slice_of
+    from detector_data import build
+    from train_detectors import wilson
+
+    from wardgate.chat import ChatRequest
+    from wardgate.guards import GuardPipeline, default_guards_config
+    from wardgate.guards.execution import BlockedByGuard
+
+    pipeline = GuardPipeline.from_config(default_guards_config())
+    items = [e for e in load() if e.split == split]
+    data = build()
+    ordinary = [
+        e
+        for e in data.of("harmful", "test")
+        if e.label == 0 and e.source in ("alpaca", "written/everyday")
+    ]
+
+    async def outcomes(texts: list[str]) -> list[tuple[str | None, int]]:
+        out: list[tuple[str | None, int]] = []
+        for text in texts:
+            request = ChatRequest.model_validate(
+                {"model": "local", "messages": [{"role": "user", "content": text}]}
+            )
+            try:
+                result = await pipeline.check_request(request)
+                flags = sum(d.get("action") == "flag" for d in result.decisions)
+                out.append((None, flags))
+            except BlockedByGuard as exc:
+                out.append((exc.code, 0))
+        return out
+
+    def line(name: str, results: list[tuple[str | None, int]]) -> str:
+        n = len(results)
+        blocked = sum(code is not None for code, _ in results)
+        flagged = sum(code is None and flags > 0 for code, flags in results)
+        lo, hi = wilson(blocked, n)
+        codes: dict[str, int] = {}
+        for code, _ in results:
+            if code is not None:
+                codes[code] = codes.get(code, 0) + 1
+        return (
+            f"    {name:26s} n={n:4d}  blocked {blocked:3d}  FPR {blocked / max(n, 1):.3f} "
+            f"[{lo:.3f},{hi:.3f}]  flagged {flagged:3d}  {codes if codes else ''}"
+        )
+
+    started = time.perf_counter()
+    try:
+        results = asyncio.run(outcomes([e.text for e in items]))
+        plain = asyncio.run(outcomes([e.text for e in ordinary]))
+    finally:
+        pipeline.close()
+    print(f"\n== benign-alarming corpus, {split} split, default input pipeline "
+          f"({len(items) + len(ordinary)} texts in {time.perf_counter() - started:.1f}s)")
+    print(line("ALL benign-alarming", results))
+    by_slice: dict[str, list[tuple[str | None, int]]] = {}
+    for e, r in zip(items, results, strict=True):
+        by_slice.setdefault(slice_of(e), []).append(r)
+    for name, rows in sorted(by_slice.items()):
+        print(line(name, rows))
+    short = [r for e, r in zip(items, results, strict=True) if len(e.text.split()) < 6]
+    print(line("any slice, < 6 words", short))
+    print(line("ordinary (alpaca+everyday)", plain))
+
+
+def context_of(example: object) -> ScanContext:
+    """The role a test text arrives in: carriers as tool results, the rest as user messages."""
+    source = str(getattr(example, "source", ""))
+    carried = source.startswith(("indirect", "agent_doc"))
+    return ScanContext(stage="input", role="tool" if carried else "user")
 
 
 def data_root_public() -> str:
@@ -297,7 +387,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument(
+        "--alarming",
+        nargs="?",
+        const="test",
+        choices=("train", "val", "test"),
+        help="only the false-block report on the benign-alarming corpus (default split: test)",
+    )
     args = parser.parse_args()
+    if args.alarming:
+        alarming(args.alarming)
+        return
     if not args.no_quality:
         quality()
     speed(args.repeats)

@@ -1,6 +1,10 @@
 """Recall and precision of the ``pii`` guard on a generated, labelled corpus.
 
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py [--per-kind 400] [--seed 7]
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout|dev
+
+``--set heldout|dev`` scores the hand-written sets instead, per kind and language
+(``bench/pii_handwritten.py``).
 
 The corpus is generated in code from a fixed seed, so every run sees the same texts: payment
 cards (Visa, MasterCard incl. 2-series, Amex, Discover; Luhn-valid; spaces, dashes or compact),
@@ -575,7 +579,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--engine", choices=("regex", "presidio"), default="regex")
     parser.add_argument("--show", type=int, default=5, help="misses/false alarms to print")
+    parser.add_argument(
+        "--set",
+        choices=("generated", "heldout", "dev"),
+        default="generated",
+        help="generated corpus (default), or a hand-written set (bench/pii_handwritten.py)",
+    )
     args = parser.parse_args()
+    if args.set != "generated":
+        from pii_handwritten import report  # bench/ is on sys.path when run as a script
+
+        report(args.set, args.show)
+        return
     samples = build_corpus(args.per_kind, args.negatives, args.seed)
     guard = make_guard(args.engine)
     report = score(samples, guard)

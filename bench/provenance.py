@@ -271,14 +271,83 @@ def report(args: argparse.Namespace) -> None:
     for entry in result["configs"].values():
         if plain_rate:
             entry["throughput_vs_plain"] = entry["tokens_per_s"] / plain_rate
-    result["perplexity"] = _perplexities(by_config, args.ppl_prompts)
-    result["false_positives"] = _false_positives(vocab, args.human_texts)
+    result["perplexity"] = (
+        _perplexities(by_config, args.ppl_prompts)
+        if args.ppl_prompts
+        else {"scorer": "not run (--ppl-prompts 0)", "n": 0}
+    )
+    result["false_positives"] = (
+        _false_positives(vocab, args.human_texts)
+        if args.human_texts
+        else {"source": "not run (--human-texts 0)", "texts": 0}
+    )
     result["signing"] = _signing_cost()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "report.json").write_text(json.dumps(result, indent=2))
     (ROOT / "docs" / "figures").mkdir(parents=True, exist_ok=True)
     (ROOT / "docs" / "figures" / "provenance_tpr.svg").write_text(_svg(result))
+    (OUT / "report.md").write_text(markdown(result))
     print(json.dumps(result, indent=2))
+
+
+def _rate(cell: dict[str, Any]) -> str:
+    if not cell["n"]:
+        return "—"
+    lo, hi = cell["wilson95"]
+    return f"{cell['k'] / cell['n']:.1%} [{lo:.0%}, {hi:.0%}] (n={cell['n']})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The report's tables as Markdown, pasted into docs/provenance.md as printed."""
+    lines = [
+        "| configuration | TPR@50 | TPR@100 | TPR@200 | median z@200 | TPR@200, 10% words "
+        "replaced | 25% replaced | tokens/s (vs plain) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, e in result["configs"].items():
+        ratio = e.get("throughput_vs_plain")
+        name = (
+            "plain (unwatermarked; kgw-d2 detector: these are false positives)"
+            if key == "plain"
+            else key
+        )
+        lines.append(
+            f"| {name} | {_rate(e['tpr@50'])} | {_rate(e['tpr@100'])} | {_rate(e['tpr@200'])} | "
+            f"{e['median_z@200']:.1f} | {_rate(e['tpr_sub10'])} | {_rate(e['tpr_sub25'])} | "
+            f"{e['tokens_per_s']:.1f} ({ratio:.0%}) |"
+            if ratio
+            else f"| {name} | {_rate(e['tpr@50'])} | {_rate(e['tpr@100'])} | "
+            f"{_rate(e['tpr@200'])} | {e['median_z@200']:.1f} | {_rate(e['tpr_sub10'])} | "
+            f"{_rate(e['tpr_sub25'])} | {e['tokens_per_s']:.1f} |"
+        )
+    fp = result["false_positives"]
+    if not fp["texts"]:
+        return "\n".join(lines) + "\n"
+    lines += ["", f"False positives at z ≥ 4 on {fp['texts']} human-written texts "
+              f"({fp['source']}), "
+              "first 200 tokens:", "", "| scheme | FP | 95% Wilson | max z | mean z (sd) |",
+              "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name in ("kgw-d2", "selfhash-d2", "expmin"):
+        e = fp[name]
+        lines.append(
+            f"| {name} | {e['fp']}/{e['n']} | [{e['wilson95'][0]:.2%}, {e['wilson95'][1]:.2%}] | "
+            f"{e['max_z']:.2f} | {e['mean_z']:.2f} ({e['sd_z']:.2f}) |"
+        )
+    ppl = result["perplexity"]
+    lines += ["", f"Perplexity of the 200-token answers, scored by {ppl['scorer']} "
+              f"(n={ppl['n']} prompts common to every configuration):", "",
+              "| configuration | median PPL | mean PPL | ratio (median) vs plain |",
+              "| --- | --- | --- | --- |"]  # fmt: skip
+    for name, e in ppl.items():
+        if isinstance(e, dict):
+            lines.append(
+                f"| {name} | {e['median']:.2f} | {e['mean']:.2f} | "
+                f"{e.get('ratio_median_vs_plain', 1.0):.2f} |"
+            )
+    sign = result["signing"]
+    lines += ["", f"Receipt signing: {sign['cpu_us_per_receipt']:.0f} µs CPU per receipt "
+              f"({sign['receipts']} receipts, canonical JSON + Ed25519 JWS)."]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def _svg(result: dict[str, Any]) -> str:

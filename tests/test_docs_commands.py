@@ -145,6 +145,8 @@ RULES = [
     Rule(r"wardgate redteam (run|compare)\b", "attack runs against a model take minutes"),
     Rule(r"wardgate redteam rejudge\b", "re-scores a finished attack run, which takes minutes"),
     Rule(r"scripts/(judge_data|train_judge)\.py", "rebuilds the shipped judge data and weights"),
+    Rule(r"wardgate whitebox (diff|harden)\b", "compares a model file the reader has, or trains "
+         "a model for minutes: tests/whitebox/ run both on real files"),
     Rule(r"^export WARDGATE_API_KEY=wg-\.\.\.", "a placeholder for the reader's own key"),
     Rule(r"garak", "installs and runs garak from PyPI (network)"),
     Rule(r"audit tail --follow", "runs until interrupted"),
@@ -333,6 +335,7 @@ def _environment() -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # ~1 min quiet; every doc's commands, so minutes on a busy machine
 def test_every_printed_command_works_as_printed(tmp_path: Path) -> None:
     blocks = [block for doc in DOCS for block in extract(doc)]
     for rule in RULES:

@@ -65,7 +65,7 @@ def test_make_run_installs_only_the_runtime_extras() -> None:
         ["make", "-n", "test", "VENV=/nonexistent"], cwd=ROOT, capture_output=True, text=True,
         env=_outside_make(),
     )  # fmt: skip
-    assert "-e '.[guards,semantic,supplychain,dev]'" in tests.stdout
+    assert "-e '.[guards,semantic,supplychain,dev,whitebox]'" in tests.stdout
 
 
 def _venv_over_this_one(venv: Path, clone: Path) -> None:

@@ -15,11 +15,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from wardgate.console.config import ConsoleConfig
 from wardgate.errors import ConfigError
 from wardgate.guards.config import GuardsConfig
 from wardgate.guards.defaults import default_guards_config
+from wardgate.monitor.config import MonitorConfig
 from wardgate.provenance.config import ReceiptsConfig, WatermarkConfig
 from wardgate.routing.config import RoutingConfig
+from wardgate.telemetry.config import TelemetryConfig
 from wardgate.tools import ToolPolicyConfig
 from wardgate.validation import field_error, problems_from
 
@@ -182,6 +185,12 @@ class GatewayConfig(StrictModel):
     receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
     #: Which tools answers may call (see :mod:`wardgate.tools`); default: any.
     tools: ToolPolicyConfig = Field(default_factory=ToolPolicyConfig)
+    #: Anomaly detection on the request stream, alerts and actions (docs/monitoring.md).
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    #: The admin console at /console (docs/console.md).
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    #: OpenTelemetry traces and JSON logs; off by default (docs/monitoring.md).
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @field_validator("models")
     @classmethod

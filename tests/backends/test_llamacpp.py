@@ -22,7 +22,12 @@ def _request(text: str, **kwargs: object) -> ChatRequest:
 
 @pytest.fixture
 async def backend():
-    b = LlamaCppBackend(ModelConfig(name="smol", n_ctx=512, queue_size=1, max_output_tokens=64))
+    # A long queue wait: on a loaded machine a 48-token answer can take longer than the
+    # default 10 s, and these tests are about admission, not the wait bound.
+    config = ModelConfig(
+        name="smol", n_ctx=512, queue_size=1, max_output_tokens=64, queue_wait_s=600
+    )
+    b = LlamaCppBackend(config)
     await b.start()
     yield b
     await b.aclose()

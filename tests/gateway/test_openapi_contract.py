@@ -45,6 +45,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
                 "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WG_CONTRACT_NONE"},
                 "server": {"max_body_bytes": 64 * 1024},
                 "guards": {"input": [], "output": []},
+                # Negative mode sends many refused requests from one address on purpose.
+                "monitor": {"enabled": False},
                 "rate_limits": {"default_rpm": 100_000, "default_tpm": 100_000_000},
                 "models": [
                     {"name": "echo", "backend": "openai", "base_url": f"{upstream}/v1",

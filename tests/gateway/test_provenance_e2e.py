@@ -208,3 +208,24 @@ def test_vendor_backend_receipt_names_the_upstream_model(tmp_path: Path) -> None
     verify_receipt(
         last.model_extra["wardgate"]["receipt"], keyset_from_jwks(jwks), content=streamed
     )
+
+
+def test_audit_chain_covers_the_stored_receipt(running: Running) -> None:
+    """Runs last on this gateway's database: it tampers with a stored receipt."""
+    import sqlalchemy as sa
+
+    from wardgate.store.audit import verify_chain
+
+    reply = running.client().chat.completions.create(
+        model="smol", messages=MESSAGES, max_tokens=4, temperature=0
+    )
+    assert _audit_receipt(running, reply.id)
+    engine = running.gateway.engine
+    assert verify_chain(engine).ok
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE wardgate_audit_log SET receipt = 'x.y.z' WHERE request_id = :r"),
+            {"r": reply.id},
+        )
+    report = verify_chain(engine)
+    assert not report.ok and report.kind == "altered"

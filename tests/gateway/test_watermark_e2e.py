@@ -73,12 +73,12 @@ def _detect(running: Running, body: dict, key: str = "detector") -> httpx.Respon
 
 
 def _answer(
-    running: Running, model: str, *, stream: bool, temperature: float = 0.8
+    running: Running, model: str, *, stream: bool, temperature: float = 0.8, tokens: int = 120
 ) -> tuple[str, str]:
     client = running.client()
     if not stream:
         reply = client.chat.completions.create(
-            model=model, messages=PROMPT, max_tokens=120, temperature=temperature, seed=7
+            model=model, messages=PROMPT, max_tokens=tokens, temperature=temperature, seed=7
         )
         return reply.choices[0].message.content, reply.model_extra["wardgate"]["receipt"]
     chunks = list(
@@ -114,8 +114,8 @@ def test_unwatermarked_answer_is_not_detected(running: Running) -> None:
 
 def test_temperature_zero_still_carries_kgw(running: Running) -> None:
     """KGW biases the argmax too: greedy answers are watermarked (and change)."""
-    text, _ = _answer(running, "smol-kgw", stream=False, temperature=0)
-    plain, _ = _answer(running, "smol-plain", stream=False, temperature=0)
+    text, _ = _answer(running, "smol-kgw", stream=False, temperature=0, tokens=60)
+    plain, _ = _answer(running, "smol-plain", stream=False, temperature=0, tokens=60)
     assert text != plain
     assert _detect(running, {"text": text, "model": "smol-kgw"}).json()["verdict"] == "watermarked"
 

@@ -110,8 +110,13 @@ def test_disguised_injections_are_seen_through(guard: PromptInjectionGuard, disg
 
 
 def test_threshold_option_overrides_the_tuned_one() -> None:
-    strict = PromptInjectionGuard(GuardSpec(type="prompt_injection", options={"threshold": 1.0}))
-    assert strict.scan(ATTACKS[0], CTX).action is Action.ALLOW
+    # threshold is where blocking starts; below it, down to flag_threshold, the guard flags.
+    lenient = PromptInjectionGuard(GuardSpec(type="prompt_injection", options={"threshold": 1.0}))
+    assert lenient.scan(ATTACKS[0], CTX).action is Action.FLAG
+    off = PromptInjectionGuard(
+        GuardSpec(type="prompt_injection", options={"threshold": 1.0, "flag_threshold": 1.0})
+    )
+    assert off.scan(ATTACKS[0], CTX).action is Action.ALLOW
     with pytest.raises(ConfigError):
         PromptInjectionGuard(GuardSpec(type="prompt_injection", options={"threshold": 2}))
 

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 
 from wardgate.errors import ConfigError
 from wardgate.store.db import (
@@ -16,8 +17,12 @@ from wardgate.store.db import (
     upgrade_database,
 )
 
+#: The newest revision, from the migration scripts themselves (helpers add revisions).
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
 TABLES = {
     "wardgate_alembic_version",
+    "wardgate_key_suspensions",
     "wardgate_api_keys",
     "wardgate_audit_log",
     "wardgate_audit_head",
@@ -32,6 +37,7 @@ def test_migrations_ship_inside_the_package() -> None:
         "0002_meta.py",
         "0003_admin_bootstrap_mark.py",
         "0004_provenance.py",
+        "0005_monitor.py",
     ]
     assert not list(MIGRATIONS_DIR.parents[2].glob("alembic.ini"))
 
@@ -41,7 +47,7 @@ def test_upgrade_creates_the_schema_once(db_url) -> None:
     assert current_revision(engine) is None
     upgrade_database(db_url)
     upgrade_database(engine)  # second run is a no-op
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == HEAD
     assert set(sa.inspect(engine).get_table_names()) >= TABLES
     with engine.connect() as conn:
         head = conn.execute(sa.text("SELECT id, seq FROM wardgate_audit_head")).all()
@@ -65,7 +71,7 @@ def test_concurrent_first_starts_migrate_once(db_url) -> None:
         t.join()
     assert errors == []
     engine = create_engine_for(db_url)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == HEAD
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM wardgate_audit_head")).scalar() == 1
     engine.dispose()
@@ -125,7 +131,7 @@ def test_concurrent_first_starts_in_processes_under_load(tmp_path) -> None:
             ]
             assert failures == []
             engine = create_engine_for(url)
-            assert current_revision(engine) == "0004"
+            assert current_revision(engine) == HEAD
             with engine.connect() as conn:
                 assert conn.execute(sa.text("SELECT count(*) FROM wardgate_api_keys")).scalar() == 4
                 assert conn.execute(sa.text("SELECT seq FROM wardgate_audit_head")).scalar() == 4
@@ -156,5 +162,5 @@ def test_sqlite_migrations_wait_for_the_migration_file_lock(tmp_path) -> None:
     thread.join(timeout=60)
     assert done.is_set()
     engine = create_engine_for(f"sqlite:///{path}")
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == HEAD
     engine.dispose()

@@ -60,8 +60,10 @@ _DEFAULT_TEMPERATURE = 0.7
 _TOP_K = 40
 _MIN_P = 0.05
 #: Seconds a running generation may go without producing a token before the request fails
-#: (bounded waits: a wedged generation must not hold a client forever).
-_STALL_S = 30.0
+#: (bounded waits: a wedged generation must not hold a client forever). Generous, because
+#: on an overloaded machine a grammar-constrained token was seen to take over 30 s; the
+#: request's own ``timeout_s`` still bounds the whole answer.
+_STALL_S = 120.0
 _DONE = object()
 #: A grammar-made call is streamed after it is complete, in fragments of this many characters.
 _ARGUMENT_FRAGMENT_CHARS = 16

@@ -11,10 +11,12 @@ from wardgate.cli.config_cmd import config_app
 from wardgate.cli.help import WardgateTyper
 from wardgate.cli.keys import keys_app
 from wardgate.cli.model import model_app
+from wardgate.cli.monitor import monitor_app
 from wardgate.cli.receipt import receipt_app
 from wardgate.cli.redteam import redteam_app
 from wardgate.cli.serve import serve
 from wardgate.cli.watermark import watermark_app
+from wardgate.cli.whitebox import whitebox_app
 
 app = WardgateTyper(
     name="wardgate",
@@ -48,9 +50,11 @@ app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
+app.add_typer(monitor_app, name="monitor")
 app.add_typer(redteam_app, name="redteam")
 app.add_typer(receipt_app, name="receipt")
 app.add_typer(watermark_app, name="watermark")
+app.add_typer(whitebox_app, name="whitebox")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,10 @@ def serve(
         cfg.server.port = port
     level = "DEBUG" if debug else cfg.server.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.telemetry.log_format == "json":
+        from wardgate.telemetry.logs import use_json_logs
+
+        use_json_logs(level)
     problems = check_config(cfg)
     if problems:
         for problem in problems:
@@ -158,6 +162,7 @@ def _run(
     debug: bool,
 ) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from wardgate.gateway.app import create_app
     from wardgate.gateway.bootstrap import ensure_admin_key
@@ -179,6 +184,8 @@ def _run(
             log_level="debug" if debug else cfg.server.log_level,
             timeout_graceful_shutdown=10,
             lifespan="on",
+            # JSON logs: uvicorn's records go through the root logger's JSON formatter.
+            log_config=None if cfg.telemetry.log_format == "json" else LOGGING_CONFIG,
         )
     )
     quiet = _DropUvicornStartupLine()

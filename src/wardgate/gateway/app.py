@@ -30,6 +30,7 @@ from wardgate.gateway.responses import JSONBytesResponse, error_response
 from wardgate.gateway.responses_route import responses
 from wardgate.gateway.service import Gateway
 from wardgate.gateway.watermark_route import detect_watermark
+from wardgate.monitor.hooks import IpBlockMiddleware
 from wardgate.store.keys import ApiKey
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,17 @@ def create_app(config: GatewayConfig, *, gateway: Gateway | None = None) -> Fast
     app.router.add_route("/readyz", readyz, methods=["GET"])
     app.router.add_route("/metrics", metrics, methods=["GET"])
     app.router.routes.extend(admin_routes())
+    if config.console.enabled:
+        from wardgate.console.routes import console_routes
+
+        app.router.routes.extend(console_routes(runtime))
+    app.add_middleware(
+        IpBlockMiddleware, enforcement=runtime.monitor.enforcement, submit=runtime.audit.submit
+    )
+    if runtime.tracing is not None:  # outermost: the request span covers everything
+        from wardgate.telemetry.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, tracing=runtime.tracing)
 
     @app.exception_handler(WardgateError)
     async def _wardgate_error(request: Request, exc: WardgateError) -> Response:

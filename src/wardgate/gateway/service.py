@@ -11,7 +11,7 @@ import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wardgate.backends.base import Backend, create_backend
 from wardgate.chat import ChatRequest, Completion
@@ -21,6 +21,8 @@ from wardgate.gateway.auth import KeyAuthenticator
 from wardgate.gateway.key_events import KeyEvents
 from wardgate.gateway.metrics import GatewayMetrics
 from wardgate.guards.pipeline import GuardPipeline
+from wardgate.monitor.hooks import EnforcingAuthenticator, ObservedAuditWriter
+from wardgate.monitor.monitor import build_monitor
 from wardgate.provenance.detector import WatermarkDetector
 from wardgate.provenance.receipts import ReceiptSigner
 from wardgate.provenance.signing_keys import SigningKeys
@@ -29,10 +31,12 @@ from wardgate.provenance.wmkey import load_watermark_key
 from wardgate.ratelimit import RateLimiter, create_rate_limiter
 from wardgate.routing.failover import Failover
 from wardgate.routing.policy import RoutingPolicy
-from wardgate.store.audit import AuditWriter
 from wardgate.store.db import open_database
 from wardgate.store.keys import KeyStore
 from wardgate.store.secret import load_or_create_secret
+
+if TYPE_CHECKING:
+    from wardgate.telemetry.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +54,21 @@ class Gateway:
             log.warning("%s", warning)
         self.engine = open_database(cfg.database_url)
         self.keys = KeyStore(self.engine, load_or_create_secret(cfg.auth))
-        self.auth = KeyAuthenticator(self.keys, ttl_s=cfg.auth.key_cache_ttl_s)
+        self.audit = ObservedAuditWriter(self.engine, cfg.audit)
+        self.monitor = build_monitor(
+            cfg.monitor,
+            engine=self.engine,
+            redis_url=cfg.redis_url,
+            submit=self.audit.submit,
+            registry=self.metrics.registry,
+            is_admin=self._is_admin,
+        )
+        if cfg.monitor.enabled:
+            self.audit.observer = self.monitor.observe
+        self.auth: KeyAuthenticator = EnforcingAuthenticator(
+            self.keys, ttl_s=cfg.auth.key_cache_ttl_s, enforcement=self.monitor.enforcement
+        )
         self.key_events = KeyEvents(cfg.redis_url, self.auth.invalidate)
-        self.audit = AuditWriter(self.engine, cfg.audit)
         self.limiter: RateLimiter = create_rate_limiter(cfg.redis_url)
         self.model_configs: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
         self.backends: dict[str, Backend] = {m.name: create_backend(m) for m in cfg.models}
@@ -85,10 +101,25 @@ class Gateway:
             lambda: {name: b.queue_depth() for name, b in self.backends.items()}
         )
         self.metrics.watch_circuits(self.failover.circuit_states)
+        self.tracing: Tracing | None = None
+        if cfg.telemetry.tracing:
+            try:
+                from wardgate.telemetry.tracing import install
+            except ImportError as exc:
+                raise ConfigError(
+                    "telemetry.tracing needs OpenTelemetry: pip install 'wardgate[telemetry]'"
+                ) from exc
+            self.tracing = install(self, cfg.telemetry)
         self.ready = False
+
+    def _is_admin(self, key_id: str) -> bool:
+        key = self.keys.get(key_id)
+        return key is not None and key.admin
 
     async def start(self) -> None:
         self.audit.start()
+        if self.config.monitor.enabled:
+            self.monitor.start()
         await self.key_events.start()
         # Load local models one at a time: two llama.cpp loads compete for the same cores.
         for name, backend in self.backends.items():
@@ -106,8 +137,11 @@ class Gateway:
         await self.limiter.aclose()
         await self.key_events.aclose()
         self.guards.close()
+        await asyncio.to_thread(self.monitor.stop)
         self.detector.close()
         await asyncio.to_thread(self.audit.close)
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         self.engine.dispose()
 
     def weights_of(self, model: str) -> dict[str, Any] | None:

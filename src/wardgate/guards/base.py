@@ -5,6 +5,9 @@ in, or a window of the model's answer) and answers with a :class:`Verdict`:
 
 * ``allow`` - nothing to do (findings may still tag the text with a data class, e.g. ``pii``,
   which the routing policy reads);
+* ``flag`` - allow, but the guard was unsure or its category is relaxed on this route: the
+  decision is kept in the audit record and counted (``outcome="flag"``) so an operator sees
+  what a stricter policy would have blocked;
 * ``redact`` - the text must be replaced by :attr:`Verdict.redacted`;
 * ``restrict_on_prem`` - the request may be served, but only by an on-prem model;
 * ``block`` - refuse; :attr:`Verdict.code` is the stable machine code the client sees.
@@ -64,6 +67,7 @@ class Action(enum.StrEnum):
     """What the pipeline must do with the scanned text. Ordered by severity (see :func:`worst`)."""
 
     ALLOW = "allow"
+    FLAG = "flag"
     REDACT = "redact"
     RESTRICT_ON_PREM = "restrict_on_prem"
     BLOCK = "block"
@@ -75,9 +79,10 @@ class Action(enum.StrEnum):
 
 _SEVERITY = {
     Action.ALLOW: 0,
-    Action.REDACT: 1,
-    Action.RESTRICT_ON_PREM: 2,
-    Action.BLOCK: 3,
+    Action.FLAG: 1,
+    Action.REDACT: 2,
+    Action.RESTRICT_ON_PREM: 3,
+    Action.BLOCK: 4,
 }
 
 
@@ -113,7 +118,8 @@ class Verdict:
     action: Action = Action.ALLOW
     findings: tuple[Finding, ...] = ()
     scores: Mapping[str, float] = field(default_factory=dict)
-    #: Stable machine code for ``block`` (e.g. ``prompt_injection_detected``).
+    #: Stable machine code for ``block`` (e.g. ``prompt_injection_detected``); on ``flag``, the
+    #: code a block would have carried.
     code: str | None = None
     #: The replacement text for ``redact``.
     redacted: str | None = None
@@ -132,6 +138,16 @@ class Verdict:
         scores: Mapping[str, float] | None = None,
     ) -> Verdict:
         return cls(Action.BLOCK, tuple(findings), dict(scores or {}), code=code)
+
+    @classmethod
+    def flag(
+        cls,
+        code: str,
+        findings: tuple[Finding, ...] = (),
+        scores: Mapping[str, float] | None = None,
+    ) -> Verdict:
+        """Allow, recorded: what a block would have been, below the confidence to block."""
+        return cls(Action.FLAG, tuple(findings), dict(scores or {}), code=code)
 
     @classmethod
     def redact(
@@ -249,6 +265,15 @@ class Guard:
     def scan(self, text: str, ctx: ScanContext) -> Verdict:
         """Judge one text synchronously. Override this, or :meth:`check` for async guards."""
         raise NotImplementedError(f"{type(self).__name__} implements neither scan() nor check()")
+
+    def scan_inline(self, text: str, ctx: ScanContext) -> Verdict | None:
+        """For ``blocking`` guards: the verdict when it is cheap to get, else None.
+
+        The pipeline calls this on the event loop first and sends the text to the executor
+        only on None: a thread hop costs more than scoring a short message with n-grams, while
+        a MiniLM forward pass must stay off the loop. Default: always the executor.
+        """
+        return None
 
     async def check(self, text: str, ctx: ScanContext) -> Verdict:
         """Judge one text; async guards override this. Default: :meth:`scan`."""

@@ -360,6 +360,10 @@ class LinearDetector:
         """``detect`` for each text (the cascade shares a budget across them; this needs none)."""
         return [self.detect(text, threshold) for text in texts]
 
+    def detect_many_cheap(self, texts: list[str]) -> list[Detection] | None:
+        """Same as ``detect_many``: n-grams are always cheap."""
+        return self.detect_many(texts)
+
     def categorise(self, index: IntArray, values: FloatArray) -> tuple[str | None, float]:
         if self.category_weights is None or self.category_bias is None:
             return None, 0.0

@@ -38,12 +38,18 @@ class GuardSpec(BaseModel):
 
 
 class RouteGuards(BaseModel):
-    """Per-route pipelines; a missing list means "use the default list"."""
+    """Per-route pipelines; a missing list means "use the default list".
+
+    ``options`` overrides some options of the route's guards, by guard name, on top of the
+    list in force: ``{harmful: {relax: [S2, S14]}}`` lets an IT-helpdesk route answer
+    cyber/admin questions that the default list blocks, without restating the pipeline.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     input: list[GuardSpec] | None = None
     output: list[GuardSpec] | None = None
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class StreamingConfig(BaseModel):
@@ -83,14 +89,33 @@ class GuardsConfig(BaseModel):
             dupes = sorted({x for x in labels if labels.count(x) > 1})
             if dupes:
                 raise field_error(where, f"duplicate guard names {dupes}; set 'name:'")
+        for route, spec in self.routes.items():
+            known = {s.label for s in self.input_for(route) + self.output_for(route)}
+            unknown = sorted(set(spec.options) - known)
+            if unknown:
+                raise field_error(
+                    f"routes.{route}.options", f"no guard named {unknown} on this route"
+                )
         return self
 
     def input_for(self, route: str | None) -> list[GuardSpec]:
         override = self.routes.get(route or "")
         specs = override.input if override and override.input is not None else self.input
-        return [s for s in specs if s.enabled]
+        return _with_options([s for s in specs if s.enabled], override)
 
     def output_for(self, route: str | None) -> list[GuardSpec]:
         override = self.routes.get(route or "")
         specs = override.output if override and override.output is not None else self.output
-        return [s for s in specs if s.enabled]
+        return _with_options([s for s in specs if s.enabled], override)
+
+
+def _with_options(specs: list[GuardSpec], override: RouteGuards | None) -> list[GuardSpec]:
+    """The specs with the route's option overrides merged in (one level deep)."""
+    if override is None or not override.options:
+        return specs
+    return [
+        s.model_copy(update={"options": {**s.options, **override.options[s.label]}})
+        if s.label in override.options
+        else s
+        for s in specs
+    ]

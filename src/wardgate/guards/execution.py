@@ -48,9 +48,13 @@ async def run_guard(guard: Guard, text: str, ctx: ScanContext, executor: Executo
         if guard.is_async:
             verdict = await asyncio.wait_for(guard.check(text, ctx), timeout)
         elif guard.blocking:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(executor, guard.scan, text, ctx)
-            verdict = await asyncio.wait_for(future, timeout)
+            quick = guard.scan_inline(text, ctx)
+            if quick is not None:
+                verdict = quick
+            else:
+                loop = asyncio.get_running_loop()
+                future = loop.run_in_executor(executor, guard.scan, text, ctx)
+                verdict = await asyncio.wait_for(future, timeout)
         else:
             verdict = guard.scan(text, ctx)
     except TimeoutError:

@@ -5,27 +5,66 @@ results and documents (indirect injection arrives through those). A learned line
 hashed n-grams (``wardgate.guards.classifier``) scores the text in windows, so one injected
 paragraph inside a long web page still stands out; the normaliser's readings are scored too.
 
+Graded: ``block`` at or above ``threshold``, ``flag`` (allowed, audited) from
+``flag_threshold`` (see ``_learned.py``). A text of fewer than ``min_block_words`` words is
+flagged at most, never blocked: "Say hi", "ignore that", "forget what I said" are how people
+talk to an assistant, and a few words carry no payload worth refusing a user over (harmful
+requests are the harmful guard's job, whatever their length).
+
 Config::
 
     guards:
       input:
         - type: prompt_injection
-          options: {threshold: 0.5}   # optional; default is the tuned threshold
+          options: {threshold: 0.9, flag_threshold: 0.5}   # optional; defaults are shipped
 """
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
-from wardgate.guards._learned import LearnedOptions, load, worst_reading
-from wardgate.guards.base import Finding, Guard, GuardEnvironment, ScanContext, Verdict
+from pydantic import Field
+
+from wardgate.guards._learned import (
+    INLINE_MAX_CHARS,
+    LearnedOptions,
+    Reading,
+    Thresholds,
+    VerdictCache,
+    load,
+    worst_reading,
+)
+from wardgate.guards.base import Action, Finding, Guard, GuardEnvironment, ScanContext, Verdict
 from wardgate.guards.config import GuardSpec
+from wardgate.guards.intent import frame
 
 SCORE_KEY = "prompt_injection"
+_WORD = re.compile(r"\w+")
+
+
+def word_count(text: str, limit: int) -> int:
+    """Words in ``text``, counting at most ``limit`` (a CJK run counts as one word per 2 chars).
+
+    Scripts without spaces would otherwise make a long Chinese instruction one "word".
+    """
+    count = 0
+    for match in _WORD.finditer(text):
+        word = match.group(0)
+        count += max(1, len(word) // 2) if not word.isascii() and len(word) > 8 else 1
+        if count >= limit:
+            return limit
+    return count
 
 
 class InjectionOptions(LearnedOptions):
     """See :class:`~wardgate.guards._learned.LearnedOptions`."""
+
+    #: Texts with fewer words than this are flagged at most, never blocked (0: no exemption).
+    min_block_words: int = Field(default=6, ge=0, le=1000)
+    #: In a user's message, an instruction found only inside quoted or handed-over material
+    #: ("Translate: ...", "My colleague wrote: ...") is flagged, not blocked (``intent.py``).
+    quote_aware: bool = True
 
 
 class PromptInjectionGuard(Guard):
@@ -42,17 +81,33 @@ class PromptInjectionGuard(Guard):
         # Loaded (and digest-checked) once, at start-up: a bad weight file stops the gateway
         # from starting instead of failing every request.
         self.detector = load("injection", self.options)
+        self.thresholds = Thresholds.resolve(self.detector, self.options)
+        self._cache = VerdictCache()
 
     @property
     def threshold(self) -> float:
-        configured: float | None = self.options.threshold
-        return self.detector.threshold if configured is None else configured
+        """The block threshold in force."""
+        return self.thresholds.block
 
     def scan(self, text: str, ctx: ScanContext) -> Verdict:
-        reading = worst_reading(self.detector, text, self.options)
+        key = (text, _user_message(ctx))
+        verdict = self._cache.get(key)
+        if verdict is None:
+            verdict = self._judge(text, ctx, worst_reading(self.detector, text, self.options))
+            self._cache.put(key, verdict)
+        return verdict
+
+    def scan_inline(self, text: str, ctx: ScanContext) -> Verdict | None:
+        cached = self._cache.get((text, _user_message(ctx)))
+        if cached is not None or len(text) > INLINE_MAX_CHARS:
+            return cached
+        return self.scan(text, ctx)
+
+    def _judge(self, text: str, ctx: ScanContext, reading: Reading) -> Verdict:
         found = reading.detection
         scores = {SCORE_KEY: found.score}
-        if not found.flagged:
+        action = self.thresholds.action(found.score)
+        if action is Action.ALLOW:
             return Verdict.allow(scores=scores)
         kind = (
             SCORE_KEY if reading.how in ("original", "canonical") else f"{SCORE_KEY}/{reading.how}"
@@ -60,4 +115,30 @@ class PromptInjectionGuard(Guard):
         # Offsets only point into the text itself for the original reading.
         start, end = (found.start, found.end) if reading.how == "original" else (-1, -1)
         finding = Finding(kind=kind, start=start, end=end, score=found.score)
+        short = self.options.min_block_words
+        if action is Action.FLAG or (short and word_count(text, short) < short):
+            return Verdict.flag(self.block_code, (finding,), scores)
+        if self.options.quote_aware and self._only_quoted(text, ctx):
+            quoted = Finding(kind=f"{SCORE_KEY}/quoted", start=start, end=end, score=found.score)
+            return Verdict.flag(self.block_code, (quoted,), scores)
         return Verdict.block(self.block_code, (finding,), scores)
+
+    def _only_quoted(self, text: str, ctx: ScanContext) -> bool:
+        """True when a user's message instructs only inside what it quotes or hands over.
+
+        The frame (the message with quoted material replaced) is scored on its own; if it
+        would not be blocked, the user is asking *about* an instruction, not giving one.
+        Tool results and documents are never read this way.
+        """
+        if not _user_message(ctx):
+            return False
+        framed = frame(text)
+        if not framed.has_quote:
+            return False
+        reading = worst_reading(self.detector, framed.frame, self.options)
+        return self.thresholds.action(reading.detection.score) is not Action.BLOCK
+
+
+def _user_message(ctx: ScanContext) -> bool:
+    """The user's own chat message (quoted material in it may be relaxed; see intent.py)."""
+    return ctx.role == "user" and ctx.source == "message"

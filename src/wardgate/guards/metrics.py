@@ -14,7 +14,7 @@ LATENCY_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 class GuardMetrics:
     """``wardgate_guard_decisions_total{guard,stage,outcome}`` and a latency histogram.
 
-    ``outcome`` is the action (``allow``, ``redact``, ``restrict_on_prem``, ``block``) or
+    ``outcome`` is the action (``allow``, ``flag``, ``redact``, ``restrict_on_prem``, ``block``) or
     ``error``/``timeout`` when the guard itself failed.
     """
 

@@ -1,4 +1,4 @@
-"""Personal data: e-mail, phone numbers, payment cards, IBANs, US SSNs, IP addresses, names.
+"""Personal data: e-mail, phones, cards, IBANs, SSNs, IPs, national IDs, addresses, names.
 
 Two engines find the structured kinds, both offline:
 
@@ -9,8 +9,11 @@ Two engines find the structured kinds, both offline:
   the ecosystem's recognizers; 10-60x slower on digit-heavy text because its phone recognizer
   runs ``phonenumbers``' matcher once per region (figures in ``docs/guards.md``).
 
-Person names need a named-entity model; set ``ner_model`` to the *local path* of a spaCy
-pipeline and Presidio's spaCy recognizer adds ``person`` findings. Nothing is ever downloaded:
+National identifiers (``national_ids``), street addresses and dates of birth (``addresses``)
+join the regex engine. Person names come from the shipped offline recogniser
+(``wardgate.guards.names``, on by default: ``names: false`` turns it off); alternatively set
+``ner_model`` to the *local path* of a spaCy pipeline and Presidio's spaCy recognizer adds
+``person`` findings. Nothing is ever downloaded:
 a missing path is a :class:`~wardgate.errors.ConfigError` at start-up (Presidio would otherwise
 try ``spacy download``), and the e-mail recognizer's public-suffix lookup (``tldextract``,
 which fetches a list over the network) is replaced by a local syntax check.
@@ -27,14 +30,38 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from wardgate.errors import ConfigError
+from wardgate.guards.addresses import ADDRESS_KINDS, AddressDetector
 from wardgate.guards.base import Guard, GuardEnvironment, ScanContext, Verdict
-from wardgate.guards.entities import DataGuardOptions, Entity, data_verdict, resolve_overlaps
+from wardgate.guards.entities import (
+    DataGuardOptions,
+    Detector,
+    Entity,
+    data_verdict,
+    resolve_overlaps,
+)
+from wardgate.guards.national_ids import NATIONAL_ID_KINDS, NationalIdDetector
 
 if TYPE_CHECKING:
     from wardgate.guards.config import GuardSpec
 
 DATA_CLASS = "pii"
-PII_KINDS = ("email", "phone", "credit_card", "iban", "us_ssn", "ip_address", "person")
+PII_KINDS = (
+    "email",
+    "phone",
+    "credit_card",
+    "iban",
+    "us_ssn",
+    "ip_address",
+    "person",
+    *NATIONAL_ID_KINDS,
+    *ADDRESS_KINDS,
+)
+#: Phone regions for numbers written without a country code: the EU member states, the UK
+#: and the US (ISO 3166 alpha-2; ``GR`` is Greece, which VAT numbers spell ``EL``).
+DEFAULT_PHONE_REGIONS = (
+    "US", "GB", "DE", "FR", "ES", "IT", "NL", "BE", "AT", "PL", "SE", "IE", "PT", "DK", "FI",
+    "CZ", "GR", "HU", "RO", "BG", "HR", "SK", "SI", "LT", "LV", "EE", "LU", "MT", "CY",
+)  # fmt: skip
 
 _EMAIL = re.compile(
     r"(?<![\w.+%\-])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
@@ -51,9 +78,18 @@ _NANP_LOCAL_SHAPE = re.compile(r"[2-9]\d{2}[-. ]\d{4}")
 _TRUNK_SHAPE = re.compile(r"0\d{1,4}[ ./\-]?\d[\d ./\-]{4,14}\d")
 # 123-45-6789 is the SSN shape; no numbering plan writes phone numbers that way.
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+# "809 - 86 - 3664" is arithmetic; numbering plans group with bare hyphens or spaces.
+_OPERATOR = re.compile(r"\s[-–/*+=]\s")
+#: How far before a number its context word may stand ("El teléfono de la oficina es ...").
+PHONE_CONTEXT_CHARS = 40
+#: Score of a phone-shaped number in a phone context that the numbering plan calls invalid.
+UNVERIFIED_PHONE_SCORE = 0.6
 _DATE_SHAPE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
+# Word starts (no right boundary: "telefono", "Handynummer", "llámame", "appelle-moi").
 _PHONE_CONTEXT = re.compile(
-    r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|fax|ring|text|sms|whatsapp)\b"
+    r"(?i)\b(?:phone|tel|t[ée]l[ée]|mobil|m[óo]vil|cell|call|fax|ring|text|sms|whats ?app|"
+    r"handy|ruf|anruf|r[üu]ckruf|erreich|portable|appel|rappel|joindre|ll[aá]m|contact|kontakt|"
+    r"chiam|cellulare|telemóvel|telem[óo]vel|bel\b|gsm)"
 )
 # Not glued to letters either: ``1Z23412630444701A1`` is a parcel, not a card.
 _CARD = re.compile(r"(?<![\w\-])[2-6]\d{3}(?:[ \-]?\d){9,15}(?![\w\-])")
@@ -119,10 +155,13 @@ class RegexPiiDetector:
         import phonenumbers  # a Presidio dependency; pure Python metadata, no network
 
         self._phonenumbers = phonenumbers
-        self._regions = phone_regions or ["US"]
+        self._regions = list(phone_regions or DEFAULT_PHONE_REGIONS)
+        self._ids = NationalIdDetector()
+        self._addresses = AddressDetector()
 
     def detect(self, text: str) -> list[Entity]:
-        found: list[Entity] = []
+        # Identifiers first: their digit groups must not also count as phone numbers.
+        found: list[Entity] = self._ids.detect(text) + self._addresses.detect(text)
         for m in _EMAIL.finditer(text):
             found.append(Entity("email", m.start(), m.end(), 1.0, DATA_CLASS))
         for m in _CARD.finditer(text):
@@ -158,7 +197,7 @@ class RegexPiiDetector:
         for m in _PHONE.finditer(text):
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
-            context = text[max(0, m.start() - 24) : m.start()]
+            context = text[max(0, m.start() - PHONE_CONTEXT_CHARS) : m.start()]
             score = self._phone_score(m.group(0), bool(_PHONE_CONTEXT.search(context)))
             if score:
                 found.append(Entity("phone", m.start(), m.end(), score, DATA_CLASS))
@@ -171,6 +210,15 @@ class RegexPiiDetector:
             not 7 <= digits <= 15
             or _DATE_SHAPE.fullmatch(candidate)
             or _SSN_SHAPE.fullmatch(candidate)
+            or _OPERATOR.search(candidate)
+        ):
+            return 0.0
+        # Dotted groups are versions ("10.0.19045.4529") unless dialled like a number:
+        # "04.78.62.13.40", "212.555.0142", "+33.4.78...".
+        if (
+            "." in candidate
+            and not candidate.startswith(("0", "+", "("))
+            and not _NANP_SHAPE.fullmatch(candidate)
         ):
             return 0.0
         regions: list[str | None]
@@ -178,7 +226,8 @@ class RegexPiiDetector:
             regions, score = [None], 0.9
         elif context:
             regions, score = list(self._regions), 0.8
-        elif _NANP_SHAPE.fullmatch(candidate):
+        elif _NANP_SHAPE.fullmatch(candidate) and not candidate.lstrip("(").startswith("0"):
+            # (North American area codes never start with 0; "086 123 9876" is Irish.)
             regions, score = ["US"], 0.7
         elif _TRUNK_SHAPE.fullmatch(candidate) and not candidate.isdigit():
             # An unbroken 0-led run (tracking and account numbers) needs a context word.
@@ -186,6 +235,7 @@ class RegexPiiDetector:
         else:
             return 0.0
         number_text = "+" + candidate[2:] if candidate.startswith("00") else candidate
+        possible = False
         for region in regions:
             if region is not None and not self._national_prefix_ok(candidate, region):
                 continue
@@ -195,9 +245,18 @@ class RegexPiiDetector:
                 continue
             if pn.is_valid_number(number):
                 return score
+            if context and pn.is_possible_number(number):
+                possible = True
         if context and _NANP_LOCAL_SHAPE.fullmatch(candidate) and "US" in self._regions:
             return score
-        return 0.0
+        # Phone-shaped in a phone context but outside the allocated ranges (the UK's reserved
+        # 07700 900xxx drama range, a newly opened block the metadata does not know yet): still
+        # a person's number for routing purposes, at a lower score.
+        # It must at least be dialled like a number: a country code or a trunk 0 and groups.
+        dialled = candidate.startswith(("+", "00")) or (
+            candidate.startswith("0") and not candidate.isdigit()
+        )
+        return UNVERIFIED_PHONE_SCORE if possible and dialled else 0.0
 
     def _national_prefix_ok(self, candidate: str, region: str) -> bool:
         """A national number is written with its trunk prefix (GB/DE/FR ``0``).
@@ -331,17 +390,26 @@ class PresidioPiiDetector:
 
 class PiiOptions(DataGuardOptions):
     engine: Literal["regex", "presidio"] = "regex"
+    #: The shipped offline person-name recogniser (``wardgate.guards.names``).
+    names: bool = True
+    #: Names scored below this are ignored; None: the threshold chosen at training time.
+    names_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     #: Local path of a spaCy pipeline with an NER component; enables ``person``.
     ner_model: str | None = None
-    #: Regions for phone numbers written without a country code (ISO 3166 alpha-2).
-    phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR"])
+    #: Regions for phone numbers written without a country code (ISO 3166 alpha-2). The
+    #: default covers the EU, the UK and the US; a list given here replaces it.
+    phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_PHONE_REGIONS))
 
 
 class PiiDetector:
-    """The configured engine plus, when ``ner_model`` is set, names from the NER model."""
+    """The configured engine, the shipped name recogniser and, if set, the spaCy NER model."""
 
     def __init__(self, options: PiiOptions) -> None:
-        self._detectors: list[RegexPiiDetector | PresidioPiiDetector] = []
+        self._detectors: list[Detector] = []
+        if options.names:
+            from wardgate.guards.names import NameRecognizer
+
+            self._detectors.append(NameRecognizer.shipped(options.names_threshold))
         if options.engine == "regex":
             self._detectors.append(RegexPiiDetector(options.phone_regions))
             if options.ner_model:
@@ -354,6 +422,7 @@ class PiiDetector:
                     ner_model=options.ner_model, phone_regions=options.phone_regions
                 )
             )
+            self._detectors += [NationalIdDetector(), AddressDetector()]
 
     def detect(self, text: str) -> list[Entity]:
         return resolve_overlaps(e for d in self._detectors for e in d.detect(text))

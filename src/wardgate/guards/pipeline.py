@@ -101,9 +101,11 @@ class GuardPipeline:
         self._input: dict[str, list[Guard]] = {"": self._build(config.input, "input")}
         self._output: dict[str, list[Guard]] = {"": self._build(config.output, "output")}
         for route, override in config.routes.items():
-            if override.input is not None:
+            tuned = set(override.options)
+            # A route's option overrides rebuild only the stage whose guards they touch.
+            if override.input is not None or tuned & {s.label for s in config.input_for(route)}:
                 self._input[route] = self._build(config.input_for(route), "input")
-            if override.output is not None:
+            if override.output is not None or tuned & {s.label for s in config.output_for(route)}:
                 self._output[route] = self._build(config.output_for(route), "output")
 
     @classmethod
@@ -182,9 +184,14 @@ class GuardPipeline:
             log = DecisionLog.for_guard(guard, "input")
             logs.append(log)
             selected = [t for t in texts if _applies(guard, t)]
-            outcomes = await asyncio.gather(
-                *(run_guard(guard, t.text, _context(t, state), self._executor) for t in selected)
-            )
+            if len(selected) == 1:  # the common case: no task to create and gather
+                one = selected[0]
+                outcomes = [await run_guard(guard, one.text, _context(one, state), self._executor)]
+            else:
+                outcomes = await asyncio.gather(
+                    *(run_guard(guard, t.text, _context(t, state), self._executor)
+                      for t in selected)
+                )  # fmt: skip
             failed = Action.BLOCK if guard.spec.on_error == "block" else Action.ALLOW
             for item, outcome in zip(selected, outcomes, strict=True):
                 log.add(outcome, failed_action=failed)
@@ -250,14 +257,14 @@ class GuardPipeline:
         ``p.restore(text)`` or ``p.restore_stream().feed(chunk)`` on the answer *after* the
         output guards (they should judge what the model wrote, placeholders included).
         """
-        from wardgate.guards.pii import PiiGuard, RegexPiiDetector
+        from wardgate.guards.pii import PiiDetector, PiiGuard, PiiOptions
         from wardgate.guards.pseudonymise import Pseudonymiser
         from wardgate.guards.secrets import SecretDetector, SecretsGuard
 
         guards = self.input_guards(route)
         pii = next((g.detector for g in guards if isinstance(g, PiiGuard)), None)
         secrets = next((g.detector for g in guards if isinstance(g, SecretsGuard)), None)
-        return Pseudonymiser([pii or RegexPiiDetector(), secrets or SecretDetector()])
+        return Pseudonymiser([pii or PiiDetector(PiiOptions()), secrets or SecretDetector()])
 
 
 def _system_text(messages: Sequence[ChatMessage]) -> str:

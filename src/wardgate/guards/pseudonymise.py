@@ -29,10 +29,10 @@ MAX_PLACEHOLDER = 48
 
 
 def default_detectors() -> list[Detector]:
-    from wardgate.guards.pii import RegexPiiDetector
+    from wardgate.guards.pii import PiiDetector, PiiOptions
     from wardgate.guards.secrets import SecretDetector
 
-    return [RegexPiiDetector(), SecretDetector()]
+    return [PiiDetector(PiiOptions()), SecretDetector()]
 
 
 class Pseudonymiser:

@@ -10,7 +10,9 @@ runs every plugin line by line under process-global settings (shared mutable sta
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -104,7 +106,87 @@ SECRET_RULES: tuple[SecretRule, ...] = (
         hint=("pass", "pwd", "secret", "key", "token"),
     ),
 )
-SECRET_KINDS = tuple(rule.kind for rule in SECRET_RULES)
+SECRET_KINDS = (*(rule.kind for rule in SECRET_RULES), "contextual_secret")
+
+# --- secrets without a provider prefix, scored by their context ----------------------------
+#
+# A cloud secret key (AWS: 40 characters of base64) or a random token has no literal to
+# anchor on; what gives it away is a secret word shortly before it ("secret key is ...",
+# "Passwort für den Server ist ...", "jeton d'accès : ...") and the token's own randomness.
+# Hex strings are what code hashes look like, so a hash word nearby (sha, digest, commit,
+# checksum, etag) vetoes them, and plain hex needs a password word to count at all.
+_SECRET_WORD = re.compile(
+    r"(?i)(?:secret|token|passw|pwd|kennwort|contrase|mot de passe|jeton|clave|cl[ée] d|"
+    r"api[ _\-]?key|access[ _\-]?key|credential|private[ _\-]?key|auth)"
+)
+_PASSWORD_WORD = re.compile(r"(?i)passw|pwd|kennwort|contrase|mot de passe|clave")
+_HASH_WORD = re.compile(r"(?i)sha|md5|hash|digest|checksum|commit|etag|fingerprint|empreinte")
+#: A candidate is a run of token characters that follows the secret word within this window.
+SECRET_WINDOW_CHARS = 48
+_CANDIDATE = re.compile(r"(?<![\w/+=!@#$%^&*.\-])[A-Za-z0-9/+=_!@#$%^&*.~\-]{8,128}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_AWS_SECRET_SHAPE = re.compile(r"[A-Za-z0-9/+]{40}")
+#: Sentence punctuation after a token; ``!`` and ``?`` stay (common in passwords).
+_TRAILING = ".,;:)'\"`"
+#: Bits per character above which a mixed-class run of 16+ characters reads as random.
+RANDOM_BITS_PER_CHAR = 3.5
+
+
+def _entropy(value: str) -> float:
+    counts = Counter(value)
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _classes(value: str) -> int:
+    return (
+        any(c.islower() for c in value)
+        + any(c.isupper() for c in value)
+        + any(c.isdigit() for c in value)
+        + any(not c.isalnum() for c in value)
+    )
+
+
+def contextual_secret_score(value: str, before: str) -> float:
+    """How likely ``value`` is a secret, given the ``before`` text (0: not one)."""
+    value = value.rstrip(_TRAILING) if len(value) > 8 else value
+    if not any(c.isdigit() for c in value) or not any(c.isalpha() for c in value):
+        return 0.0
+    if value.count(".") >= 2 or "://" in value:  # versions, host names, URLs
+        return 0.0
+    hexish = bool(_HEX.fullmatch(value))
+    if hexish and _HASH_WORD.search(before):
+        return 0.0
+    password = bool(_PASSWORD_WORD.search(before))
+    if hexish:
+        return 0.7 if password and len(value) >= 12 else 0.0
+    if _AWS_SECRET_SHAPE.fullmatch(value) and _classes(value) >= 3:
+        return 0.9
+    if len(value) >= 16 and _classes(value) >= 3 and _entropy(value) >= RANDOM_BITS_PER_CHAR:
+        return 0.85
+    if password and len(value) >= 8 and _classes(value) >= 3:
+        return 0.75
+    return 0.0
+
+
+class ContextualSecretDetector:
+    """Prefix-less secrets (cloud secret keys, random tokens, passwords) after a secret word."""
+
+    def detect(self, text: str) -> list[Entity]:
+        found: list[Entity] = []
+        for word in _SECRET_WORD.finditer(text):
+            window_end = min(len(text), word.end() + SECRET_WINDOW_CHARS)
+            line_end = text.find("\n", word.end(), window_end)
+            window_end = line_end if line_end != -1 else window_end
+            for m in _CANDIDATE.finditer(text, word.end(), window_end):
+                before = text[max(0, word.start() - 24) : m.start()]
+                score = contextual_secret_score(m.group(0), before)
+                if score:
+                    value = m.group(0)
+                    end = m.start() + len(value.rstrip(_TRAILING)) if len(value) > 8 else m.end()
+                    found.append(Entity("contextual_secret", m.start(), end, score, DATA_CLASS))
+                    break
+        return found
 
 
 _KEY_END = re.compile(r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
@@ -138,6 +220,9 @@ class SecretDetector:
             for rule in SECRET_RULES
             if kinds is None or rule.kind in kinds
         ]
+        self._contextual = (
+            ContextualSecretDetector() if kinds is None or "contextual_secret" in kinds else None
+        )
 
     def detect(self, text: str) -> list[Entity]:
         found: list[Entity] = []
@@ -158,6 +243,13 @@ class SecretDetector:
                 else:
                     end = match.end()
                 found.append(Entity(rule.kind, start, end, rule.score, DATA_CLASS))
+        if self._contextual is not None:
+            # The named rules win where both fire: one span, one kind.
+            found += [
+                c
+                for c in self._contextual.detect(text)
+                if not any(c.start < e.end and e.start < c.end for e in found)
+            ]
         return sorted(found, key=lambda e: e.start)
 
 

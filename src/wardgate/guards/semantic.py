@@ -142,7 +142,9 @@ class CascadeDetector:
                     self._cache.popitem(last=False)
         return [known[t] for t in texts]
 
-    def _scored_many(self, texts: list[str]) -> list[list[tuple[Window, float]]]:
+    def _scored_many(
+        self, texts: list[str], cheap: bool = False
+    ) -> list[list[tuple[Window, float]]] | None:
         """Every window of every text with its final score.
 
         The texts are readings of one message (the original and its normalised variants), so
@@ -164,17 +166,28 @@ class CascadeDetector:
             windows = [
                 texts[ti][w.start : w.end] for (_, ti, _), w in zip(unsure, spans, strict=True)
             ]
+            if cheap and not self._all_cached(windows):
+                return None
             vectors = self._embeddings(windows)
             for (_, ti, wi), vector in zip(unsure, vectors, strict=True):
                 z = self.stage.logit(feats[ti][wi], vector)
                 scores[ti][wi] = sigmoid(z + self._shift)
         return [list(zip(f, s, strict=True)) for f, s in zip(feats, scores, strict=True)]
 
+    def _all_cached(self, windows: list[str]) -> bool:
+        with self._cache_lock:
+            return all(w in self._cache for w in windows)
+
+    def _scored(self, texts: list[str]) -> list[list[tuple[Window, float]]]:
+        scored = self._scored_many(texts)
+        assert scored is not None
+        return scored
+
     def window_scores(self, text: str) -> list[WindowScore]:
-        return [WindowScore(w.start, w.end, s) for w, s in self._scored_many([text])[0]]
+        return [WindowScore(w.start, w.end, s) for w, s in self._scored([text])[0]]
 
     def score(self, text: str) -> float:
-        return max(s for _, s in self._scored_many([text])[0])
+        return max(s for _, s in self._scored([text])[0])
 
     def detect(self, text: str, threshold: float | None = None) -> Detection:
         return self.detect_many([text], threshold)[0]
@@ -182,4 +195,11 @@ class CascadeDetector:
     def detect_many(self, texts: list[str], threshold: float | None = None) -> list[Detection]:
         """One detection per text; the texts share the embedding budget (see _scored_many)."""
         limit = self.threshold if threshold is None else threshold
-        return [self.first.detection(scored, limit) for scored in self._scored_many(texts)]
+        return [self.first.detection(scored, limit) for scored in self._scored(texts)]
+
+    def detect_many_cheap(self, texts: list[str]) -> list[Detection] | None:
+        """``detect_many`` if every unsure window's embedding is cached, else None."""
+        scored = self._scored_many(texts, cheap=True)
+        if scored is None:
+            return None
+        return [self.first.detection(s, self.threshold) for s in scored]

@@ -87,7 +87,8 @@ def score_events(scheme: Scheme, tokens: list[int]) -> tuple[list[float], int]:
     """The scores of unrepeated (context, token) pairs, in order, and how many repeated."""
     width = scheme.lookback
     seen: set[tuple[int, ...]] = set()
-    scores: list[float] = []
+    contexts: list[tuple[int, ...]] = []
+    scored: list[int] = []
     repeated = 0
     for i in range(width, len(tokens)):
         pair = (*tokens[i - width : i], tokens[i])
@@ -95,8 +96,11 @@ def score_events(scheme: Scheme, tokens: list[int]) -> tuple[list[float], int]:
             repeated += 1
             continue
         seen.add(pair)
-        scores.append(scheme.score(tuple(tokens[i - width : i]), tokens[i]))
-    return scores, repeated
+        contexts.append(pair[:-1])
+        scored.append(tokens[i])
+    if not scored:
+        return [], repeated
+    return scheme.score_many(contexts, scored), repeated
 
 
 def _test(scheme: Scheme, total: float, n: int) -> tuple[float, float]:

@@ -88,6 +88,10 @@ class Scheme(Protocol):
 
     def score(self, context: tuple[int, ...], token: int) -> float: ...
 
+    def score_many(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[float]:
+        """:meth:`score` for many (context, token) pairs at once (detection's hot loop)."""
+        ...
+
     def null_mean_var(self) -> tuple[float, float]:
         """Mean and variance of one token's score on text written without the key."""
         ...
@@ -122,6 +126,12 @@ class _Keyed:
 
     def _context(self, input_ids: Any) -> tuple[int, ...]:
         return tuple(int(t) for t in input_ids[max(0, len(input_ids) - self.lookback) :])
+
+    def _context_uniforms(
+        self, contexts: list[tuple[int, ...]], tokens: list[int]
+    ) -> npt.NDArray[np.float64]:
+        seeds = np.array([int(self._seed(c)) for c in contexts], dtype=np.uint64)
+        return self._uniforms(seeds, np.asarray(tokens, dtype=np.int64))
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scheme": self.config.scheme, "h": self.context_width}
@@ -166,6 +176,10 @@ class _GreenList(_Keyed):
     def score(self, context: tuple[int, ...], token: int) -> float:
         return float(self._green(context, np.array([token], dtype=np.int64))[0])
 
+    def score_many(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[float]:
+        green = self._context_uniforms(contexts, tokens) < self.config.gamma
+        return [float(g) for g in green]
+
     def null_mean_var(self) -> tuple[float, float]:
         g = self.config.gamma
         return g, g * (1 - g)
@@ -204,6 +218,15 @@ class SelfHash(_GreenList):
             seeds = own
         return self._uniforms(_mix(seeds ^ self._salt), tokens) < self.config.gamma
 
+    def score_many(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[float]:
+        ids = np.asarray(tokens, dtype=np.int64)
+        own = self._per_token(ids)
+        if self.lookback:
+            ctx = np.asarray(contexts, dtype=np.int64).reshape(len(tokens), self.lookback)
+            own = np.minimum(own, self._per_token(ctx).min(axis=1))
+        green = self._uniforms(_mix(own ^ self._salt), ids) < self.config.gamma
+        return [float(g) for g in green]
+
 
 class ExpMin(_Keyed):
     name = "expmin"
@@ -231,6 +254,10 @@ class ExpMin(_Keyed):
     def score(self, context: tuple[int, ...], token: int) -> float:
         r = float(self._uniforms(self._seed(context), np.array([token], dtype=np.int64))[0])
         return -math.log(1.0 - r)
+
+    def score_many(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[float]:
+        r = self._context_uniforms(contexts, tokens)
+        return [float(v) for v in -np.log1p(-r)]
 
     def null_mean_var(self) -> tuple[float, float]:
         return 1.0, 1.0

@@ -135,3 +135,13 @@ meta = Table(
 VERSION_TABLE = "wardgate_alembic_version"
 HEAD_ID = 1
 GENESIS_HASH = "0" * 64
+
+#: Keys the monitor suspended (``wardgate.monitor``); a row is removed when an admin lifts it.
+key_suspensions = Table(
+    "wardgate_key_suspensions",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("rule", String(64), nullable=False),
+    Column("reason", String(256), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

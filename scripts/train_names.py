@@ -1,0 +1,424 @@
+"""Train the offline person-name recogniser: writes src/wardgate/data/pii/names.npz.
+
+    .venv/bin/pip install -e '.[train-names]'     # faker + wordfreq, training-time only
+    PYTHONPATH=src:scripts .venv/bin/python scripts/train_names.py [--check]
+
+Every random choice comes from ``--seed`` (default 16), Faker is seeded, the fit runs on one
+BLAS thread, the zip entries carry a fixed timestamp, and the digest is written to
+MANIFEST.json. ``--check`` retrains and compares with the pinned file (lexicon, threshold,
+weights within CHECK_RTOL) instead of writing it.
+
+Data, all generated, none from the hand-written test set:
+
+* names - Faker's person providers (first and last names) for the locales in ``LOCALES``;
+  the same lists become the shipped gazetteers.
+* word bands - wordfreq's Zipf frequency of the 30,000 most frequent words of en/de/fr/es.
+* sentences - ``scripts/name_templates.py`` (written by the team) filled with Faker names,
+  cities, companies, streets and countries; plus word-salad sentences of frequent words with
+  random capitals (German capitalises its nouns) and, in half of them, a name.
+
+Every fifth template (and its fillers, drawn with another seed) is the dev split; the
+threshold is the one that maximises the lowest per-language F1 on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import random
+import re
+import sys
+import time
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from name_templates import CITIES, COMPANIES, LABELS, NEGATIVE, POSITIVE, PRODUCTS, TITLES
+
+from wardgate.guards.names import (
+    FEATURE_BITS,
+    WEIGHTS_PATH,
+    Lexicon,
+    NameRecognizer,
+    feature_indices,
+    is_candidate,
+    token_features,
+    tokenize,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "src" / "wardgate" / "data"
+LANGS = ("en", "de", "fr", "es")
+#: Locales whose names are typical in each language's texts.
+LOCALES = {
+    "en": ("en_US", "en_GB", "en_IE", "en_NZ", "en_IN"),
+    "de": ("de_DE", "de_AT", "de_CH"),
+    "fr": ("fr_FR", "fr_BE", "fr_CH", "fr_CA"),
+    "es": ("es_ES", "es_MX", "es_AR", "es_CO"),
+}
+#: Other Latin-script locales: names from everywhere turn up in every language's texts.
+FOREIGN = (
+    "it_IT", "nl_NL", "pt_PT", "pt_BR", "pl_PL", "tr_TR", "sv_SE", "da_DK", "fi_FI", "cs_CZ",
+    "hu_HU", "ro_RO", "hr_HR", "sk_SK", "sl_SI", "lt_LT", "lv_LV", "et_EE", "no_NO", "ga_IE",
+    "en_NG", "en_KE", "id_ID", "fil_PH", "vi_VN", "zu_ZA", "de_LI",
+)  # fmt: skip
+TOP_WORDS = 30_000
+GAZETTEER_DROPOUT = 0.25
+C_REGULARISATION = 2.0
+#: ``--check`` tolerance: the largest weight change allowed, as a share of the largest weight.
+CHECK_RTOL = 1e-3
+
+
+def _names(locale: str) -> tuple[list[str], list[str]]:
+    import importlib
+
+    module = importlib.import_module(f"faker.providers.person.{locale}")
+    provider = module.Provider
+    first: list[str] = []
+    for attr in ("first_names", "first_names_male", "first_names_female"):
+        first += list(getattr(provider, attr, ()) or ())
+    last = list(getattr(provider, "last_names", ()) or ())
+    latin = re.compile(r"^[A-Za-zÀ-ÖØ-öø-ÿĀ-žȘ-ț' \-]+$")
+    return sorted({n for n in first if latin.match(n)}), sorted({n for n in last if latin.match(n)})
+
+
+def build_lexicon() -> tuple[Lexicon, dict[str, tuple[list[str], list[str]]]]:
+    from wordfreq import top_n_list, zipf_frequency
+
+    pools: dict[str, tuple[list[str], list[str]]] = {}
+    first: set[str] = set()
+    last: set[str] = set()
+    for locale in sorted({loc for locs in LOCALES.values() for loc in locs} | set(FOREIGN)):
+        try:
+            f, ln = _names(locale)
+        except ModuleNotFoundError:
+            continue
+        pools[locale] = (f, ln)
+        for name in f:
+            first.update(p.lower() for p in re.split(r"[ \-]", name) if len(p) > 1)
+        for name in ln:
+            last.update(p.lower() for p in re.split(r"[ \-]", name) if len(p) > 1)
+    bands: dict[str, int] = {}
+    for lang in LANGS:
+        for word in top_n_list(lang, TOP_WORDS):
+            if word.isalpha():
+                band = int(zipf_frequency(word, lang))
+                bands[word] = max(bands.get(word, 0), band)
+    return Lexicon(frozenset(first), frozenset(last), bands), pools
+
+
+class Filler:
+    """Draws slot values for one language from Faker, seeded."""
+
+    def __init__(self, lang: str, pools: dict[str, tuple[list[str], list[str]]], seed: int):
+        from faker import Faker
+
+        self.lang = lang
+        self.rng = random.Random(seed)
+        self.locales = [loc for loc in LOCALES[lang] if loc in pools]
+        self.foreign = [loc for loc in FOREIGN if loc in pools]
+        self.pools = pools
+        self.fake = Faker(self.locales)
+        self.fake.seed_instance(seed)
+        self.gazetteer: set[str] = set()
+        for f, ln in pools.values():
+            self.gazetteer.update(n.lower() for n in f + ln)
+        # Word salad is all negatives: frequent words that are also names ("max", "claire")
+        # would teach the model that known names are not names.
+        self.words = [w for w in self._top_words(lang) if w not in self.gazetteer]
+
+    @staticmethod
+    def _top_words(lang: str) -> list[str]:
+        from wordfreq import top_n_list
+
+        return [w for w in top_n_list(lang, 8000) if w.isalpha() and len(w) > 1]
+
+    def _known(self, word: str) -> bool:
+        return word.lower() in self.gazetteer
+
+    def _pool(self) -> tuple[list[str], list[str]]:
+        locale = self.rng.choice(self.foreign if self.rng.random() < 0.2 else self.locales)
+        return self.pools[locale]
+
+    def first(self) -> str:
+        return self.rng.choice(self._pool()[0])
+
+    def last(self) -> str:
+        pool = self._pool()[1]
+        name = self.rng.choice(pool)
+        if self.lang == "es" and self.rng.random() < 0.3:
+            name += " " + self.rng.choice(pool)  # two surnames
+        return name
+
+    def full(self) -> str:
+        roll = self.rng.random()
+        if roll < 0.12:
+            return f"{self.first()} {self.first()} {self.last()}"
+        if roll < 0.18 and self.lang in ("de", "fr", "es"):
+            particle = {"de": "von", "fr": "de", "es": "de la"}[self.lang]
+            return f"{self.first()} {particle} {self.last()}"
+        return f"{self.first()} {self.last()}"
+
+    def title_last(self) -> tuple[str, str]:
+        return self.rng.choice(TITLES[self.lang]), self.last()
+
+    def other(self, slot: str) -> str:
+        fake, rng = self.fake, self.rng
+        if slot == "CITY":
+            if self.lang == "en" or rng.random() < 0.5:
+                return rng.choice(CITIES)
+            return str(fake.city())
+        if slot == "COMPANY":
+            # Faker's companies are mostly surnames ("Mills, Rogers and Freeman"): ambiguous,
+            # so only those without a known name, else a hand-picked organisation.
+            for _ in range(5):
+                company = str(fake.company())
+                if not any(self._known(w) for w in re.split(r"[\s,\-&]+", company)):
+                    return company
+            return rng.choice(COMPANIES)
+        if slot == "COUNTRY":
+            return str(fake.country())
+        if slot == "STREET":
+            # Streets named after people ("Christopher Street") are ambiguous: skip those.
+            for _ in range(5):
+                street = str(fake.street_name())
+                if not any(self._known(w) for w in re.split(r"[\s,\-]+", street)):
+                    return street
+            return rng.choice(("High Street", "Station Road", "Hauptstraße", "Rue du Port"))
+        if slot == "DAY":
+            return str(fake.day_of_week())
+        if slot == "MONTH":
+            return str(fake.month_name())
+        if slot == "PRODUCT":
+            return rng.choice(PRODUCTS)
+        raise KeyError(slot)
+
+
+_SLOT = re.compile(r"\{(P|F|TL|CITY|COMPANY|COUNTRY|STREET|DAY|MONTH|PRODUCT)\}")
+
+
+def fill(template: str, filler: Filler) -> tuple[str, list[tuple[int, int]]]:
+    """The sentence and the character spans of its person names."""
+    out, spans, pos = [], [], 0
+    length = 0
+    for m in _SLOT.finditer(template):
+        out.append(template[pos : m.start()])
+        length += m.start() - pos
+        slot = m.group(1)
+        if slot == "TL":
+            title, name = filler.title_last()
+            out.append(title + " ")
+            length += len(title) + 1
+            value, person = name, True
+        elif slot in ("P", "F"):
+            value, person = (filler.full() if slot == "P" else filler.first()), True
+        else:
+            value, person = filler.other(slot), False
+        if person:
+            spans.append((length, length + len(value)))
+        out.append(value)
+        length += len(value)
+        pos = m.end()
+    out.append(template[pos:])
+    return "".join(out), spans
+
+
+def word_salad(filler: Filler) -> tuple[str, list[tuple[int, int]]]:
+    rng = filler.rng
+    words = [rng.choice(filler.words) for _ in range(rng.randint(5, 14))]
+    share = 0.45 if filler.lang == "de" else 0.12
+    words = [w.capitalize() if rng.random() < share else w for w in words]
+    words[0] = words[0].capitalize()
+    spans: list[tuple[int, int]] = []
+    if rng.random() < 0.5:
+        at = rng.randint(0, len(words))
+        name = filler.full() if rng.random() < 0.6 else filler.first()
+        before = " ".join(words[:at]) + " " if at else ""
+        spans.append((len(before), len(before) + len(name)))
+        text = before + name + (" " + " ".join(words[at:]) if words[at:] else "")
+    else:
+        text = " ".join(words)
+    return text + rng.choice((".", "", "?", "!")), spans
+
+
+Sample = tuple[str, str, list[tuple[int, int]]]  # lang, text, person spans
+
+
+def labelled(
+    filler: Filler, sample: tuple[str, list[tuple[int, int]]], share: float
+) -> tuple[str, list[tuple[int, int]]]:
+    """``sample`` with a "Label: " head put before it ``share`` of the time."""
+    text, spans = sample
+    if filler.rng.random() >= share:
+        return text, spans
+    sep = " : " if filler.lang == "fr" else ": "
+    head = filler.rng.choice(LABELS[filler.lang]) + sep
+    return head + text, [(s + len(head), e + len(head)) for s, e in spans]
+
+
+def build_split(
+    pools: dict[str, tuple[list[str], list[str]]], *, dev: bool, seed: int, scale: float = 1.0
+) -> list[Sample]:
+    samples: list[Sample] = []
+    for n, lang in enumerate(LANGS):
+        filler = Filler(lang, pools, seed + 101 * n + (7 if dev else 0))
+        pos = [t for i, t in enumerate(POSITIVE[lang]) if (i % 5 == 4) == dev]
+        neg = [t for i, t in enumerate(NEGATIVE[lang]) if (i % 5 == 4) == dev]
+        for _ in range(int((600 if dev else 5000) * scale)):
+            samples.append((lang, *labelled(filler, fill(filler.rng.choice(pos), filler), 0.1)))
+        for _ in range(int((300 if dev else 2500) * scale)):
+            samples.append((lang, *labelled(filler, fill(filler.rng.choice(neg), filler), 0.3)))
+        if not dev:
+            for _ in range(int(4000 * scale)):
+                samples.append((lang, *labelled(filler, word_salad(filler), 0.3)))
+    return samples
+
+
+def featurise(
+    samples: Sequence[Sample], lexicon: Lexicon, rng: random.Random | None
+) -> tuple[list[list[int]], list[int]]:
+    rows, labels = [], []
+    for _, text, spans in samples:
+        tokens = tokenize(text)
+        for i, tok in enumerate(tokens):
+            if not is_candidate(text, tok):
+                continue
+            inside = any(s <= tok.start and tok.end <= e for s, e in spans)
+            drop = rng is not None and rng.random() < GAZETTEER_DROPOUT
+            rows.append(feature_indices(token_features(tokens, i, lexicon, drop_gazetteer=drop)))
+            labels.append(int(inside))
+    return rows, labels
+
+
+def fit(rows: list[list[int]], labels: list[int]) -> np.ndarray:
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
+
+    indptr = np.cumsum([0] + [len(r) for r in rows])
+    indices = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(indptr[-1]))
+    data = np.ones(len(indices), dtype=np.float64)
+    x = csr_matrix((data, indices, indptr), shape=(len(rows), 1 << FEATURE_BITS))
+    x.sum_duplicates()
+    from threadpoolctl import threadpool_limits
+
+    model = LogisticRegression(C=C_REGULARISATION, max_iter=400, fit_intercept=False)
+    # One BLAS thread: multi-threaded reductions change the float sums from run to run, and
+    # L-BFGS carries the difference forward (two 4-thread runs differed by 0.1 dev F1 points).
+    with threadpool_limits(1):
+        model.fit(x, np.array(labels))
+    return model.coef_[0].astype(np.float32)
+
+
+def span_scores(
+    recogniser: NameRecognizer, samples: Sequence[Sample]
+) -> dict[str, tuple[int, int, int, int]]:
+    """Per language: (true spans, found, findings, correct), overlap matching."""
+    out: dict[str, list[int]] = {lang: [0, 0, 0, 0] for lang in LANGS}
+    for lang, text, spans in samples:
+        found = [(e.start, e.end) for e in recogniser.detect(text)]
+        c = out[lang]
+        c[0] += len(spans)
+        c[1] += sum(any(s < fe and fs < e for fs, fe in found) for s, e in spans)
+        c[2] += len(found)
+        c[3] += sum(any(s < fe and fs < e for s, e in spans) for fs, fe in found)
+    return {k: (v[0], v[1], v[2], v[3]) for k, v in out.items()}
+
+
+def choose_threshold(weights: np.ndarray, lexicon: Lexicon, dev: list[Sample]) -> float:
+    best, best_t = -1.0, 0.5
+    for t in np.arange(0.30, 0.96, 0.05):
+        rec = NameRecognizer(weights, lexicon, float(t))
+        worst = 1.0
+        for n, found, findings, correct in span_scores(rec, dev).values():
+            r, p = found / max(n, 1), correct / max(findings, 1)
+            worst = min(worst, 2 * r * p / max(r + p, 1e-9))
+        print(f"  threshold {t:.2f}: lowest per-language dev F1 {worst:.3f}")
+        if worst > best + 1e-9:
+            best, best_t = worst, float(round(t, 2))
+    return best_t
+
+
+def _array_entry(zf: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    zf.writestr(info, buffer.getvalue())
+
+
+def to_npz_bytes(weights: np.ndarray, lexicon: Lexicon, threshold: float, meta: dict) -> bytes:
+    def text_array(items: Sequence[str]) -> np.ndarray:
+        return np.frombuffer("\n".join(items).encode("utf-8"), dtype=np.uint8)
+
+    words = sorted(lexicon.bands)
+    header = {"bits": FEATURE_BITS, "threshold": threshold, **meta}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        _array_entry(zf, "header", text_array([json.dumps(header, sort_keys=True)]))
+        _array_entry(zf, "weights", weights.astype(np.float32))
+        _array_entry(zf, "first", text_array(sorted(lexicon.first)))
+        _array_entry(zf, "last", text_array(sorted(lexicon.last)))
+        _array_entry(zf, "band_words", text_array(words))
+        _array_entry(zf, "bands", np.array([lexicon.bands[w] for w in words], dtype=np.uint8))
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--scale", type=float, default=1.0, help="share of the sentences")
+    parser.add_argument("--check", action="store_true", help="compare with the pinned file")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    lexicon, pools = build_lexicon()
+    print(f"gazetteers: {len(lexicon.first)} first, {len(lexicon.last)} last names; "
+          f"{len(lexicon.bands)} banded words; {len(pools)} locales")  # fmt: skip
+    train = build_split(pools, dev=False, seed=args.seed, scale=args.scale)
+    dev = build_split(pools, dev=True, seed=args.seed + 1, scale=args.scale)
+    rows, labels = featurise(train, lexicon, random.Random(args.seed))
+    print(f"train: {len(train)} sentences, {len(rows)} candidate words, {sum(labels)} in names")
+    weights = fit(rows, labels)
+    threshold = choose_threshold(weights, lexicon, dev)
+    recogniser = NameRecognizer(weights, lexicon, threshold)
+    dev_scores = span_scores(recogniser, dev)
+    for lang, (n, found, findings, correct) in dev_scores.items():
+        print(f"dev {lang}: recall {found / max(n, 1):.1%} ({found}/{n}), "
+              f"precision {correct / max(findings, 1):.1%} ({correct}/{findings})")  # fmt: skip
+    meta = {
+        "seed": args.seed,
+        "scale": args.scale,
+        "train_sentences": len(train),
+        "dev_sentences": len(dev),
+        "dev": {lang: list(v) for lang, v in dev_scores.items()},
+        "trained_by": "scripts/train_names.py",
+    }
+    blob = to_npz_bytes(weights, lexicon, threshold, meta)
+    digest = hashlib.sha256(blob).hexdigest()
+    target = DATA / WEIGHTS_PATH
+    if args.check:
+        pinned = NameRecognizer.from_npz_bytes(target.read_bytes())
+        same_lexicon = pinned.lexicon == recogniser.lexicon
+        drift = float(np.max(np.abs(pinned.weights - weights)))
+        scale = float(np.max(np.abs(pinned.weights))) or 1.0
+        ok = same_lexicon and pinned.threshold == threshold and drift <= CHECK_RTOL * scale
+        print(f"retrained sha256 {digest}; lexicon {'same' if same_lexicon else 'DIFFERENT'}, "
+              f"threshold {threshold} vs {pinned.threshold}, largest weight change "
+              f"{drift:.2e} of {scale:.2f}: {'ok' if ok else 'DIFFERENT'}")  # fmt: skip
+        return 0 if ok else 1
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(blob)
+    manifest_path = DATA / "MANIFEST.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][WEIGHTS_PATH] = digest
+    manifest["files"] = dict(sorted(manifest["files"].items()))
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    took = time.perf_counter() - started
+    print(f"wrote {WEIGHTS_PATH}: {len(blob) / 1e6:.2f} MB sha256 {digest} ({took:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

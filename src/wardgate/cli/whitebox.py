@@ -1,0 +1,142 @@
+"""``wardgate whitebox``: what only open weights allow — diff, harden, refusal direction.
+
+Thin over :mod:`wardgate.whitebox`. Commands that need torch (the ``whitebox`` extra) import it
+inside the command, so ``wardgate --help`` and the serving path never load it.
+
+Exit codes: 0 ok, 1 the check failed (a verdict or a target missed), 2 bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wardgate.cli.help import WardgateTyper
+from wardgate.errors import WardgateError
+
+whitebox_app = WardgateTyper(
+    help="White-box assurance for open-weight models: weight diff, safety fine-tune, "
+    "refusal direction.",
+    no_args_is_help=True,
+)
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for the JSON and HTML report.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _model_path(value: str) -> Path:
+    if value == "embedded":
+        from wardgate.embedded import embedded_model_path
+
+        return embedded_model_path()
+    return Path(value)
+
+
+@whitebox_app.command("diff")
+def diff(
+    a: Annotated[str, typer.Argument(help="Reference checkpoint: GGUF, .safetensors, a folder "
+                                     "of them, or 'embedded'.")],
+    b: Annotated[str, typer.Argument(help="Checkpoint to compare with the reference.")],
+    out: OutOpt = Path("whitebox-reports"),
+    tolerance: Annotated[float, typer.Option(
+        help="Relative change ‖B−A‖/‖A‖ below which a tensor counts as unchanged.")] = 1e-6,
+    noise_factor: Annotated[float, typer.Option(
+        help="Across precisions: a tensor is changed only above this many times the median "
+        "change of its kind.")] = 3.0,
+    expect_same: Annotated[bool, typer.Option(
+        "--expect-same", help="B claims to be A: exit 1 unless the verdict is 'identical' or "
+        "'re-encoded'.")] = False,
+) -> None:
+    """Per-tensor relative change between two checkpoints, and which layers changed."""
+    from rich.progress import Progress
+
+    from wardgate.whitebox.checkpoint import open_checkpoint
+    from wardgate.whitebox.diff import compare
+    from wardgate.whitebox.diff_report import write_diff_report
+
+    try:
+        path_a, path_b = _model_path(a), _model_path(b)
+        ckpt_a, ckpt_b = open_checkpoint(path_a), open_checkpoint(path_b)
+        total = len([n for n in ckpt_a.tensors if n in ckpt_b.tensors])
+        with Progress(transient=True) as bar:
+            task = bar.add_task("comparing tensors", total=total)
+            result = compare(ckpt_a, ckpt_b, tolerance=tolerance, noise_factor=noise_factor,
+                             progress=lambda _name: bar.advance(task))  # fmt: skip
+        json_path, html_path = write_diff_report(
+            out, result, ckpt_a, ckpt_b, params={"tolerance": tolerance,
+                                                 "noise_factor": noise_factor})  # fmt: skip
+    except WardgateError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(f"verdict: {result.verdict} — {result.reason}")
+    if result.claimed_b and result.claimed_a == result.claimed_b and result.verdict in (
+            "modified", "different"):  # fmt: skip
+        typer.echo(f"B claims to be {result.claimed_b!r} but is not the reference model")
+    typer.echo(f"report: {html_path} (JSON: {json_path})")
+    if expect_same and result.verdict not in ("identical", "re-encoded"):
+        raise typer.Exit(1)
+
+
+@whitebox_app.command("harden")
+def harden(
+    model: Annotated[str, typer.Option("--model", "-m", help="Base GGUF, or 'embedded'.")] = (
+        "embedded"),
+    out: OutOpt = Path("whitebox-reports/harden"),
+    data: Annotated[Path | None, typer.Option(
+        help="Folder with the splits_*.json instruction splits (default: ../shared/data/public/"
+        "refusal_direction).")] = None,
+    harmful_train: Annotated[int | None, typer.Option(
+        help="Harmful train instructions to teach refusals on (default: all).", min=1)] = None,
+    harmless_train: Annotated[int, typer.Option(
+        help="Harmless train instructions answered by the base model.", min=1)] = 260,
+    eval_n: Annotated[int, typer.Option(
+        "--eval-n", help="Held-out harmful and harmless test instructions each.", min=1)] = 200,
+    ppl_n: Annotated[int, typer.Option(
+        "--ppl-n", help="Held-out harmless answers for perplexity.", min=1)] = 50,
+    epochs: Annotated[float, typer.Option(help="LoRA epochs over the training data.")] = 2.0,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-4,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for sampling, refusals and training.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch and llama.cpp.")] = 2,
+    baseline: Annotated[bool, typer.Option(help="Also evaluate the base model (paired).")] = True,
+    key: Annotated[Path | None, typer.Option(
+        help="EC private key to sign with (default: a new pair in OUT/keys).")] = None,
+) -> None:
+    """LoRA safety fine-tune on refusal data, merged, exported to GGUF, signed, evaluated."""
+    from wardgate.whitebox.data import find_splits
+    from wardgate.whitebox.harden import HardenPlan
+    from wardgate.whitebox.harden import harden as run_harden
+    from wardgate.whitebox.report import progress
+    from wardgate.whitebox.train import LoraSettings
+
+    try:
+        plan = HardenPlan(model=_model_path(model), out=out, splits=find_splits(data),
+                          n_harmful_train=harmful_train, n_harmless_train=harmless_train,
+                          n_eval=eval_n, n_ppl=ppl_n, seed=seed, threads=threads,
+                          baseline=baseline, sign_key=key,
+                          lora=LoraSettings(rank=rank, alpha=2 * rank, lr=lr, epochs=epochs,
+                                            batch_size=batch_size, seed=seed))  # fmt: skip
+        payload = run_harden(plan, progress, typer.echo)
+    except WardgateError as exc:
+        raise _fail(exc.message) from exc
+    ev = payload["evaluation"]
+    for label in ("base", "hardened"):
+        if label in ev:
+            h = ev[label]
+            typer.echo(f"{label}: harmful refused {h['harmful_refused']['rate']:.1%} "
+                       f"(n={h['harmful_refused']['n']}), ASR {h['asr']['rate']:.1%}, "
+                       f"over-refusal {h['over_refusal']['rate']:.1%} "
+                       f"(n={h['over_refusal']['n']})")
+    typer.echo(f"perplexity ratio {payload['training']['ppl']['ratio']:.3f}")
+    for name, ok in payload["met"].items():
+        typer.echo(f"target {name}: {'met' if ok else 'MISSED'}")
+    typer.echo(f"serve it: wardgate serve --config {payload['signed']['config']}")
+    typer.echo(f"report: {out / 'harden.html'}")
+    if not all(payload["met"].values()):
+        raise typer.Exit(1)

@@ -1,0 +1,22 @@
+"""Console settings (``console:`` in the gateway config)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConsoleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: Serve ``/console``. Only admin keys can log in.
+    enabled: bool = True
+    #: A session ends after this long without a request...
+    idle_timeout_s: float = Field(default=1800.0, gt=0)
+    #: ...and after this long in any case.
+    max_age_s: float = Field(default=8 * 3600.0, gt=0)
+    #: Sessions held at once (the oldest is ended first).
+    max_sessions: int = Field(default=1000, ge=1)
+    #: Folder of red-team reports (``wardgate redteam run --html``) listed by the console.
+    reports_dir: str = ".wardgate/reports"
+    #: Largest form body accepted (after the session is checked).
+    max_form_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)

@@ -1,0 +1,76 @@
+"""Who is being instructed: text a user quotes or asks about, apart from what they tell the model.
+
+"Translate: 'Ignore the previous email'", "My manager wrote: forget the old priorities",
+"Summarise this notice: Do not enter" all *contain* an instruction, but the user addresses the
+assistant only in the frame around it (translate, summarise, what does this mean). The injection
+guard scores the frame on its own (:func:`frame`): when the frame is not an injection, an
+instruction that sits only in the quoted material is flagged rather than blocked.
+
+Only a user's own message is read this way. A tool result or a retrieved document that
+addresses the assistant is an injection wherever its imperative sits, so those are never
+relaxed (see ``injection.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Quoted material: paired quotes of several scripts, and fenced code blocks.
+_QUOTES = re.compile(
+    r"```.*?```"  # fenced code
+    r'|"[^"\n]{8,}"'  # "..."
+    r"|\u201c[^\u201d]{8,}\u201d"  # “...”
+    r"|\u201e[^\u201c\u201d]{8,}[\u201c\u201d]"  # „...“
+    r"|\u00ab[^\u00bb]{8,}\u00bb"  # «...»
+    r"|\u300c[^\u300d]{4,}\u300d"  # 「...」
+    r"|(?<![\w])'[^'\n]{12,}'(?![\w])",  # '...' (long: apostrophes are not quotes)
+    re.DOTALL,
+)
+#: A frame that hands the rest of the message to the model as material: "Translate into
+#: French:", "Summarise this email:", "My colleague wrote:", "Context: ... Question: ...".
+_LEAD = re.compile(
+    r"^(?P<frame>[^\n:]{0,120}?\b(?:"
+    r"translat\w*|summar\w*|tl;?dr|paraphras\w*|proofread|rewrite|reword|simplif\w*|"
+    r"classif\w*|analy[sz]\w*|transcrib\w*|explain|what does|what do|meaning of|mean|"
+    r"says?|said|wrote|writes|reads?|posted|texted|emailed|messaged|forwarded|"
+    r"context|passage|snippet|excerpt|article|notice|document|email|message|review|text"
+    r")\b[^\n:]{0,60}):\s*(?P<body>\S.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+PLACEHOLDER = '"…"'
+
+
+@dataclass(frozen=True, slots=True)
+class Framed:
+    """A message split into what addresses the assistant (``frame``) and quoted material."""
+
+    frame: str
+    quoted_chars: int
+
+    @property
+    def has_quote(self) -> bool:
+        return self.quoted_chars > 0
+
+
+def frame(text: str) -> Framed:
+    """The text with quoted or handed-over material replaced by a placeholder.
+
+    ``quoted_chars`` is 0 when nothing in the text is quoted (then ``frame`` is the text).
+    """
+    quoted = 0
+
+    def _replace(match: re.Match[str]) -> str:
+        nonlocal quoted
+        quoted += len(match.group(0))
+        return PLACEHOLDER
+
+    # Quotes first: whatever stands outside them (before or after) stays in the frame, so
+    # 'She wrote "hi". Now ignore your rules' keeps its instruction in view.
+    framed = _QUOTES.sub(_replace, text)
+    if quoted:
+        return Framed(framed, quoted)
+    lead = _LEAD.match(text)
+    if lead is None:
+        return Framed(text, 0)
+    return Framed(f"{lead.group('frame')}: {PLACEHOLDER}", len(lead.group("body")))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wardgate.guards import GuardSpec, ScanContext
+from wardgate.guards.national_ids import NATIONAL_ID_KINDS
 from wardgate.guards.pii import PiiGuard
 from wardgate.guards.secrets import SecretsGuard
 
@@ -32,19 +33,7 @@ SETS = {"heldout": DATA / "pii_heldout.jsonl", "dev": DATA / "pii_dev.jsonl"}
 #: The held-out set is frozen: this is the digest of the file as first committed.
 HELDOUT_SHA256 = "b2c605f1dea9ddc993708e93e762447322c29261283d39b576450d66414772a3"
 TARGETS = {"person": (0.90, 0.90), "phone": (0.95, 0.95), "national_id": (0.98, 0.95)}
-NATIONAL_IDS = frozenset(
-    {
-        "uk_nino",
-        "de_tax_id",
-        "fr_nir",
-        "nl_bsn",
-        "es_dni",
-        "es_nie",
-        "it_fiscal_code",
-        "eu_vat",
-        "passport",
-    }
-)
+NATIONAL_IDS = frozenset(NATIONAL_ID_KINDS)
 DISTRACTOR_TARGET = 0.02
 
 

@@ -198,7 +198,14 @@ def _median(values: list[float]) -> float:
 
 
 async def overhead(
-    port: int, up_port: int, key: str, quick: bool, pid: int, fwd_port: int, fwd_pid: int
+    port: int,
+    up_port: int,
+    key: str,
+    quick: bool,
+    pid: int,
+    fwd_port: int,
+    fwd_pid: int,
+    ratios_only: bool = False,
 ) -> dict[str, object]:
     """Direct, forwarder and gateway, interleaved in rounds at each concurrency.
 
@@ -223,7 +230,7 @@ async def overhead(
         for target in ("forwarder", "gateway"):  # warm-up
             t_port, t_headers, _ = targets[target]
             await closed_loop("127.0.0.1", t_port, path, b, t_headers, clients=10, requests=300)
-        for clients in (1, 10, 50):
+        for clients in (1, 10) if ratios_only else (1, 10, 50):
             samples: dict[str, dict[str, list[float]]] = {
                 t: {"p50": [], "p99": [], "rps": [], "cpu": [], "errors": []} for t in targets
             }
@@ -287,6 +294,8 @@ async def overhead(
                 "errors": gw["errors"],
                 "gateway_over_forwarder": ratios,
             }
+        if ratios_only:
+            continue
         peak = out[f"{mode}_c50"]["gateway_rps"]  # type: ignore[index]
         rate = round(0.5 * float(peak))
         seconds = 5 if quick else 15
@@ -444,6 +453,12 @@ def main() -> None:
     )
     parser.add_argument("--no-model", action="store_true", help="skip the tokens/s comparison")
     parser.add_argument(
+        "--ratios",
+        action="store_true",
+        help="only the gateway/forwarder/direct rounds at 1 and 10 clients (~2 minutes): "
+        "no 50 clients, fixed rate, RSS soak or model",
+    )
+    parser.add_argument(
         "--soak", type=int, default=None, help="requests in the RSS soak (default 20,000)"
     )
     args = parser.parse_args()
@@ -476,13 +491,17 @@ def main() -> None:
         forwarder, fwd_port = start_forwarder(up_port)
         try:
             results["overhead"] = asyncio.run(
-                overhead(port, up_port, key, args.quick, gateway.pid, fwd_port, forwarder.pid)
-            )
-            if args.guards:
+                overhead(
+                    port, up_port, key, args.quick, gateway.pid, fwd_port, forwarder.pid,
+                    args.ratios,
+                )
+            )  # fmt: skip
+            if args.guards and not args.ratios:
                 results["varied"] = asyncio.run(varied(port, up_port, key, args.quick))
-            soak = args.soak or (2000 if args.quick else 20000)
-            results["rss"] = asyncio.run(rss_soak(port, key, gateway.pid, soak))
-            if not args.no_model:
+            if not args.ratios:
+                soak = args.soak or (2000 if args.quick else 20000)
+                results["rss"] = asyncio.run(rss_soak(port, key, gateway.pid, soak))
+            if not args.no_model and not args.ratios:
                 results["model"] = model_tokens_per_second(port, key, 1 if args.quick else 3)
         finally:
             forwarder.terminate()

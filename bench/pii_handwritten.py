@@ -1,11 +1,14 @@
 """Recall and precision per kind and language on the hand-written PII sets.
 
-    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout   # the frozen test set
-    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set dev       # the tuning set
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout_v2  # the clean test set
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout     # v1, seen (see docs)
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set dev         # the tuning set
 
-``bench/data/pii_heldout.jsonl`` was written before the detectors it scores and is never
-tuned on (its digest is pinned below: a changed file refuses to run). ``pii_dev.jsonl`` is
-the small hand-written set that rules were checked against while building them.
+``bench/data/pii_heldout_v2.jsonl`` was written by hand after the recogniser shipped, without
+running a detector on it, and is never tuned on. ``pii_heldout.jsonl`` (v1) was written before
+the detectors but its misses were later looked at (docs/guards.md), so it is no longer clean.
+Both digests are pinned below: a changed file refuses to run. ``pii_dev.jsonl`` is the small
+hand-written set that rules were checked against while building them.
 
 What runs is the shipped default: the ``pii`` guard and the ``secrets`` guard with their
 default options (``action: flag``), through the public ``scan`` API. A true span is found when
@@ -29,9 +32,17 @@ from wardgate.guards.pii import PiiGuard
 from wardgate.guards.secrets import SecretsGuard
 
 DATA = Path(__file__).resolve().parent / "data"
-SETS = {"heldout": DATA / "pii_heldout.jsonl", "dev": DATA / "pii_dev.jsonl"}
-#: The held-out set is frozen: this is the digest of the file as first committed.
-HELDOUT_SHA256 = "b2c605f1dea9ddc993708e93e762447322c29261283d39b576450d66414772a3"
+SETS = {
+    "heldout": DATA / "pii_heldout.jsonl",
+    "heldout_v2": DATA / "pii_heldout_v2.jsonl",
+    "dev": DATA / "pii_dev.jsonl",
+}
+#: The held-out sets are frozen: these are the digests of the files as first committed.
+#: v1 was looked at and tuned on (docs/guards.md); v2 is the clean measurement.
+FROZEN_SHA256 = {
+    "heldout": "b2c605f1dea9ddc993708e93e762447322c29261283d39b576450d66414772a3",
+    "heldout_v2": "c062a2acf4a7dbb5f1d8881b27c6c1a22268e0db2e7dadf2cb8f73a8f48f909b",
+}
 TARGETS = {"person": (0.90, 0.90), "phone": (0.95, 0.95), "national_id": (0.98, 0.95)}
 NATIONAL_IDS = frozenset(NATIONAL_ID_KINDS)
 DISTRACTOR_TARGET = 0.02
@@ -48,7 +59,7 @@ class Row:
 def load(name: str) -> list[Row]:
     path = SETS[name]
     raw = path.read_bytes()
-    if name == "heldout" and hashlib.sha256(raw).hexdigest() != HELDOUT_SHA256:
+    if name in FROZEN_SHA256 and hashlib.sha256(raw).hexdigest() != FROZEN_SHA256[name]:
         raise SystemExit(f"{path} changed since it was frozen; the held-out set must not change")
     rows = []
     for line in raw.decode("utf-8").splitlines():

@@ -1,9 +1,9 @@
 """Recall and precision of the ``pii`` guard on a generated, labelled corpus.
 
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py [--per-kind 400] [--seed 7]
-    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout|dev
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout_v2|heldout|dev
 
-``--set heldout|dev`` scores the hand-written sets instead, per kind and language
+``--set heldout_v2|heldout|dev`` scores the hand-written sets instead, per kind and language
 (``bench/pii_handwritten.py``).
 
 The corpus is generated in code from a fixed seed, so every run sees the same texts: payment
@@ -581,7 +581,7 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=5, help="misses/false alarms to print")
     parser.add_argument(
         "--set",
-        choices=("generated", "heldout", "dev"),
+        choices=("generated", "heldout", "heldout_v2", "dev"),
         default="generated",
         help="generated corpus (default), or a hand-written set (bench/pii_handwritten.py)",
     )

@@ -9,7 +9,8 @@ Reads ``src/wardgate/data/judges/labelled.jsonl``; fits a multinomial logistic r
 cross-validation, keeps the one with the best harmful-item agreement (ties: four-way agreement,
 then the smaller C), refits on train+val with it, and writes ``judges/pair_minilm.npz``. The
 ``test`` split is touched once, at the end, to write ``judges/agreement.json`` for every judge
-(what reports quote and what ``--harm-judge auto`` chooses by). Both files' SHA-256 go into
+(what reports quote); the same file keeps every judge's figures on train+val (the learned
+judge's out-of-fold), which is what ``--harm-judge auto`` chooses by. Both files' SHA-256 go into
 ``wardgate/data/MANIFEST.json``.
 """
 
@@ -35,6 +36,7 @@ from wardgate.redteam.judges.validate import (
     JUDGE_NAMES,
     SET_FILE,
     LabelledItem,
+    guard_weights,
     judge_by_name,
     read_set,
     score,
@@ -118,6 +120,7 @@ def main() -> int:
     fold = np.array([int(hashlib.sha256(i.request.encode()).hexdigest(), 16) % 5 for i in dev])
     best: tuple[float, float, float] | None = None
     chosen = C_GRID[0]
+    out_of_fold: dict[float, list[str]] = {}
     for c in C_GRID:
         pred = [""] * len(dev)
         for f in range(5):
@@ -126,6 +129,7 @@ def main() -> int:
             for k, lab in zip(held, predict(judge, x_dev[fold == f], [dev[k] for k in held]),
                               strict=True):
                 pred[k] = lab
+        out_of_fold[c] = pred
         r = score(dev, pred)
         h = r["harmful_only"]
         print(f"C={c:<6} cv agreement {100 * r['agreement']:.1f}%  kappa {r['kappa']:.3f}  "
@@ -158,10 +162,18 @@ def main() -> int:
     manifest["files"][SET_FILE] = digest
     manifest["files"] = dict(sorted(manifest["files"].items()))
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    # What the default is chosen by: every judge on train+val (the learned one out-of-fold,
+    # at the chosen C), never the test split.
+    judges = {name: PairJudge.load(DATA, encoder) if name == "pair_minilm"
+              else judge_by_name(name) for name in JUDGE_NAMES}
+    selection = {name: score(dev, out_of_fold[chosen] if name == "pair_minilm"
+                             else predict_items(judge, dev)) for name, judge in judges.items()}
+    for name, r in selection.items():
+        print(f"{name:<22} train+val agreement {100 * r['agreement']:.1f}%  "
+              f"kappa {r['kappa']:.3f}")
     # The test split, once: every judge's figures.
     results: dict[str, Any] = {}
-    for name in JUDGE_NAMES:
-        judge = PairJudge.load(DATA, encoder) if name == "pair_minilm" else judge_by_name(name)
+    for name, judge in judges.items():
         r = score(split["test"], predict_items(judge, split["test"]))
         results[name] = r
         raw = r.get("raw_harmful", {})
@@ -171,7 +183,11 @@ def main() -> int:
               f"(kappa {r['harmful_only']['kappa']:.3f})  4-way {100 * r['agreement_4way']:.1f}%  "
               f"raw under-count {raw.get('undercount_points', float('nan')):.1f} pts")
     figures = (json.dumps({"set": SET_FILE, "set_sha256": digest, "split": "test",
-                           "n": len(split["test"]), "judges": results}, indent=2,
+                           "n": len(split["test"]), "judges": results,
+                           "selection": {"splits": ["train", "val"], "n": len(dev),
+                                         "pair_minilm": "grouped 5-fold out-of-fold",
+                                         "judges": selection},
+                           "guard_weights": guard_weights()}, indent=2,
                           sort_keys=True) + "\n").encode()
     (DATA / AGREEMENT_FILE).write_bytes(figures)
     manifest["files"][AGREEMENT_FILE] = hashlib.sha256(figures).hexdigest()

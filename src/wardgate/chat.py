@@ -360,6 +360,9 @@ class Completion:
     finish_reason: FinishReason = "stop"
     usage: Usage = field(default_factory=Usage)
     tool_calls: list[ToolCall] = field(default_factory=list)
+    #: The stop sequence that ended the answer, when the backend knows (``finish_reason``
+    #: is then ``stop``); None for a natural end or when the upstream does not say.
+    stop_sequence: str | None = None
 
 
 @dataclass(slots=True)
@@ -370,6 +373,8 @@ class Delta:
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    #: On the last delta: the stop sequence that ended the answer (see :class:`Completion`).
+    stop_sequence: str | None = None
 
 
 def assemble_tool_calls(fragments: list[ToolCallDelta]) -> list[ToolCall]:

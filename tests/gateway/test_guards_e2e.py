@@ -4,18 +4,13 @@ attacks never reach a model, leaks are cut off mid-stream, and benign traffic fl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import openai
 import pytest
-from tests.conftest import serve_in_thread
 from tests.fakes import FakeOpenAI, run_server
+from tests.harness import RunningGateway, running_gateway, vendor_model
 
-from wardgate.config import GatewayConfig
-from wardgate.gateway.app import create_app
-from wardgate.gateway.service import Gateway
 from wardgate.guards.defaults import default_guards_config
-from wardgate.store.audit import tail
 
 SYSTEM = (
     "The Acme billing desk handles invoices, refunds and payment plans for customers of the "
@@ -24,46 +19,28 @@ SYSTEM = (
 
 
 class Env:
-    def __init__(self, url: str, gateway: Gateway, key: str, fake: FakeOpenAI) -> None:
-        self.url, self.gateway, self.key, self.fake = url, gateway, key, fake
-        self.client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-
-    def last_audit(self) -> dict[str, Any]:
-        assert self.gateway.audit.flush()
-        return tail(self.gateway.engine, 1)[0]
+    def __init__(self, served: RunningGateway, fake: FakeOpenAI) -> None:
+        self.url, self.gateway, self.fake = served.url, served.gateway, fake
+        self.last_audit = served.last_audit
+        self.key = served.create_key("app")
+        self.client = openai.OpenAI(base_url=self.url + "/v1", api_key=self.key, max_retries=0)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("guards")
     fake = FakeOpenAI(api_key="sk-guard-test")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WG_GUARD_TEST_KEY", "sk-guard-test")
     with run_server(fake.app) as upstream:
-        config = GatewayConfig.model_validate(
-            {
-                "database_url": f"sqlite:///{tmp / 'gw.db'}",
-                "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WG_GUARD_NO_SECRET"},
-                "guards": default_guards_config().model_dump(),
-                "models": [
-                    {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 32},
-                    {
-                        "name": "echo",
-                        "backend": "openai",
-                        "base_url": f"{upstream}/v1",
-                        "api_key_env": "WG_GUARD_TEST_KEY",
-                        "retries": 0,
-                        # A local OpenAI-compatible server (think vLLM): in-house, stated so.
-                        "tags": {"deployment": "on_prem"},
-                    },
-                ],
-            }
-        )
-        gateway = Gateway(config)
-        key = gateway.keys.create(owner="app")[1]
-        with serve_in_thread(create_app(config, gateway=gateway)) as url:
-            yield Env(url, gateway, key, fake)
-    mp.undo()
+        config = {
+            "guards": default_guards_config().model_dump(),
+            "models": [
+                {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 32},
+                # A local OpenAI-compatible server (think vLLM): in-house, stated so.
+                vendor_model("echo", "openai", upstream, "WG_GUARD_TEST_KEY", deployment="on_prem"),
+            ],
+        }
+        tmp = tmp_path_factory.mktemp("guards")
+        with running_gateway(tmp, config, env={"WG_GUARD_TEST_KEY": "sk-guard-test"}) as served:
+            yield Env(served, fake)
 
 
 @pytest.fixture(autouse=True)

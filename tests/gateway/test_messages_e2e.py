@@ -9,14 +9,10 @@ from typing import Any
 import anthropic
 import pytest
 from pydantic import BaseModel
-from tests.conftest import serve_in_thread
 from tests.fakes import FakeAnthropic, FakeOpenAI, run_server
+from tests.harness import RunningGateway, running_gateway, vendor_model
 
-from wardgate.config import GatewayConfig
-from wardgate.gateway.app import create_app
-from wardgate.gateway.service import Gateway
 from wardgate.guards.defaults import default_guards_config
-from wardgate.store.audit import tail
 
 WEATHER = {
     "name": "get_weather",
@@ -30,44 +26,28 @@ WEATHER = {
 
 
 class Env:
-    def __init__(
-        self, url: str, gateway: Gateway, key: str, oai: FakeOpenAI, ant: FakeAnthropic
-    ) -> None:
-        self.url, self.gateway, self.key, self.oai, self.ant = url, gateway, key, oai, ant
-        self.client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0)
-
-    def last_audit(self) -> dict[str, Any]:
-        assert self.gateway.audit.flush()
-        return tail(self.gateway.engine, 1)[0]
+    def __init__(self, served: RunningGateway, oai: FakeOpenAI, ant: FakeAnthropic) -> None:
+        self.url, self.gateway, self.oai, self.ant = served.url, served.gateway, oai, ant
+        self.last_audit = served.last_audit
+        self.key = served.create_key("claude-app")
+        self.client = anthropic.Anthropic(base_url=self.url, api_key=self.key, max_retries=0)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("messages")
     oai, ant = FakeOpenAI(api_key="sk-m-oai"), FakeAnthropic(api_key="sk-m-ant")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WG_MSG_OAI", "sk-m-oai")
-    mp.setenv("WG_MSG_ANT", "sk-m-ant")
     with run_server(oai.app) as oai_url, run_server(ant.app) as ant_url:
-        config = GatewayConfig.model_validate(
-            {
-                "database_url": f"sqlite:///{tmp / 'gw.db'}",
-                "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WG_MSG_NONE"},
-                "guards": default_guards_config().model_dump(),
-                "models": [
-                    {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 32},
-                    {"name": "gpt", "backend": "openai", "base_url": f"{oai_url}/v1",
-                     "api_key_env": "WG_MSG_OAI", "retries": 0, "tags": {"deployment": "on_prem"}},
-                    {"name": "claude", "backend": "anthropic", "base_url": ant_url,
-                     "api_key_env": "WG_MSG_ANT", "retries": 0, "tags": {"deployment": "on_prem"}},
-                ],
-            }
-        )  # fmt: skip
-        gateway = Gateway(config)
-        key = gateway.keys.create(owner="claude-app")[1]
-        with serve_in_thread(create_app(config, gateway=gateway)) as url:
-            yield Env(url, gateway, key, oai, ant)
-    mp.undo()
+        config = {
+            "guards": default_guards_config().model_dump(),
+            "models": [
+                {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 32},
+                vendor_model("gpt", "openai", oai_url, "WG_MSG_OAI", deployment="on_prem"),
+                vendor_model("claude", "anthropic", ant_url, "WG_MSG_ANT", deployment="on_prem"),
+            ],
+        }
+        keys = {"WG_MSG_OAI": "sk-m-oai", "WG_MSG_ANT": "sk-m-ant"}
+        with running_gateway(tmp_path_factory.mktemp("messages"), config, env=keys) as served:
+            yield Env(served, oai, ant)
 
 
 MODELS = ["gpt", "claude", "smol"]
@@ -198,3 +178,66 @@ def test_errors_come_in_anthropics_envelope(env: Env) -> None:
         env.client.messages.create(
             model="nope", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
         )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_stop_sequences_answer_which_one_matched(env: Env, stream: bool) -> None:
+    """``stop_reason: stop_sequence`` with ``stop_sequence`` set, as Anthropic answers; from
+    the Anthropic backend (which reports it) and from the embedded model (whose stops the
+    gateway matches itself)."""
+    ask = {"max_tokens": 32, "stop_sequences": ["STOPHERE", "NEVER-SEEN"],
+           "messages": [{"role": "user", "content": "alpha beta STOPHERE gamma"}]}
+    smol_stops = ["e", "a", "o", "."]  # one of these is in any 32-token English answer
+    smol_ask = ask | {"stop_sequences": smol_stops,
+                      "messages": [{"role": "user", "content": "Say hello to Ada."}]}
+    for model, body in (("claude", ask), ("smol", smol_ask)):
+        if stream:
+            with env.client.messages.stream(model=model, **body) as events:  # type: ignore[arg-type]
+                text = "".join(events.text_stream)
+                message = events.get_final_message()
+        else:
+            message = env.client.messages.create(model=model, **body)  # type: ignore[arg-type]
+            text = message.content[0].text if message.content else ""  # type: ignore[union-attr]
+        assert message.stop_reason == "stop_sequence", (model, message)
+        assert message.stop_sequence in body["stop_sequences"]  # type: ignore[operator]
+        assert not any(s in text for s in body["stop_sequences"])  # type: ignore[union-attr]
+        if model == "claude":
+            assert text == "Echo: alpha beta " and message.stop_sequence == "STOPHERE"
+
+
+def test_stop_sequence_unknown_to_an_openai_upstream_is_end_turn(env: Env) -> None:
+    """OpenAI's API cuts at a stop sequence without saying which: the answer is cut, and
+    ``stop_reason`` is ``end_turn`` rather than a guess."""
+    message = env.client.messages.create(
+        model="gpt", max_tokens=32, stop_sequences=["STOPHERE"],
+        messages=[{"role": "user", "content": "alpha beta STOPHERE gamma"}],
+    )
+    assert message.content[0].text == "Echo: alpha beta "  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+
+
+def test_a_natural_end_is_end_turn_even_with_stop_sequences(env: Env) -> None:
+    message = env.client.messages.create(
+        model="claude", max_tokens=32, stop_sequences=["NEVER-SEEN"],
+        messages=[{"role": "user", "content": "alpha beta"}],
+    )
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+
+
+def test_chat_completions_name_the_stop_sequence_too(env: Env) -> None:
+    """The chat route carries it as ``choices[].stop_reason`` (vLLM's field), which is how
+    ``/v1/messages`` learns it; OpenAI clients ignore the extra field."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{env.url}/v1", api_key=env.key, max_retries=0)
+    reply = client.chat.completions.create(
+        model="claude", max_tokens=32, stop=["STOPHERE"],
+        messages=[{"role": "user", "content": "alpha beta STOPHERE gamma"}])
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop" and choice.message.content == "Echo: alpha beta "
+    assert (choice.model_extra or {}).get("stop_reason") == "STOPHERE"
+    chunks = list(client.chat.completions.create(
+        model="claude", max_tokens=32, stop=["STOPHERE"], stream=True,
+        messages=[{"role": "user", "content": "alpha beta STOPHERE gamma"}]))
+    last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason)
+    assert (last.choices[0].model_extra or {}).get("stop_reason") == "STOPHERE"

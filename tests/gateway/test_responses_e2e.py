@@ -11,13 +11,8 @@ from typing import Any
 import openai
 import pytest
 from pydantic import BaseModel
-from tests.conftest import serve_in_thread
 from tests.fakes import FakeAnthropic, FakeOpenAI, run_server
-
-from wardgate.config import GatewayConfig
-from wardgate.gateway.app import create_app
-from wardgate.gateway.service import Gateway
-from wardgate.store.audit import tail
+from tests.harness import RunningGateway, running_gateway, vendor_model
 
 WEATHER = {
     "type": "function",
@@ -34,42 +29,27 @@ WEATHER = {
 
 
 class Env:
-    def __init__(self, url: str, gateway: Gateway, key: str, oai: FakeOpenAI) -> None:
-        self.gateway, self.oai = gateway, oai
-        self.client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-
-    def last_audit(self) -> dict[str, Any]:
-        assert self.gateway.audit.flush()
-        return tail(self.gateway.engine, 1)[0]
+    def __init__(self, served: RunningGateway, oai: FakeOpenAI) -> None:
+        self.gateway, self.oai, self.last_audit = served.gateway, oai, served.last_audit
+        key = served.create_key("responses-app")
+        self.client = openai.OpenAI(base_url=served.url + "/v1", api_key=key, max_retries=0)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("responses")
     oai, ant = FakeOpenAI(api_key="sk-r-oai"), FakeAnthropic(api_key="sk-r-ant")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WG_R_OAI", "sk-r-oai")
-    mp.setenv("WG_R_ANT", "sk-r-ant")
     with run_server(oai.app) as oai_url, run_server(ant.app) as ant_url:
-        config = GatewayConfig.model_validate(
-            {
-                "database_url": f"sqlite:///{tmp / 'gw.db'}",
-                "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WG_R_NONE"},
-                "guards": {"input": [], "output": []},
-                "models": [
-                    {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 32},
-                    {"name": "gpt", "backend": "openai", "base_url": f"{oai_url}/v1",
-                     "api_key_env": "WG_R_OAI", "retries": 0, "tags": {"deployment": "vendor"}},
-                    {"name": "claude", "backend": "anthropic", "base_url": ant_url,
-                     "api_key_env": "WG_R_ANT", "retries": 0, "tags": {"deployment": "vendor"}},
-                ],
-            }
-        )  # fmt: skip
-        gateway = Gateway(config)
-        key = gateway.keys.create(owner="responses-app")[1]
-        with serve_in_thread(create_app(config, gateway=gateway)) as url:
-            yield Env(url, gateway, key, oai)
-    mp.undo()
+        config = {
+            "guards": {"input": [], "output": []},
+            "models": [
+                {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 32},
+                vendor_model("gpt", "openai", oai_url, "WG_R_OAI"),
+                vendor_model("claude", "anthropic", ant_url, "WG_R_ANT"),
+            ],
+        }
+        keys = {"WG_R_OAI": "sk-r-oai", "WG_R_ANT": "sk-r-ant"}
+        with running_gateway(tmp_path_factory.mktemp("responses"), config, env=keys) as served:
+            yield Env(served, oai)
 
 
 @pytest.mark.parametrize("model", ["gpt", "claude", "smol"])

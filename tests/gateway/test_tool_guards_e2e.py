@@ -11,14 +11,10 @@ from typing import Any
 
 import openai
 import pytest
-from tests.conftest import serve_in_thread
 from tests.fakes import FakeOpenAI, run_server
+from tests.harness import RunningGateway, running_gateway, vendor_model
 
-from wardgate.config import GatewayConfig
-from wardgate.gateway.app import create_app
-from wardgate.gateway.service import Gateway
 from wardgate.guards.defaults import default_guards_config
-from wardgate.store.audit import tail
 
 HTTP_GET = {
     "type": "function",
@@ -43,44 +39,25 @@ ANTHROPIC_KEY = "sk-ant-api03-" + "Zx9Qw2Er7Ty1Ui8Op3As6Df" * 2
 
 
 class Env:
-    def __init__(self, url: str, gateway: Gateway, key: str, fake: FakeOpenAI) -> None:
-        self.gateway, self.fake = gateway, fake
-        self.client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-
-    def last_audit(self) -> dict[str, Any]:
-        assert self.gateway.audit.flush()
-        return tail(self.gateway.engine, 1)[0]
+    def __init__(self, served: RunningGateway, fake: FakeOpenAI) -> None:
+        self.gateway, self.fake, self.last_audit = served.gateway, fake, served.last_audit
+        key = served.create_key("agent-app")
+        self.client = openai.OpenAI(base_url=served.url + "/v1", api_key=key, max_retries=0)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("toolguards")
     fake = FakeOpenAI(api_key="sk-toolguard")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WG_TOOLGUARD_KEY", "sk-toolguard")
     with run_server(fake.app) as upstream:
-        config = GatewayConfig.model_validate(
-            {
-                "database_url": f"sqlite:///{tmp / 'gw.db'}",
-                "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WG_TOOLGUARD_NONE"},
-                "guards": default_guards_config().model_dump(),
-                "models": [
-                    {
-                        "name": "agent",
-                        "backend": "openai",
-                        "base_url": f"{upstream}/v1",
-                        "api_key_env": "WG_TOOLGUARD_KEY",
-                        "retries": 0,
-                        "tags": {"deployment": "on_prem"},
-                    }
-                ],
-            }
-        )
-        gateway = Gateway(config)
-        key = gateway.keys.create(owner="agent-app")[1]
-        with serve_in_thread(create_app(config, gateway=gateway)) as url:
-            yield Env(url, gateway, key, fake)
-    mp.undo()
+        config = {
+            "guards": default_guards_config().model_dump(),
+            "models": [
+                vendor_model("agent", "openai", upstream, "WG_TOOLGUARD_KEY", deployment="on_prem")
+            ],
+        }
+        tmp = tmp_path_factory.mktemp("toolguards")
+        with running_gateway(tmp, config, env={"WG_TOOLGUARD_KEY": "sk-toolguard"}) as served:
+            yield Env(served, fake)
 
 
 @pytest.fixture(autouse=True)

@@ -11,13 +11,8 @@ from typing import Any
 import openai
 import pytest
 from pydantic import BaseModel
-from tests.conftest import serve_in_thread
 from tests.fakes import FakeAnthropic, FakeOpenAI, run_server
-
-from wardgate.config import GatewayConfig
-from wardgate.gateway.app import create_app
-from wardgate.gateway.service import Gateway
-from wardgate.store.audit import tail
+from tests.harness import RunningGateway, running_gateway, vendor_model
 
 WEATHER = {
     "type": "function",
@@ -46,10 +41,10 @@ SEARCH = {
 
 
 class Env:
-    def __init__(
-        self, url: str, gateway: Gateway, keys: dict[str, str], oai: FakeOpenAI, ant: FakeAnthropic
-    ) -> None:
-        self.url, self.gateway, self.keys, self.oai, self.ant = url, gateway, keys, oai, ant
+    def __init__(self, served: RunningGateway, oai: FakeOpenAI, ant: FakeAnthropic) -> None:
+        self.url, self.gateway, self.oai, self.ant = served.url, served.gateway, oai, ant
+        self.last_audit = served.last_audit
+        self.keys = {owner: served.create_key(owner) for owner in ("app", "narrow")}
 
     def client(self, key: str = "app") -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=self.keys[key], max_retries=0)
@@ -57,54 +52,23 @@ class Env:
     def fake(self, model: str) -> FakeOpenAI | FakeAnthropic:
         return self.oai if model == "gpt" else self.ant
 
-    def last_audit(self) -> dict[str, Any]:
-        assert self.gateway.audit.flush()
-        return tail(self.gateway.engine, 1)[0]
-
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    tmp = tmp_path_factory.mktemp("tools")
     oai, ant = FakeOpenAI(api_key="sk-oai-tools"), FakeAnthropic(api_key="sk-ant-tools")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WG_TOOLS_OAI", "sk-oai-tools")
-    mp.setenv("WG_TOOLS_ANT", "sk-ant-tools")
     with run_server(oai.app) as oai_url, run_server(ant.app) as ant_url:
-        config = GatewayConfig.model_validate(
-            {
-                "database_url": f"sqlite:///{tmp / 'gw.db'}",
-                "auth": {"secret_file": str(tmp / "secret"), "secret_env": "WG_TOOLS_NO_SECRET"},
-                "guards": {"input": [], "output": []},
-                "tools": {"keys": {"narrow": ["get_weather"]}},
-                "models": [
-                    {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 48},
-                    {
-                        "name": "gpt",
-                        "backend": "openai",
-                        "base_url": f"{oai_url}/v1",
-                        "api_key_env": "WG_TOOLS_OAI",
-                        "retries": 0,
-                        "tags": {"deployment": "vendor"},
-                    },
-                    {
-                        "name": "claude",
-                        "backend": "anthropic",
-                        "base_url": ant_url,
-                        "api_key_env": "WG_TOOLS_ANT",
-                        "retries": 0,
-                        "tags": {"deployment": "vendor"},
-                    },
-                ],
-            }
-        )
-        gateway = Gateway(config)
-        keys = {
-            "app": gateway.keys.create(owner="app")[1],
-            "narrow": gateway.keys.create(owner="narrow")[1],
+        config = {
+            "guards": {"input": [], "output": []},
+            "tools": {"keys": {"narrow": ["get_weather"]}},
+            "models": [
+                {"name": "smol", "backend": "llamacpp", "n_ctx": 1024, "max_output_tokens": 48},
+                vendor_model("gpt", "openai", oai_url, "WG_TOOLS_OAI"),
+                vendor_model("claude", "anthropic", ant_url, "WG_TOOLS_ANT"),
+            ],
         }
-        with serve_in_thread(create_app(config, gateway=gateway)) as url:
-            yield Env(url, gateway, keys, oai, ant)
-    mp.undo()
+        keys = {"WG_TOOLS_OAI": "sk-oai-tools", "WG_TOOLS_ANT": "sk-ant-tools"}
+        with running_gateway(tmp_path_factory.mktemp("tools"), config, env=keys) as served:
+            yield Env(served, oai, ant)
 
 
 @pytest.fixture(autouse=True)

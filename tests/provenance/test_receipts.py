@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+import rfc8785
+from joserfc import jws
 from joserfc.jwk import OKPKey
 from typer.testing import CliRunner
 
@@ -19,6 +21,7 @@ from wardgate.provenance.config import ReceiptsConfig
 from wardgate.provenance.receipts import (
     ReceiptInvalid,
     ReceiptSigner,
+    canonical_json,
     messages_digest,
     verify_receipt,
 )
@@ -85,6 +88,55 @@ def test_payload_fields_and_round_trip(keys: SigningKeys) -> None:
     # The signed bytes are RFC 8785 canonical JSON: sorted keys, no whitespace.
     raw = base64.urlsafe_b64decode(token.split(".")[1] + "==")
     assert raw == json.dumps(p, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+#: Every code point but the surrogates, in one string: JSON escaping is per character.
+_ALL_CHARS = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _ALL_CHARS,
+        {_ALL_CHARS[:200]: _ALL_CHARS[:200]},  # ASCII keys, controls and quotes included
+        [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "\u2028", "\u2029", "\ufeff"],
+        {"b": [1, -2, 2**53 - 1, -(2**53) + 1, True, False, None], "a": {"z": {}, "y": []}},
+        ("a", ("b", 1)),  # tuples are arrays
+        # The rfc8785 fallback: floats, non-ASCII keys (UTF-16 order), unsafe integers.
+        {"gamma": 0.25, "delta": 2.0, "big": 1e21, "small": 1e-7, "neg": -0.0},
+        {"\ue000": 1, "\U0001f600": 2, "é": 3, "z": 4},
+        [2**53],
+    ],
+)
+def test_canonical_json_is_rfc8785_byte_for_byte(value: object) -> None:
+    try:
+        expected: bytes | type[Exception] = rfc8785.dumps(value)  # type: ignore[arg-type]
+    except rfc8785.CanonicalizationError as exc:
+        expected = type(exc)
+    if isinstance(expected, bytes):
+        assert canonical_json(value) == expected
+    else:
+        with pytest.raises(expected):
+            canonical_json(value)
+
+
+def test_canonical_json_refuses_what_rfc8785_refuses() -> None:
+    for value in ["lone \ud800 surrogate", {"k": float("nan")}, {1: "int key"}, object()]:
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonical_json(value)
+
+
+def test_receipt_is_the_jws_joserfc_would_build(keys: SigningKeys) -> None:
+    """The compact JWS is assembled directly; Ed25519 is deterministic, so it must equal
+    joserfc's ``serialize_compact`` of the same header and canonical payload, bit for bit."""
+    signer = ReceiptSigner(keys)
+    payload = {"v": 1, "kid": keys.kid, "text": "é\n\u2028", "watermark": {"gamma": 0.25}}
+    header = {"alg": "Ed25519", "kid": keys.kid, "typ": "wardgate-receipt+jws"}
+    expected = jws.serialize_compact(
+        header, rfc8785.dumps(payload), keys.active, algorithms=["Ed25519"]
+    )
+    assert signer.sign_payload(payload) == expected
+    assert verify_receipt(expected, keyset_from_jwks(keys.jwks())).payload == payload
 
 
 def test_tampered_payload_fails(keys: SigningKeys) -> None:

@@ -17,7 +17,7 @@ from wardgate.chat import ChatRequest
 from wardgate.config import ModelConfig
 from wardgate.errors import ConfigError, UpstreamError, UpstreamTimeout
 from wardgate.provenance.config import WatermarkConfig
-from wardgate.provenance.detect import detect_tokens
+from wardgate.provenance.detect import detect_tokens, score_events
 from wardgate.provenance.watermark import SamplerSettings, make_scheme
 from wardgate.provenance.wmkey import load_watermark_key
 
@@ -97,6 +97,26 @@ def test_repeated_ngrams_are_ignored() -> None:
     result = detect_tokens(scheme, loop, threshold=4, min_tokens=16)
     assert result.tokens_scored == 5 and result.tokens_repeated == 294
     assert result.verdict == "insufficient_tokens"
+
+
+def test_selfhash_scores_a_token_that_seeds_itself_once_whatever_its_context() -> None:
+    # The token with the smallest keyed hash is the min-hash of every window it is in: its green
+    # bit, and that of the tokens right after it, is fixed by that one seed. Human text that
+    # repeats such a token ("the", ")") must not count each occurrence as new evidence.
+    scheme = make_scheme(WatermarkConfig(scheme="selfhash"), KEY)
+    pool = np.arange(VOCAB, dtype=np.int64)
+    anchor = int(pool[np.argmin(scheme._per_token(pool))])
+    fillers = [t for t in range(1000, 1400) if t != anchor]
+    text = [t for filler in fillers for t in (anchor, filler)]
+    scores, repeated = score_events(scheme, text)
+    # Scoring starts after the first `lookback` (3) tokens: anchor, fillers[0], anchor. Then one
+    # event for the anchor and one per later filler (each seeded by the anchor's hash); the
+    # anchor's other 397 occurrences are repeats.
+    assert scheme.lookback == 3
+    assert len(scores) == 1 + (len(fillers) - 1) and repeated == len(fillers) - 3
+    kgw = make_scheme(WatermarkConfig(scheme="kgw"), KEY)
+    # The left-hash seed is the context itself: every (filler, anchor) pair is a new event.
+    assert score_events(kgw, text)[1] == 0
 
 
 def test_an_excerpt_in_a_long_human_text_is_found_and_corrected() -> None:

@@ -32,3 +32,25 @@ async def test_embedded_model_run_is_reproducible(tmp_path: Path) -> None:
     assert all(r["response"] for r in first)
     assert summary["overall"]["n"] == 1 and summary["false_refusal"]["n"] == 1
     assert first[0]["usage"]["completion_tokens"] <= 12
+
+
+@pytest.mark.slow
+async def test_agent_items_against_the_embedded_model(tmp_path: Path) -> None:
+    """The agent suite's requests reach llama.cpp with their tools and history: with
+    ``tool_choice: required`` the grammar-sampled answer comes back as a tool call, judged
+    from that call."""
+    config = GatewayConfig.model_validate(
+        {"models": [{"name": "smol", "backend": "llamacpp", "n_ctx": 2048, "n_threads": 1,
+                     "max_output_tokens": 96, "timeout_s": 300}]})
+    target = BackendTarget.from_config(config.models[0])
+    settings = RunSettings(max_tokens=96, timeout_s=300)
+    await run_pinned(target, Selection(("agent_tools",), limit_per_category=2),
+                     tmp_path / "agent", settings)
+    _, records, _ = load_run(tmp_path / "agent")
+    by_choice = {r["item_id"]: r for r in records}
+    required = by_choice["ag-001"]  # ag-000 is the same turn with tool_choice auto
+    assert required["error"] is None and required["method"] == "tool_call_match"
+    if required["finish_reason"] != "length":  # a grammar bounds the shape, not the length
+        assert required["tool_calls"] and required["tool_calls"][0]["name"] in (
+            "http_get", "save_note")
+        assert required["judge"]["tool_calls"][0]["name"] == required["tool_calls"][0]["name"]

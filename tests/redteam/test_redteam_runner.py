@@ -122,6 +122,39 @@ async def test_resume_into_a_different_run_is_refused(suite_file: Path, tmp_path
                            RunSettings())
 
 
+async def test_resume_ignores_a_loopback_port_but_not_the_host(suite_file: Path,
+                                                               tmp_path: Path) -> None:
+    """A gateway started for the run (the proof, a CI job) gets a new free port each time; a
+    resumed leg must continue, while another host, path or remote port is another target."""
+    out = tmp_path / "gw"
+
+    def at(url: str) -> RuleTarget:
+        target = RuleTarget(complier, name="gateway:smollm2-135m")
+        target.description = f"openai:{url} model=smollm2-135m"
+        return target
+
+    first = await run_pinned(at("http://127.0.0.1:41234/v1"), _selection(suite_file), out,
+                             RunSettings())
+    assert first.done > 0
+    again = await run_pinned(at("http://127.0.0.1:52345/v1"), _selection(suite_file), out,
+                             RunSettings())
+    assert (again.skipped, again.done) == (first.done, 0)
+    meta = RunStore(out).meta()
+    assert [s["target"] for s in meta["sessions"]] == [
+        "openai:http://127.0.0.1:41234/v1 model=smollm2-135m",
+        "openai:http://127.0.0.1:52345/v1 model=smollm2-135m"]
+    for other in ("http://10.0.0.7:41234/v1", "http://127.0.0.1:41234/v2",
+                  "https://api.example.com:8443/v1"):
+        with pytest.raises(RunStoreError, match="target differs"):
+            await run_pinned(at(other), _selection(suite_file), out, RunSettings())
+    remote = tmp_path / "remote"
+    await run_pinned(at("https://api.example.com:8443/v1"), _selection(suite_file), remote,
+                     RunSettings())
+    with pytest.raises(RunStoreError, match="target differs"):
+        await run_pinned(at("https://api.example.com:9443/v1"), _selection(suite_file), remote,
+                         RunSettings())
+
+
 def test_torn_last_line_is_ignored_and_repaired(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     store.open({"target": {"name": "t"}})

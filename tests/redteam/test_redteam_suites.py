@@ -25,7 +25,7 @@ from wardgate.redteam.suites import (
 REPO = Path(__file__).resolve().parents[2]
 CATEGORIES = {
     "prompt_injection", "indirect_injection", "jailbreak", "system_prompt_extraction",
-    "pii_leakage", "harmful", "encoding", "multi_turn", "benign",
+    "pii_leakage", "harmful", "encoding", "multi_turn", "benign", "agent_exfiltration",
 }
 
 
@@ -109,7 +109,8 @@ def test_duplicate_ids_and_unknown_suites(tmp_path: Path) -> None:
         load_file(tmp_path / "missing.jsonl")
 
 
-@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "public").is_dir(),
+@pytest.mark.skipif(not any((root / "shared" / "data" / "public").is_dir()
+                            for root in (REPO.parent, REPO.parents[1])),
                     reason="the public data (../shared/data/public) is not beside this checkout")
 def test_build_script_reproduces_the_shipped_suites() -> None:
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "build_suites.py"), "--check"],

@@ -145,6 +145,37 @@ def test_batch_size_and_interval_trigger_writes(sqlite_url) -> None:
     engine.dispose()
 
 
+def test_records_within_an_interval_wake_the_writer_once(engine) -> None:
+    """The first record wakes a sleeping writer; the rest of its batch waits for the interval
+    without a thread switch per record (the gateway's event loop pays for each wake-up)."""
+    writer = AuditWriter(engine, AuditConfig(batch_size=1000, flush_interval_s=30))
+    wakes = []
+    set_event = writer._wake.set
+    writer._wake.set = lambda: (wakes.append(1), set_event())[1]  # type: ignore[method-assign]
+    writer.start()
+    deadline = time.monotonic() + 5
+    while not writer._idle and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert writer._idle, "the writer never went to sleep"
+    for i in range(200):
+        assert writer.submit(_record(i))
+    assert len(wakes) == 1 and writer.written == 0
+    assert writer.flush() is True and writer.written == 200
+    assert [r["request_id"] for r in _rows(engine)] == [f"req-{i}" for i in range(200)]
+    # A full batch wakes it at once, interval or not.
+    small = AuditWriter(engine, AuditConfig(batch_size=50, flush_interval_s=30))
+    small.start()
+    for i in range(120):
+        small.submit(_record(1000 + i))
+    deadline = time.monotonic() + 5
+    while small.written < 100 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert small.written == 100 and small.pending() == 20
+    assert small.close() is True and small.written == 120
+    writer.close()
+    assert verify_chain(engine).ok
+
+
 def test_full_queue_drops_are_counted_and_recorded_in_the_chain(engine) -> None:
     writer = AuditWriter(engine, AuditConfig(queue_size=5, batch_size=100))
     results = [writer.submit(_record(i)) for i in range(8)]  # thread not started yet

@@ -85,6 +85,14 @@ def _api_key(key: str | None) -> dict[str, str]:
     return {"x-api-key": key} if key else {}
 
 
+def _matched_stop(data: dict[str, Any], request: ChatRequest) -> str | None:
+    """The ``stop_sequence`` Anthropic reports, when it is one of the request's."""
+    value = data.get("stop_sequence")
+    if data.get("stop_reason") == "stop_sequence" and value in request.stop_list:
+        return str(value)
+    return None
+
+
 def _finish(value: object) -> FinishReason:
     return _FINISH.get(value, "stop") if isinstance(value, str) else "stop"
 
@@ -304,12 +312,14 @@ class AnthropicBackend(RemoteBackend):
                 completion_tokens=_int(usage.get("output_tokens")),
             ),
             tool_calls=calls,
+            stop_sequence=_matched_stop(data, request),
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = self.build_body(request, stream=True)
         usage = Usage()
         finish: FinishReason | None = None
+        stop_sequence: str | None = None
         stopped = False
         json_mode = request.json_schema is not None
         #: Content-block index → OpenAI tool-call index (0, 1, ... in order of appearance).
@@ -366,6 +376,7 @@ class AnthropicBackend(RemoteBackend):
                     delta = data.get("delta")
                     if isinstance(delta, dict) and delta.get("stop_reason") is not None:
                         finish = _finish(delta["stop_reason"])
+                        stop_sequence = _matched_stop(delta, request)
                     delta_usage = data.get("usage")
                     if isinstance(delta_usage, dict):
                         # output_tokens here is cumulative, not an increment.
@@ -382,7 +393,7 @@ class AnthropicBackend(RemoteBackend):
             raise self._http.connection_lost()
         if json_mode and finish == "tool_calls":
             finish = "stop"
-        yield Delta(finish_reason=finish or "stop", usage=usage)
+        yield Delta(finish_reason=finish or "stop", usage=usage, stop_sequence=stop_sequence)
 
     def _stream_error(self, error: object) -> UpstreamError:
         error_type = error.get("type") if isinstance(error, dict) else None

@@ -39,6 +39,7 @@ import orjson
 from wardgate.backends import local_tools
 from wardgate.backends.base import output_token_limit
 from wardgate.backends.chat_template import CHATML_TEMPLATE, ChatTemplate
+from wardgate.backends.stops import StopMatcher
 from wardgate.chat import ChatRequest, Completion, Delta, FinishReason, ToolCallDelta, Usage
 from wardgate.config import ModelConfig
 from wardgate.embedded import embedded_model_path
@@ -298,26 +299,36 @@ class LlamaCppBackend:
     ) -> asyncio.Future[Any]:
         """Wait (at most ``queue_wait_s``) for this job's turn, then hand it to the worker.
 
-        The turn passes on when the job's future is done, which is also when its caller
-        gives up on it; the worker then stops the job at its next token.
+        The turn passes on when the worker lets go of the job: a caller that gives up sets
+        ``job.cancelled`` and the worker stops the job at its next token.
         """
         try:
             async with asyncio.timeout(self.queue_wait_s):
                 await self._turn.acquire()
         except TimeoutError:
             raise self._busy() from None
+        loop = asyncio.get_running_loop()
         try:
-            future = asyncio.get_running_loop().run_in_executor(self._executor, work, job, emit)
+            done = self._executor.submit(work, job, emit)
         except BaseException:
             self._turn.release()
             raise
-        future.add_done_callback(self._pass_turn)
+        # The turn is handed on from the worker's side, not from the asyncio future: a loop
+        # that closes while the worker is still busy (a caller gone, a stalled sampler) never
+        # runs that future's callbacks, and the turn would stay taken for good.
+        turn = self._turn
+        done.add_done_callback(lambda _: self._pass_turn(loop, turn))
+        future = asyncio.wrap_future(done, loop=loop)
+        future.add_done_callback(_read_exception)
         return future
 
-    def _pass_turn(self, future: asyncio.Future[Any]) -> None:
-        self._turn.release()
-        if not future.cancelled():
-            future.exception()  # a caller that gave up never reads it: not "never retrieved"
+    def _pass_turn(self, loop: asyncio.AbstractEventLoop, turn: asyncio.Lock) -> None:
+        """Release ``turn`` on ``loop``; called in the worker thread when a job leaves it."""
+        try:
+            loop.call_soon_threadsafe(turn.release)
+        except RuntimeError:  # that loop is closed: nobody can wait on its lock any more
+            if self._turn is turn:
+                self._turn = asyncio.Lock()
 
     def _prepare(self, request: ChatRequest) -> _Job:
         if self._llm is None or self._template is None:
@@ -378,6 +389,9 @@ class LlamaCppBackend:
         max_tokens = min(job.max_tokens or self.config.n_ctx, self.config.n_ctx - len(tokens))
         pieces: list[str] = []
         finish: FinishReason = "length"
+        # Stop sequences are matched here, not by llama.cpp, which would not say which one
+        # ended the answer (the Messages API reports it).
+        stops = StopMatcher(job.stop) if job.stop else None
         # Forget the previous prompt's KV cache: reusing a shared prefix evaluates the prompt in
         # different batch shapes, which changes the numerics, so the same seed and temperature 0
         # could give different answers. Reproducibility matters more here (red-team repeats).
@@ -391,7 +405,7 @@ class LlamaCppBackend:
                 top_p=job.top_p,
                 top_k=_TOP_K,
                 min_p=_MIN_P,
-                stop=job.stop or None,
+                stop=None,
                 seed=job.seed,
                 stream=True,
                 grammar=job.grammar,
@@ -415,12 +429,23 @@ class LlamaCppBackend:
                     )
                 choice = chunk["choices"][0]
                 text: str = choice.get("text") or ""
+                if stops is not None:
+                    text = stops.feed(text)
                 if text:
                     pieces.append(text)
                     if on_delta is not None:
                         on_delta(Delta(text=text))
+                if stops is not None and stops.matched is not None:
+                    finish = "stop"
+                    break  # closing the generator stops llama.cpp
                 if choice.get("finish_reason"):
                     finish = "length" if choice["finish_reason"] == "length" else "stop"
+            if stops is not None and stops.matched is None:
+                tail = stops.finish()
+                if tail:
+                    pieces.append(tail)
+                    if on_delta is not None:
+                        on_delta(Delta(text=tail))
         except WardgateError:
             raise
         except Exception as exc:  # llama.cpp decode failures surface as RuntimeError etc.
@@ -450,6 +475,7 @@ class LlamaCppBackend:
             text=text_out,
             finish_reason=finish,
             usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens),
+            stop_sequence=stops.matched if stops is not None else None,
         )
 
     def _processors(self, job: _Job) -> Any:
@@ -479,7 +505,8 @@ class LlamaCppBackend:
                 for start in range(0, len(call.arguments), _ARGUMENT_FRAGMENT_CHARS):
                     piece = call.arguments[start : start + _ARGUMENT_FRAGMENT_CHARS]
                     emit(Delta(tool_calls=[ToolCallDelta(index, arguments=piece)]))
-            emit(Delta(finish_reason=completion.finish_reason, usage=completion.usage))
+            emit(Delta(finish_reason=completion.finish_reason, usage=completion.usage,
+                       stop_sequence=completion.stop_sequence))
         except BaseException as exc:
             emit(exc)
         finally:
@@ -564,3 +591,9 @@ def _with_tool_calls(job: _Job, completion: Completion) -> Completion:
     return Completion(
         text="", finish_reason="tool_calls", usage=completion.usage, tool_calls=[call]
     )
+
+
+def _read_exception(future: asyncio.Future[Any]) -> None:
+    """A caller that gave up never reads its job's exception: not "never retrieved"."""
+    if not future.cancelled():
+        future.exception()

@@ -53,6 +53,16 @@ def _bearer(key: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"} if key else {}
 
 
+def matched_stop(choice: dict[str, Any], request: ChatRequest) -> str | None:
+    """Which stop sequence ended the answer, where the server says: vLLM (and the gateway
+    itself) put it in ``choices[].stop_reason``; OpenAI does not say (None)."""
+    value = choice.get("stop_reason")
+    if choice.get("finish_reason") == "stop" and isinstance(value, str) and (
+            value in request.stop_list):
+        return value
+    return None
+
+
 def _finish(value: object) -> FinishReason:
     # Unknown reasons (e.g. vLLM's "abort") end the answer; "stop" is the honest default.
     return _FINISH.get(value, "stop") if isinstance(value, str) else "stop"
@@ -162,6 +172,7 @@ class OpenAICompatBackend(RemoteBackend):
             finish_reason=_finish(choice.get("finish_reason")),
             usage=_usage(data.get("usage")) or Usage(),
             tool_calls=self._tool_calls(message.get("tool_calls")),
+            stop_sequence=matched_stop(choice, request),
         )
 
     def _tool_calls(self, raw: object) -> list[ToolCall]:
@@ -208,6 +219,7 @@ class OpenAICompatBackend(RemoteBackend):
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         body = self.build_body(request, stream=True)
         finish: FinishReason | None = None
+        stop_sequence: str | None = None
         usage: Usage | None = None
         done = False
         events = self._http.stream_events(_PATH, body)
@@ -236,10 +248,11 @@ class OpenAICompatBackend(RemoteBackend):
                         )
                     if choice.get("finish_reason") is not None:
                         finish = _finish(choice["finish_reason"])
+                        stop_sequence = matched_stop(choice, request)
         # A clean close without [DONE] and without a finish reason is a truncated answer.
         if not done and finish is None:
             raise self._http.connection_lost()
-        yield Delta(finish_reason=finish or "stop", usage=usage)
+        yield Delta(finish_reason=finish or "stop", usage=usage, stop_sequence=stop_sequence)
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         """``POST {base_url}/embeddings``; vectors always fetched as floats (the gateway

@@ -140,3 +140,55 @@ def harden(
     typer.echo(f"report: {out / 'harden.html'}")
     if not all(payload["met"].values()):
         raise typer.Exit(1)
+
+
+@whitebox_app.command("refusal-direction")
+def refusal_direction(
+    model: Annotated[str, typer.Option("--model", "-m", help="GGUF to analyse (e.g. a hardened "
+                                       "model), or 'embedded'.")] = "embedded",
+    out: OutOpt = Path("whitebox-reports/refusal-direction"),
+    data: Annotated[Path | None, typer.Option(
+        help="Folder with the splits_*.json instruction splits (default: ../shared/data/public/"
+        "refusal_direction).")] = None,
+    n_train: Annotated[int, typer.Option(
+        help="Harmful and harmless train instructions each for the means.", min=2)] = 128,
+    n_val: Annotated[int, typer.Option(
+        help="Harmful and harmless val instructions each for choosing the direction.",
+        min=2)] = 32,
+    eval_n: Annotated[int, typer.Option(
+        "--eval-n", help="Held-out harmful and harmless test instructions each.", min=1)] = 100,
+    positions: Annotated[int, typer.Option(
+        help="Post-instruction positions to take directions from (from the end).", min=1)] = 5,
+    max_tokens: Annotated[int, typer.Option(help="Tokens generated per held-out item.")] = 48,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch and llama.cpp.")] = 2,
+    export: Annotated[bool, typer.Option(
+        help="Also write the ablation as orthogonalised weights (GGUF) and evaluate it through "
+        "llama.cpp.")] = True,
+) -> None:
+    """Difference-in-means refusal direction (Arditi et al. 2024): ablate it, add it."""
+    from wardgate.whitebox.data import find_splits
+    from wardgate.whitebox.direction import DirectionPlan
+    from wardgate.whitebox.direction import refusal_direction as run_direction
+    from wardgate.whitebox.report import progress
+
+    try:
+        plan = DirectionPlan(model=_model_path(model), out=out, splits=find_splits(data),
+                             n_train=n_train, n_val=n_val, n_eval=eval_n, positions=positions,
+                             max_tokens=max_tokens, seed=seed, threads=threads, export=export)
+        payload = run_direction(plan, progress, typer.echo)
+    except WardgateError as exc:
+        raise _fail(exc.message) from exc
+    ev = payload["evaluation"]
+    typer.echo(f"unchanged: harmful refused {ev['unchanged']['harmful_refused']['rate']:.1%}, "
+               f"harmless refused {ev['unchanged']['over_refusal']['rate']:.1%}")
+    typer.echo(f"ablated: harmful refused {ev['ablated']['harmful_refused']['rate']:.1%}")
+    if "orthogonalised" in ev:
+        typer.echo("orthogonalised GGUF: harmful refused "
+                   f"{ev['orthogonalised']['harmful_refused']['rate']:.1%}")
+    typer.echo(f"added: harmless refused {ev['added']['over_refusal']['rate']:.1%}")
+    for name, ok in payload["met"].items():
+        typer.echo(f"target {name}: {'met' if ok else 'MISSED'}")
+    typer.echo(f"report: {out / 'refusal-direction.html'}")
+    if not all(payload["met"].values()):
+        raise typer.Exit(1)

@@ -31,7 +31,15 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from wardgate.console import queries
-from wardgate.console.sessions import COOKIE, LOGIN_COOKIE, Session, SessionStore, same
+from wardgate.console.sessions import (
+    COOKIE,
+    LOGIN_COOKIE,
+    RedisSessionStore,
+    Session,
+    Sessions,
+    SessionStore,
+    same,
+)
 from wardgate.errors import ClientClosedRequest, PayloadTooLarge, WardgateError
 from wardgate.gateway.service import Gateway
 from wardgate.monitor.monitor import action_record
@@ -64,8 +72,13 @@ class Console:
         self.gateway = gateway
         cfg = gateway.config.console
         self.config = cfg
-        self.sessions = SessionStore(
-            idle_s=cfg.idle_timeout_s, max_age_s=cfg.max_age_s, max_sessions=cfg.max_sessions
+        # Shared through Redis when the gateway has one, so any process serves a session.
+        self.sessions: Sessions = (
+            RedisSessionStore(gateway.config.redis_url, idle_s=cfg.idle_timeout_s,
+                              max_age_s=cfg.max_age_s, prefix=cfg.redis_prefix)
+            if gateway.config.redis_url
+            else SessionStore(idle_s=cfg.idle_timeout_s, max_age_s=cfg.max_age_s,
+                              max_sessions=cfg.max_sessions)
         )
         self.env = Environment(
             loader=PackageLoader("wardgate.console", "templates"),
@@ -86,11 +99,16 @@ class Ctx:
         self.session = session
         self.form: dict[str, str] = {}
         self.gateway = console.gateway
+        #: The session token, and whether this request changed the session (its flash
+        #: messages), so a shared store gets the change written back.
+        self.token: str | None = request.cookies.get(COOKIE) if session is not None else None
+        self.session_changed = False
 
     def render(self, template: str, status: int = 200, **values: Any) -> Response:
         flash = []
         if self.session is not None:
             flash, self.session.flash = self.session.flash, []
+            self.session_changed = self.session_changed or bool(flash)
         html = self.console.env.get_template(template).render(
             session=self.session, flash=flash, path=self.request.url.path, **values
         )
@@ -99,6 +117,7 @@ class Ctx:
     def redirect(self, to: str, message: str | None = None) -> Response:
         if message and self.session is not None:
             self.session.flash.append(message)
+            self.session_changed = True
         return RedirectResponse(to, status_code=303, headers=_HEADERS)
 
     def audit(
@@ -147,13 +166,26 @@ def _page(
     console: Console, handler: Handler, *, login: bool = True
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        session = console.sessions.get(request.cookies.get(COOKIE))
+        ctx = Ctx(console, request, None)
+        try:
+            response = await _serve(ctx)
+        except WardgateError as exc:  # the shared session store is down: fail closed
+            ctx.session = None
+            return ctx.render("error.html", status=exc.status, message=exc.message)
+        if ctx.session is not None and ctx.session_changed:
+            await asyncio.to_thread(console.sessions.save, ctx.token, ctx.session)
+        return response
+
+    async def _serve(ctx: Ctx) -> Response:
+        request = ctx.request
+        session = await asyncio.to_thread(console.sessions.get, request.cookies.get(COOKIE))
         if session is not None:
             key = await asyncio.to_thread(console.gateway.keys.get, session.key_id)
             if key is None or not key.admin or not key.is_active():
-                console.sessions.end(request.cookies.get(COOKIE))
+                await asyncio.to_thread(console.sessions.end, request.cookies.get(COOKIE))
                 session = None
-        ctx = Ctx(console, request, session)
+        ctx.session = session
+        ctx.token = request.cookies.get(COOKIE) if session is not None else None
         if login and session is None:
             if request.method == "POST":
                 return ctx.render(
@@ -219,8 +251,8 @@ async def login(ctx: Ctx) -> Response:
         )
         _cookie(ctx, response, LOGIN_COOKIE, token, max_age=900)
         return response
-    token, session = ctx.console.sessions.create(key.id, key.owner)
-    ctx.session = session
+    token, session = await asyncio.to_thread(ctx.console.sessions.create, key.id, key.owner)
+    ctx.session, ctx.token = session, token
     ctx.audit("login", key_id=key.id)
     response = ctx.redirect("/console/", f"Logged in as {key.owner} ({key.id}).")
     _cookie(ctx, response, COOKIE, token, max_age=int(ctx.console.sessions.max_age_s))
@@ -230,7 +262,8 @@ async def login(ctx: Ctx) -> Response:
 
 async def logout(ctx: Ctx) -> Response:
     ctx.audit("logout")
-    ctx.console.sessions.end(ctx.request.cookies.get(COOKIE))
+    await asyncio.to_thread(ctx.console.sessions.end, ctx.request.cookies.get(COOKIE))
+    ctx.session = None
     response = RedirectResponse("/console/login", status_code=303, headers=_HEADERS)
     response.delete_cookie(COOKIE, path="/console")
     return response
@@ -318,7 +351,7 @@ async def key_action(ctx: Ctx) -> Response:
         if action == "revoke":
             await asyncio.to_thread(gw.keys.revoke, key_id)
             await gw.key_changed(key_id)
-            ctx.console.sessions.end_for_key(key_id)
+            await asyncio.to_thread(ctx.console.sessions.end_for_key, key_id)
             ctx.audit("key_revoke", target=key_id)
             return ctx.redirect("/console/keys", f"Revoked {key_id}.")
         if action == "rotate":

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from wardgate.errors import InvalidRequest, UnsupportedParameter, WardgateError
+from wardgate.gateway.responses import STOP_REASON
 
 _FIELDS = {
     "model", "messages", "max_tokens", "system", "temperature", "top_p", "stop_sequences",
@@ -257,8 +258,7 @@ def to_message(completion: dict[str, Any], model: str) -> dict[str, Any]:
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": _STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
-        "stop_sequence": None,
+        **_stop_fields(choice.get("finish_reason"), choice.get(STOP_REASON)),
         "usage": {
             "input_tokens": usage.get("prompt_tokens", 0),
             "output_tokens": usage.get("completion_tokens", 0),
@@ -301,6 +301,7 @@ async def to_events(chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[b
     open_kind: str | None = None
     tool_blocks: dict[int, int] = {}
     finish: str | None = None
+    stop_sequence: Any = None
     usage: dict[str, Any] = {}
     buffer = b""
     yield _event(
@@ -363,19 +364,28 @@ async def to_events(chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[b
                         )
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
+                    stop_sequence = choice.get(STOP_REASON)
     if open_kind is not None:
         yield close()
     yield _event(
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": _STOP_REASONS.get(finish or "stop", "end_turn"),
-                      "stop_sequence": None},
+            "delta": _stop_fields(finish or "stop", stop_sequence),
             "usage": {"input_tokens": usage.get("prompt_tokens", 0),
                       "output_tokens": usage.get("completion_tokens", 0)},
         },
     )  # fmt: skip
     yield _event("message_stop", {"type": "message_stop"})
+
+
+def _stop_fields(finish: Any, stop_sequence: Any) -> dict[str, Any]:
+    """``stop_reason`` and ``stop_sequence`` from the chat answer's finish reason and the
+    stop sequence the backend says ended it (``stop_sequence`` when one did, as Anthropic
+    answers; a backend that cannot say, such as OpenAI itself, gives ``end_turn``)."""
+    if finish == "stop" and isinstance(stop_sequence, str):
+        return {"stop_reason": "stop_sequence", "stop_sequence": stop_sequence}
+    return {"stop_reason": _STOP_REASONS.get(finish, "end_turn"), "stop_sequence": None}
 
 
 def _start(index: int, block: dict[str, Any]) -> bytes:

@@ -219,7 +219,8 @@ async def _handle(
         exchange.guard_decisions.extend(decisions)
         exchange.tool_calls = calls
     completion = Completion(
-        text=text, finish_reason=completion.finish_reason, usage=completion.usage, tool_calls=calls
+        text=text, finish_reason=completion.finish_reason, usage=completion.usage,
+        tool_calls=calls, stop_sequence=completion.stop_sequence,
     )
     exchange.completion = completion_record(completion.text, calls)
     body = completion_body(
@@ -269,6 +270,7 @@ async def _stream(
         pieces: list[str] = []
         held_calls = ToolCallStream()
         finish = "stop"
+        stop_sequence: str | None = None
         usage: Usage | None = None
         try:
             yield encoder.role()
@@ -286,6 +288,7 @@ async def _stream(
                 if delta.finish_reason:
                     finish = delta.finish_reason
                     usage = delta.usage
+                    stop_sequence = delta.stop_sequence
                 delta = await anext(upstream, None)
             tail = await scanner.afinish()
             if restorer is not None:
@@ -312,10 +315,10 @@ async def _stream(
             # break clients that read choices[0] of every chunk).
             receipt = _receipt(gateway, exchange, "".join(pieces), finish)
             if chat.include_usage:
-                yield encoder.finish(finish)
+                yield encoder.finish(finish, stop_sequence=stop_sequence)
                 yield encoder.usage(exchange.usage, receipt)
             else:
-                yield encoder.finish(finish, receipt)
+                yield encoder.finish(finish, receipt, stop_sequence=stop_sequence)
             yield encoder.done()
         except WardgateError as error:
             exchange.fail(error)

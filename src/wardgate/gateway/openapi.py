@@ -74,6 +74,8 @@ class Choice(BaseModel):
     message: AssistantMessage
     logprobs: None = None
     finish_reason: Literal["stop", "length", "content_filter", "tool_calls", "error"]
+    #: The stop sequence that ended the answer, when one did and the backend says so.
+    stop_reason: str | None = None
 
 
 class ChatCompletion(BaseModel):

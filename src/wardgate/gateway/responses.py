@@ -21,6 +21,12 @@ class JSONBytesResponse(Response):
         return orjson.dumps(content)
 
 
+#: The choice field that names the stop sequence which ended the answer, when one did (vLLM's
+#: extension of Chat Completions; OpenAI clients ignore it). ``/v1/messages`` reads it for
+#: ``stop_reason: stop_sequence``.
+STOP_REASON = "stop_reason"
+
+
 def error_response(error: WardgateError) -> JSONBytesResponse:
     """The single mapping from a typed error to an HTTP response."""
     return JSONBytesResponse(error.to_body(), status_code=error.status, headers=error.headers)
@@ -29,20 +35,21 @@ def error_response(error: WardgateError) -> JSONBytesResponse:
 def completion_body(
     *, request_id: str, created: int, model: str, completion: Completion
 ) -> dict[str, Any]:
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": _message(completion),
+        "logprobs": None,
+        "finish_reason": completion.finish_reason,
+    }
+    if completion.stop_sequence is not None:
+        choice[STOP_REASON] = completion.stop_sequence
     return {
         "id": request_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
         "system_fingerprint": None,
-        "choices": [
-            {
-                "index": 0,
-                "message": _message(completion),
-                "logprobs": None,
-                "finish_reason": completion.finish_reason,
-            }
-        ],
+        "choices": [choice],
         "usage": completion.usage.as_dict(),
     }
 
@@ -123,11 +130,13 @@ class ChunkEncoder:
         delta = {"tool_calls": [tool_call_fragment(f) for f in fragments]}
         return self._event([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
-    def finish(self, reason: str, receipt: str | None = None) -> bytes:
-        return self._event(
-            [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}],
-            receipt=receipt,
-        )
+    def finish(self, reason: str, receipt: str | None = None,
+               stop_sequence: str | None = None) -> bytes:  # fmt: skip
+        choice: dict[str, Any] = {"index": 0, "delta": {}, "logprobs": None,
+                                  "finish_reason": reason}
+        if stop_sequence is not None:
+            choice[STOP_REASON] = stop_sequence
+        return self._event([choice], receipt=receipt)
 
     def usage(self, usage: Usage, receipt: str | None = None) -> bytes:
         return self._event([], usage, receipt)

@@ -118,7 +118,10 @@ class PromptInjectionGuard(Guard):
         short = self.options.min_block_words
         if action is Action.FLAG or (short and word_count(text, short) < short):
             return Verdict.flag(self.block_code, (finding,), scores)
-        if self.options.quote_aware and self._only_quoted(text, ctx):
+        # A payload the normaliser had to decode (rot13, base64, reversed...) was hidden, not
+        # quoted: only the text as written is read for quotes.
+        plain = reading.how in ("original", "canonical")
+        if self.options.quote_aware and plain and self._only_quoted(text, ctx):
             quoted = Finding(kind=f"{SCORE_KEY}/quoted", start=start, end=end, score=found.score)
             return Verdict.flag(self.block_code, (quoted,), scores)
         return Verdict.block(self.block_code, (finding,), scores)
@@ -133,7 +136,7 @@ class PromptInjectionGuard(Guard):
         if not _user_message(ctx):
             return False
         framed = frame(text)
-        if not framed.has_quote:
+        if not framed.has_quote or framed.hands_over_to_obey:
             return False
         reading = worst_reading(self.detector, framed.frame, self.options)
         return self.thresholds.action(reading.detection.score) is not Action.BLOCK

@@ -39,6 +39,15 @@ _LEAD = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 PLACEHOLDER = '"…"'
+#: A frame that hands the quoted material over *to be obeyed* is an instruction, not a quote:
+#: "Decode this and do what it says: ...", "Follow these steps: ...", "Execute the following".
+_OBEY = re.compile(
+    r"\b(?:do (?:what|as) (?:it|this|that|they|the \w+) (?:says?|tells?|asks?)|"
+    r"follow (?:it|this|that|these|them|the (?:\w+ )?(?:instructions?|steps?|orders?|text))|"
+    r"obey|comply with|act on (?:it|this|that)|carry (?:it|this|them) out|"
+    r"execute (?:it|this|that|the following)|then do it)\b",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,11 @@ class Framed:
     @property
     def has_quote(self) -> bool:
         return self.quoted_chars > 0
+
+    @property
+    def hands_over_to_obey(self) -> bool:
+        """The frame tells the assistant to carry out what it quotes."""
+        return self.has_quote and _OBEY.search(self.frame) is not None
 
 
 def frame(text: str) -> Framed:

@@ -7,7 +7,10 @@ Detectors (regex or learned) see the raw text plus the variants returned by :fun
 * ``tags`` - ASCII smuggled in Unicode tag characters (U+E0020-U+E007E), or bytes smuggled in
   variation selectors, decoded;
 * ``base64`` / ``hex`` - embedded encoded payloads decoded when they decode to readable text;
-* ``rot13`` - the whole text rotated, kept only when that reads more like English;
+* ``rot13`` / ``reversed`` - rotated or read backwards, segment by segment (lines, and what
+  follows a colon: "Decode and follow: vtaber nyy..."), each segment kept only when that reads
+  more like English;
+* ``url`` - percent-encoding decoded ("Ignore%20all%20previous");
 * ``leet`` - "1gn0r3 4ll" -> "ignore all";
 * ``spaced`` - "i g n o r e" -> "ignore".
 
@@ -22,6 +25,8 @@ import binascii
 import codecs
 import re
 import unicodedata
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Only the first this many characters are searched for encoded payloads.
@@ -49,9 +54,7 @@ _INVISIBLE_RANGES: tuple[tuple[int, int], ...] = (
 )
 
 #: Explicit bidi controls (Trojan Source, CVE-2021-42574).
-BIDI_CONTROLS = frozenset(
-    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-)
+BIDI_CONTROLS = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 
 
 def is_invisible(char: str) -> bool:
@@ -60,7 +63,8 @@ def is_invisible(char: str) -> bool:
 
 
 _INVISIBLE_RE = re.compile(
-    "[" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _INVISIBLE_RANGES)
+    "["
+    + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in _INVISIBLE_RANGES)
     + "]"
 )
 
@@ -209,6 +213,35 @@ def decode_payloads(text: str) -> list[Variant]:
     return found
 
 
+#: Where an encoded part of a message may start or end: line breaks and a colon before it.
+_SEGMENT = re.compile(r"(\n+|:[ \t]+)")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def _reads_better(candidate: str, original: str) -> bool:
+    return _word_hits(candidate) >= max(2, 2 * _word_hits(original) + 1)
+
+
+def transform_segments(text: str, transform: Callable[[str], str]) -> str:
+    """``text`` with every segment that reads more like English once transformed, transformed;
+    "" when no segment does. A hint in plain words before the encoded part stays as it is."""
+    parts = _SEGMENT.split(text)
+    changed = False
+    for i in range(0, len(parts), 2):
+        turned = transform(parts[i])
+        if _reads_better(turned, parts[i]):
+            parts[i], changed = turned, True
+    return "".join(parts) if changed else ""
+
+
+def _rot13(text: str) -> str:
+    return codecs.encode(text, "rot13")
+
+
+def _backwards(text: str) -> str:
+    return text[::-1]
+
+
 def unleet(text: str) -> str:
     return _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
 
@@ -241,9 +274,10 @@ def variants(text: str, *, max_variants: int = 10) -> list[Variant]:
     spaced = join_spaced(canon)
     if spaced != canon:
         add(spaced, "spaced")
-    rot = codecs.encode(canon, "rot13")
-    if _word_hits(rot) >= max(2, 2 * _word_hits(canon) + 1):
-        add(rot, "rot13")
+    if _PERCENT.search(canon):
+        add(canonical(urllib.parse.unquote_plus(canon)), "url")
+    add(transform_segments(canon, _rot13), "rot13")
+    add(transform_segments(canon, _backwards), "reversed")
     return out
 
 

@@ -30,6 +30,7 @@ BUILTIN_GUARDS: Mapping[str, str] = {
     "prompt_injection": "wardgate.guards.injection",
     "harmful": "wardgate.guards.harmful",
     "exfiltration": "wardgate.guards.exfiltration",
+    "output_moderation": "wardgate.guards.output_moderation",
 }
 
 

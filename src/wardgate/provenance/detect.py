@@ -84,23 +84,26 @@ def _erlang_sf(n: int, s: float) -> float:
 
 
 def score_events(scheme: Scheme, tokens: list[int]) -> tuple[list[float], int]:
-    """The scores of unrepeated (context, token) pairs, in order, and how many repeated."""
+    """The scores of events not seen before, in order, and how many were repeats.
+
+    An event is what decides a token's score (:meth:`Scheme.event_keys`): the (context, token)
+    pair for keyed-context schemes, the (min-hash seed, token) pair for ``selfhash``.
+    """
     width = scheme.lookback
-    seen: set[tuple[int, ...]] = set()
-    contexts: list[tuple[int, ...]] = []
-    scored: list[int] = []
-    repeated = 0
-    for i in range(width, len(tokens)):
-        pair = (*tokens[i - width : i], tokens[i])
-        if pair in seen:
-            repeated += 1
-            continue
-        seen.add(pair)
-        contexts.append(pair[:-1])
-        scored.append(tokens[i])
-    if not scored:
+    contexts = [tuple(tokens[i - width : i]) for i in range(width, len(tokens))]
+    candidates = tokens[width:]
+    if not candidates:
+        return [], 0
+    seen: set[Any] = set()
+    keep: list[int] = []
+    for index, key in enumerate(scheme.event_keys(contexts, candidates)):
+        if key not in seen:
+            seen.add(key)
+            keep.append(index)
+    repeated = len(candidates) - len(keep)
+    if not keep:
         return [], repeated
-    return scheme.score_many(contexts, scored), repeated
+    return scheme.score_many([contexts[i] for i in keep], [candidates[i] for i in keep]), repeated
 
 
 def _test(scheme: Scheme, total: float, n: int) -> tuple[float, float]:

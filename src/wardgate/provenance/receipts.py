@@ -18,9 +18,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
+import orjson
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -40,6 +43,49 @@ class ReceiptInvalid(WardgateError):
     type = "invalid_request_error"
 
 
+#: The integers JSON (IEEE 754 doubles) holds exactly; RFC 8785 refuses the others.
+_SAFE_INT = 2**53 - 1
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 (JCS) canonical JSON of ``value``, byte for byte what ``rfc8785.dumps``
+    gives, about 30 times faster for what receipts sign.
+
+    orjson with sorted keys writes the same bytes for JSON made of strings, safe integers,
+    booleans, null, lists and objects with ASCII keys: it escapes exactly what JCS escapes,
+    the same way (tests/provenance compares every code point). Anything else goes to the
+    ``rfc8785`` package: floats (JCS formats them as ECMAScript does, orjson does not), keys
+    beyond ASCII (JCS sorts by UTF-16 code units), unsafe integers and strings orjson refuses
+    (lone surrogates), for which rfc8785 raises its own error.
+    """
+    if _plain(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
+    return rfc8785.dumps(value)
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is JSON orjson writes exactly as JCS does (see canonical_json)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -_SAFE_INT <= value <= _SAFE_INT
+    if kind is dict:
+        return all(
+            type(key) is str and key.isascii() and _plain(item) for key, item in value.items()
+        )
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    return False
+
+
+def _b64url_encode(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -47,7 +93,7 @@ def sha256_text(text: str) -> str:
 def messages_digest(messages: Sequence[tuple[str, str]]) -> str:
     """SHA-256 of the canonical (RFC 8785) JSON of the request's ``[{role, content}]``."""
     body = [{"role": role, "content": content} for role, content in messages]
-    return hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+    return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -85,7 +131,7 @@ class ReceiptSigner:
             "content_sha256": sha256_text(content),
             # The calls as returned (canonical JSON of their list), when the answer made any.
             "tool_calls_sha256": (
-                hashlib.sha256(rfc8785.dumps(tool_calls)).hexdigest() if tool_calls else None
+                hashlib.sha256(canonical_json(tool_calls)).hexdigest() if tool_calls else None
             ),
             "finish_reason": finish_reason,
             "usage": usage,
@@ -94,11 +140,28 @@ class ReceiptSigner:
         return self.sign_payload(payload)
 
     def sign_payload(self, payload: dict[str, Any]) -> str:
+        """The JWS compact serialisation (RFC 7515 §7.1) of ``payload``'s canonical JSON.
+
+        Built here rather than by joserfc's ``serialize_compact``: the same bytes (the same
+        header JSON; Ed25519 signatures are deterministic), without its per-call header
+        checks and registry look-ups, which cost more than the signature.
+        """
+        signing_input = self._header_segment + b"." + _b64url_encode(canonical_json(payload))
+        signature = self._private_key.sign(signing_input)
+        return (signing_input + b"." + _b64url_encode(signature)).decode("ascii")
+
+    @cached_property
+    def _header_segment(self) -> bytes:
         header = {"alg": ALGORITHM, "kid": self.keys.kid, "typ": "wardgate-receipt+jws"}
-        token: str = jws.serialize_compact(
-            header, rfc8785.dumps(payload), self.keys.active, algorithms=[ALGORITHM]
-        )
-        return token
+        # As joserfc encodes a protected header (json.dumps, ASCII, no spaces).
+        return _b64url_encode(json.dumps(header, ensure_ascii=True, separators=(",", ":")).encode())
+
+    @cached_property
+    def _private_key(self) -> Ed25519PrivateKey:
+        key = self.keys.active.private_key
+        if not isinstance(key, Ed25519PrivateKey):
+            raise TypeError("the active receipt key is not an Ed25519 private key")
+        return key
 
 
 @dataclass(frozen=True)

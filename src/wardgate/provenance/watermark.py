@@ -96,6 +96,10 @@ class Scheme(Protocol):
         """Mean and variance of one token's score on text written without the key."""
         ...
 
+    def event_keys(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[Any]:
+        """What decides each pair's score: two pairs with one key are one coin, scored once."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """The public parameters (receipts, detection reports); never the key."""
         ...
@@ -132,6 +136,10 @@ class _Keyed:
     ) -> npt.NDArray[np.float64]:
         seeds = np.array([int(self._seed(c)) for c in contexts], dtype=np.uint64)
         return self._uniforms(seeds, np.asarray(tokens, dtype=np.int64))
+
+    def event_keys(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[Any]:
+        # The seed is a keyed hash of the whole context: the pair itself is the event.
+        return [(*context, token) for context, token in zip(contexts, tokens, strict=True)]
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scheme": self.config.scheme, "h": self.context_width}
@@ -218,14 +226,29 @@ class SelfHash(_GreenList):
             seeds = own
         return self._uniforms(_mix(seeds ^ self._salt), tokens) < self.config.gamma
 
-    def score_many(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[float]:
-        ids = np.asarray(tokens, dtype=np.int64)
+    def _min_seeds(
+        self, contexts: list[tuple[int, ...]], ids: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.uint64]:
         own = self._per_token(ids)
         if self.lookback:
-            ctx = np.asarray(contexts, dtype=np.int64).reshape(len(tokens), self.lookback)
+            ctx = np.asarray(contexts, dtype=np.int64).reshape(len(ids), self.lookback)
             own = np.minimum(own, self._per_token(ctx).min(axis=1))
-        green = self._uniforms(_mix(own ^ self._salt), ids) < self.config.gamma
+        return own
+
+    def score_many(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[float]:
+        ids = np.asarray(tokens, dtype=np.int64)
+        seeds = self._min_seeds(contexts, ids)
+        green = self._uniforms(_mix(seeds ^ self._salt), ids) < self.config.gamma
         return [float(g) for g in green]
+
+    def event_keys(self, contexts: list[tuple[int, ...]], tokens: list[int]) -> list[Any]:
+        # The min-hash seed, not the context, decides the green bit: a frequent token that is
+        # its own minimum has one fixed green bit in every context. Counting each of its
+        # occurrences as new evidence biased human text upwards (mean z 0.74, 18 of 6,000
+        # docstrings at z >= 4 before this), so a (seed, token) pair is scored once.
+        ids = np.asarray(tokens, dtype=np.int64)
+        seeds = self._min_seeds(contexts, ids)
+        return list(zip(seeds.tolist(), tokens, strict=True))
 
 
 class ExpMin(_Keyed):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,19 @@ RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"
 #: Keys of ``run.json`` that must match for a resume; the rest (timings) may differ.
 _IDENTITY_KEYS = ("target", "suites", "params", "judges")
+#: A loopback URL's port: a gateway started for one run (``bench/redteam_proof.py``, a CI job)
+#: gets a fresh free port every time, and is the same target on each.
+_LOOPBACK_PORT = re.compile(r"(https?://(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])):\d+",
+                            re.IGNORECASE)
+
+
+def target_identity(target: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What must stay the same about the target for a resume: its name and where it is,
+    without the port of a loopback URL (ephemeral; a remote host's port is kept)."""
+    target = dict(target or {})
+    if isinstance(target.get("description"), str):
+        target["description"] = _LOOPBACK_PORT.sub(r"\1:*", target["description"])
+    return target
 
 
 class RunStoreError(ConfigError):
@@ -50,7 +64,10 @@ class RunStore:
         if self.exists():
             old = self.meta()
             for key in _IDENTITY_KEYS:
-                if _canonical(old.get(key)) != _canonical(meta.get(key)):
+                before, now = old.get(key), meta.get(key)
+                if key == "target":
+                    before, now = target_identity(before), target_identity(now)
+                if _canonical(before) != _canonical(now):
                     raise RunStoreError(
                         f"{self.directory} holds a different run ({key} differs); "
                         "use a new --out directory or delete this one"

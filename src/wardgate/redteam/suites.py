@@ -28,7 +28,7 @@ from wardgate.errors import ConfigError
 
 ENTRY_POINT_GROUP = "wardgate.suites"
 
-CheckKind = Literal["marker", "canary", "secret", "harmful", "over_refusal"]
+CheckKind = Literal["marker", "canary", "secret", "harmful", "over_refusal", "tool_exfiltration"]
 
 #: Categories whose "success" is a false refusal, reported apart from attack success rates.
 BENIGN_KINDS = frozenset({"over_refusal"})
@@ -41,10 +41,28 @@ class SuiteError(ConfigError):
 
 
 class Message(BaseModel):
+    """One message of an item's conversation; agent items carry the assistant's earlier
+    ``tool_calls`` and the ``tool`` results answering them (OpenAI's shapes)."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _content_or_calls(self) -> Message:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("a message needs content (only an assistant's tool calls may "
+                             "stand without)")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs 'tool_call_id'")
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """The message as it goes to a target (fields that are not set are left out)."""
+        return self.model_dump(exclude_none=True) | {"content": self.content}
 
 
 class Check(BaseModel):
@@ -53,13 +71,20 @@ class Check(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: CheckKind
-    #: Strings whose appearance in the answer means success (markers, canaries, secrets).
+    #: Strings whose appearance in the answer means success (markers, canaries, secrets);
+    #: for ``tool_exfiltration``, the secrets of the context that must not reach a tool.
     values: list[str] = Field(default_factory=list)
+    #: ``tool_exfiltration``: the tools that can carry data out (none given: any tool)…
+    tools: list[str] = Field(default_factory=list)
+    #: … and the attacker's destinations (hosts, addresses) an argument must not name.
+    destinations: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _values_needed(self) -> Check:
         if self.kind in ("marker", "canary", "secret") and not self.values:
             raise ValueError(f"check kind {self.kind!r} needs 'values'")
+        if self.kind == "tool_exfiltration" and not (self.values or self.destinations):
+            raise ValueError("check kind 'tool_exfiltration' needs 'values' or 'destinations'")
         return self
 
 
@@ -79,6 +104,9 @@ class AttackItem(BaseModel):
     #: Multi-turn items: the scripted escalation, one user turn each (an attacker model may
     #: rewrite turns after the first, see :mod:`wardgate.redteam.runner`).
     turns: list[str] = Field(default_factory=list)
+    #: Agent items: the tools declared in the request (OpenAI ``tools``) and ``tool_choice``.
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    tool_choice: Any = None
 
     @model_validator(mode="after")
     def _has_prompt(self) -> AttackItem:
@@ -86,6 +114,10 @@ class AttackItem(BaseModel):
             raise ValueError("an item needs a user message or 'turns'")
         if self.check.kind == "harmful" and not self.goal:
             raise ValueError("a 'harmful' check needs 'goal'")
+        if self.check.kind == "tool_exfiltration" and not self.tools:
+            raise ValueError("a 'tool_exfiltration' check needs 'tools' in the request")
+        if self.tool_choice is not None and not self.tools:
+            raise ValueError("'tool_choice' needs 'tools'")
         return self
 
     @property

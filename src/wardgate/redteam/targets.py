@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,6 +37,8 @@ _NOT_A_GUARD = frozenset({
 })
 #: The gateway's fail-closed answer when a guard errs: still a defended attempt.
 _GUARD_UNAVAILABLE = "guard_unavailable"
+#: The tool policy refusing a call (403): a defended attempt too, not a rejected key.
+_TOOL_NOT_ALLOWED = "tool_not_allowed"
 
 
 class TargetUnreachable(UpstreamError):
@@ -52,6 +54,18 @@ class SendParams:
     max_tokens: int = 128
     temperature: float = 0.0
     seed: int | None = None
+    #: Agent items: the tools declared in the request and ``tool_choice`` (OpenAI shapes).
+    tools: tuple[dict[str, Any], ...] = ()
+    tool_choice: Any = None
+
+    def tool_fields(self) -> dict[str, Any]:
+        """``tools`` / ``tool_choice`` for a Chat Completions body, when the item has tools."""
+        out: dict[str, Any] = {}
+        if self.tools:
+            out["tools"] = list(self.tools)
+            if self.tool_choice is not None:
+                out["tool_choice"] = self.tool_choice
+        return out
 
 
 @dataclass(slots=True)
@@ -65,6 +79,9 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+    #: The tool calls the answer made: ``{"id", "name", "arguments"}`` each (arguments as
+    #: the JSON text the model wrote).
+    tool_calls: list[dict[str, str]] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -78,7 +95,7 @@ class Target(Protocol):
 
     async def start(self) -> None: ...
 
-    async def send(self, messages: Sequence[dict[str, str]], params: SendParams) -> Reply: ...
+    async def send(self, messages: Sequence[dict[str, Any]], params: SendParams) -> Reply: ...
 
     async def aclose(self) -> None: ...
 
@@ -102,17 +119,20 @@ class BackendTarget:
     async def start(self) -> None:
         await self.backend.start()
 
-    async def send(self, messages: Sequence[dict[str, str]], params: SendParams) -> Reply:
-        request = ChatRequest(
-            model=self.backend.config.name,
-            messages=[ChatMessage.model_validate(m) for m in messages],
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            seed=params.seed,
-        )
+    async def send(self, messages: Sequence[dict[str, Any]], params: SendParams) -> Reply:
+        request = ChatRequest.model_validate({
+            "model": self.backend.config.name,
+            "messages": [ChatMessage.model_validate(m) for m in messages],
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "seed": params.seed,
+            **params.tool_fields(),
+        })
         started = time.perf_counter()
         completion = await self.backend.complete(request)
         return Reply(
+            tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments}
+                        for c in completion.tool_calls],
             text=completion.text,
             blocked=completion.finish_reason == "content_filter",
             block_code="content_filter" if completion.finish_reason == "content_filter" else None,
@@ -166,7 +186,7 @@ class OpenAITarget:
             transport=self._transport,
         )
 
-    async def send(self, messages: Sequence[dict[str, str]], params: SendParams) -> Reply:
+    async def send(self, messages: Sequence[dict[str, Any]], params: SendParams) -> Reply:
         if self._client is None:
             raise UpstreamError("target not started", retryable=False)
         body: dict[str, Any] = {
@@ -174,6 +194,7 @@ class OpenAITarget:
             "messages": list(messages),
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
+            **params.tool_fields(),
         }
         if params.seed is not None:
             body["seed"] = params.seed
@@ -204,6 +225,7 @@ class OpenAITarget:
             finish = choice.get("finish_reason")
             refusal = message.get("refusal")
             return Reply(
+                tool_calls=_tool_calls(message.get("tool_calls")),
                 text=str(message.get("content") or refusal or ""),
                 blocked=finish == "content_filter",
                 block_code="content_filter" if finish == "content_filter" else None,
@@ -215,7 +237,8 @@ class OpenAITarget:
         error = data.get("error") if isinstance(data, dict) else None
         code = str(error.get("code") or "") if isinstance(error, dict) else ""
         status = response.status_code
-        if (status == 400 and code and code not in _NOT_A_GUARD) or code == _GUARD_UNAVAILABLE:
+        if ((status == 400 and code and code not in _NOT_A_GUARD)
+                or code in (_GUARD_UNAVAILABLE, _TOOL_NOT_ALLOWED)):
             return Reply(text="", blocked=True, block_code=code, finish_reason="content_filter",
                          latency_s=latency)
         message = f"target {self.name} answered HTTP {status}" + (f" ({code})" if code else "")
@@ -226,6 +249,17 @@ class OpenAITarget:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _tool_calls(raw: Any) -> list[dict[str, str]]:
+    """``message.tool_calls`` of a Chat Completions answer as ``{"id", "name", "arguments"}``."""
+    out = []
+    for call in raw if isinstance(raw, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            out.append({"id": str(call.get("id") or ""), "name": str(function.get("name") or ""),
+                        "arguments": str(function.get("arguments") or "")})
+    return out
 
 
 def anthropic_target(base_url: str, model: str, *, api_key_env: str | None,

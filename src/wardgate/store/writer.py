@@ -1,8 +1,13 @@
 """The batched audit writer: requests hand records to a queue and never wait for SQL.
 
-``submit`` is a non-blocking put on a bounded queue. One background thread takes records off
-it and appends them in batches, one transaction per batch, whenever ``batch_size`` records are
-waiting or ``flush_interval_s`` has passed since the oldest unwritten one arrived.
+``submit`` is a non-blocking append to a bounded queue. One background thread takes records
+off it and appends them in batches, one transaction per batch, whenever ``batch_size`` records
+are waiting or ``flush_interval_s`` has passed since the oldest unwritten one arrived.
+
+``submit`` wakes the writer only when it has to: when the writer sleeps with nothing to write
+(the first record of a batch starts its interval), when a batch is full, or for a flush or a
+stop. Records arriving within an interval wait for it without waking the thread, so a busy
+gateway pays one thread switch per batch, not one per request.
 
 What can be lost, and how it shows:
 
@@ -22,12 +27,11 @@ What can be lost, and how it shows:
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
-import queue
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +66,14 @@ class AuditWriter:
         self._engine = engine
         self._config = config
         self._backoff = retry_backoff_s
-        self._queue: queue.Queue[AuditRecord | _Marker] = queue.Queue(maxsize=config.queue_size)
+        #: Records and markers in submission order; ``deque`` appends and pops are atomic, so
+        #: producers never take the writer's lock to queue a record.
+        self._items: deque[AuditRecord | _Marker] = deque()
+        self._wake = threading.Event()
+        #: True while the writer sleeps with nothing queued: the next record must wake it.
+        self._idle = False
+        #: A flush or stop marker is queued: the writer handles it at once.
+        self._marker_queued = False
         self._lock = threading.Lock()
         self._submitted = 0
         self._written = 0
@@ -82,20 +93,24 @@ class AuditWriter:
             with self._lock:
                 self._dropped += 1
             return False
-        # Count before the put: the writer may commit the record before this thread runs
-        # again, and pending() must never go negative.
-        with self._lock:
-            self._submitted += 1
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        items = self._items
+        if len(items) >= self._config.queue_size:
             with self._lock:
-                self._submitted -= 1
                 self._dropped += 1
                 dropped = self._dropped
             if dropped & (dropped - 1) == 0:  # 1, 2, 4, 8...: visible but not a log flood
                 log.error("audit queue full: %d record(s) dropped so far", dropped)
             return False
+        # Count before the append: the writer may commit the record before this thread runs
+        # again, and pending() must never go negative.
+        with self._lock:
+            self._submitted += 1
+        items.append(record)
+        # The writer publishes ``_idle`` before its last look at the queue, so a record is
+        # never left behind a sleeping writer; a set event needs no second set.
+        wake = self._wake
+        if (self._idle or len(items) >= self._config.batch_size) and not wake.is_set():
+            wake.set()
         return True
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -122,10 +137,7 @@ class AuditWriter:
         if self._thread is None or not self._thread.is_alive():
             return self.pending() == 0
         marker = _Marker()
-        try:
-            self._queue.put(marker, timeout=timeout)
-        except queue.Full:
-            return False
+        self._put_marker(marker)
         return marker.done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> bool:
@@ -143,8 +155,7 @@ class AuditWriter:
         if thread is None or not thread.is_alive():
             return self.pending() == 0
         self._give_up_at = time.monotonic() + timeout
-        with contextlib.suppress(queue.Full):  # the give-up deadline ends the thread anyway
-            self._queue.put(_Marker(stop=True), timeout=timeout)
+        self._put_marker(_Marker(stop=True))
         thread.join(timeout + 1.0)
         lost = self.pending() + self._failed - failed_before
         if lost:
@@ -188,54 +199,83 @@ class AuditWriter:
 
     # -- writer thread -------------------------------------------------------------------
 
+    def _put_marker(self, marker: _Marker) -> None:
+        self._items.append(marker)
+        self._marker_queued = True
+        self._wake.set()
+
     def _run(self) -> None:
-        batch: list[AuditRecord] = []
-        deadline = 0.0
         size, interval = self._config.batch_size, self._config.flush_interval_s
+        items, wake = self._items, self._wake
+        deadline = 0.0
         while True:
-            timeout = None if not batch else max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                self._write(batch)
-                batch = []
+            # Clear, then look at the queue, then sleep: a wake-up that lands in between is
+            # seen by the look, never lost.
+            wake.clear()
+            if not items:
+                self._idle = True
+                if not items:  # re-checked after publishing _idle (see submit)
+                    wake.wait()
+                self._idle = False
+                deadline = time.monotonic() + interval  # the first record's interval starts
                 continue
+            now = time.monotonic()
+            if self._marker_queued or now >= deadline:
+                self._marker_queued = False
+                if self._take(len(items), size):
+                    return
+            elif len(items) >= size:
+                self._take(len(items) // size * size, size)  # the rest waits for its interval
+            else:
+                wake.wait(deadline - now)
+                continue
+            deadline = time.monotonic() + interval
+
+    def _take(self, count: int, size: int) -> bool:
+        """Write the first ``count`` queued items in order, in batches of at most ``size``,
+        settling flush markers after the records before them. True when a stop marker came
+        (everything left is then written and the thread must end)."""
+        items = self._items
+        batch: list[AuditRecord] = []
+        for _ in range(count):
+            item = items.popleft()
             if isinstance(item, AuditRecord):
-                if not batch:
-                    deadline = time.monotonic() + interval
                 batch.append(item)
                 if len(batch) >= size:
                     self._write(batch)
                     batch = []
                 continue
-            if item.stop:
-                rest, markers = self._drain()
-                batch.extend(rest)
-                for start in range(0, len(batch), size):
-                    self._write(batch[start : start + size])
-                self._write([])  # drops since the last batch still get their gap record
-                with self._lock:
-                    unwritten = self._submitted - self._written - self._failed
-                    self._failed += max(0, unwritten)  # late submits racing close(); gone
-                for marker in (*markers, item):
-                    marker.done.set()
-                return
             self._write(batch)
             batch = []
+            if item.stop:
+                self._stop(item, size)
+                return True
             item.done.set()
+        self._write(batch)
+        return False
+
+    def _stop(self, item: _Marker, size: int) -> None:
+        rest, markers = self._drain()
+        for start in range(0, len(rest), size):
+            self._write(rest[start : start + size])
+        self._write([])  # drops since the last batch still get their gap record
+        with self._lock:
+            unwritten = self._submitted - self._written - self._failed
+            self._failed += max(0, unwritten)  # late submits racing close(); gone
+        for marker in (*markers, item):
+            marker.done.set()
 
     def _drain(self) -> tuple[list[AuditRecord], list[_Marker]]:
         records: list[AuditRecord] = []
         markers: list[_Marker] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return records, markers
+        items = self._items
+        while items:
+            item = items.popleft()
             if isinstance(item, AuditRecord):
                 records.append(item)
             else:
                 markers.append(item)
+        return records, markers
 
     def _write(self, batch: list[AuditRecord]) -> None:
         dropped = self._dropped

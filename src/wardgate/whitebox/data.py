@@ -47,6 +47,12 @@ class Splits:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return [str(r["instruction"]) for r in rows]
 
+    def heldout(self, kind: str, split: str = "test") -> list[str]:
+        """``split`` instructions that do not also occur (case- and space-folded) in ``train``:
+        the public splits share an item or two, and a held-out figure must not see them."""
+        seen = {_fold(text) for text in self.load(kind, "train")}
+        return [text for text in self.load(kind, split) if _fold(text) not in seen]
+
     def path(self, kind: str, split: str) -> Path:
         path = self.folder / f"splits_{kind}_{split}.json"
         if not path.is_file():
@@ -56,6 +62,10 @@ class Splits:
     def digest(self, kind: str, split: str) -> dict[str, Any]:
         path = self.path(kind, split)
         return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def _fold(text: str) -> str:
+    return " ".join(text.casefold().split())
 
 
 def find_splits(folder: str | Path | None = None) -> Splits:

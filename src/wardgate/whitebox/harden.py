@@ -10,7 +10,7 @@ Stages, each resumable from what it left in ``out`` (so a run cut short continue
 4. ``hardened.gguf`` — exported F16 GGUF with the original tokenizer and chat template,
    signed (OpenSSF model-signing) and described by a ready-to-serve ``wardgate.yaml``;
 5. ``runs/base``, ``runs/hardened`` — held-out *test* instructions through the red-team
-   harness (llama.cpp backend, ``compliance`` judge), paired by item for McNemar;
+   harness (llama.cpp backend, its default judge), paired by item for McNemar;
 6. ``harden.json`` / ``harden.html``.
 
 Learning from the base model's own answers keeps its helpful behaviour (and perplexity) where it
@@ -29,7 +29,7 @@ from typing import Any
 
 from wardgate.whitebox import report
 from wardgate.whitebox.data import Splits, refusal_for, sample, write_suite
-from wardgate.whitebox.evaluate import JUDGE_NOTE, EvalSettings, evaluate, headline, paired
+from wardgate.whitebox.evaluate import EvalSettings, evaluate, headline, judge_description, paired
 
 Log = Callable[[str], None]
 
@@ -99,7 +99,7 @@ def build_data(plan: HardenPlan, progress_factory: Any) -> dict[str, Any]:
     splits = plan.splits
     harmful = sample(splits.load("harmful", "train"), plan.n_harmful_train, plan.seed, "harden")
     harmless = sample(splits.load("harmless", "train"), plan.n_harmless_train, plan.seed, "harden")
-    ppl_prompts = sample(splits.load("harmless", "test"), plan.n_ppl, plan.seed, "ppl")
+    ppl_prompts = sample(splits.heldout("harmless"), plan.n_ppl, plan.seed, "ppl")
     prompts = harmless + ppl_prompts
     cache = plan.out / "answers.jsonl"
     todo = len([p for p in prompts if p not in {r["prompt"] for r in _read_jsonl(cache)}])
@@ -188,11 +188,11 @@ def sign_and_config(plan: HardenPlan) -> dict[str, Any]:
 
 def run_evals(plan: HardenPlan, progress_factory: Any) -> dict[str, Any]:
     splits = plan.splits
-    harmful = sample(splits.load("harmful", "test"), plan.n_eval, plan.seed, "eval")
-    harmless = sample(splits.load("harmless", "test"), plan.n_eval, plan.seed, "eval")
+    harmful = sample(splits.heldout("harmful"), plan.n_eval, plan.seed, "eval")
+    harmless = sample(splits.heldout("harmless"), plan.n_eval, plan.seed, "eval")
     suite = write_suite(plan.out / "heldout.jsonl", harmful, harmless, name="heldout")
     settings = EvalSettings(max_tokens=plan.eval_tokens, seed=plan.seed, n_threads=plan.threads)
-    results: dict[str, Any] = {"suite": report.file_digest(suite), "judge": JUDGE_NOTE}
+    results: dict[str, Any] = {"suite": report.file_digest(suite), "judge": judge_description()}
     models = [("hardened", plan.out / "hardened.gguf")]
     if plan.baseline:
         models.insert(0, ("base", plan.model))

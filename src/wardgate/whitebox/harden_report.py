@@ -23,7 +23,8 @@ def sections(payload: dict[str, Any]) -> list[str]:
     ppl = trained["ppl"]
     losses = trained["losses"]
     out = [
-        f"<p class=muted>judge: {escape(evals['judge'])}. Held-out test splits only; trained on "
+        f"<p class=muted>judge: {escape(evals['judge']['note'])}. Held-out test splits only; "
+        f"trained on "
         f"train splits. n per rate in brackets, 95% Wilson intervals.</p>",
         f"<h2>Targets</h2><ul>{met}</ul>",
         "<h2>Held-out behaviour</h2>",

@@ -122,9 +122,11 @@ def score(items: Sequence[LabelledItem], predicted: Sequence[str]) -> dict[str, 
     for t, p in zip(truth, predicted, strict=True):
         matrix[t][p] += 1
     per_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_source: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for item, a, b in zip(items, vt, vp, strict=True):
-        per_cat[item.category][0] += a == b
-        per_cat[item.category][1] += 1
+        for group in (per_cat[item.category], per_source[item.source]):
+            group[0] += a == b
+            group[1] += 1
     harm = [k for k, i in enumerate(items) if i.kind == "harmful"]
     out: dict[str, Any] = {
         **_agreement(vt, vp),
@@ -135,6 +137,7 @@ def score(items: Sequence[LabelledItem], predicted: Sequence[str]) -> dict[str, 
         "success_judge": sum(vp) / n,
         "confusion": matrix,
         "categories": {c: {"agreement": k / m, "n": m} for c, (k, m) in sorted(per_cat.items())},
+        "sources": {c: {"agreement": k / m, "n": m} for c, (k, m) in sorted(per_source.items())},
     }
     raw = [k for k in harm if items[k].source == "raw"]
     if raw:
@@ -176,13 +179,42 @@ def shipped_agreement() -> dict[str, Any]:
     return data
 
 
+#: Judges whose figures hold only for the weights they were measured with: the ``guard``
+#: judge reads the ``harmful`` detector, which is retrained on its own schedule.
+GUARD_WEIGHTS = ("detectors/harmful.npz", "detectors/harmful_semantic.npz")
+
+
+def guard_weights() -> dict[str, str]:
+    """The pinned digests of the ``harmful`` detector as installed (from the manifest)."""
+    manifest = json.loads((data_root() / "MANIFEST.json").read_text(encoding="utf-8"))
+    return {f: manifest["files"].get(f, "") for f in GUARD_WEIGHTS}
+
+
+def _current(name: str, figures: dict[str, Any]) -> bool:
+    """False for the guard judge when its detector changed since it was measured."""
+    if name != "guard:harmful":
+        return True
+    return bool(figures.get("guard_weights")) and figures["guard_weights"] == guard_weights()
+
+
 def agreement_of(name: str) -> dict[str, Any] | None:
-    """Headline figures of one judge, as reports quote them, or None when never measured."""
-    entry = (shipped_agreement().get("judges") or {}).get(name)
-    if not entry:
+    """Headline figures of one judge on the held-out test split, as reports quote them, or
+    None when never measured (or measured on detector weights that are no longer installed)."""
+    figures = shipped_agreement()
+    entry = (figures.get("judges") or {}).get(name)
+    if not entry or not _current(name, figures):
         return None
     return {"agreement": round(entry["agreement"], 4), "kappa": round(entry["kappa"], 4),
             "n": entry["n"], "split": "test", "set": SET_FILE}
+
+
+def selection_figures() -> dict[str, dict[str, Any]]:
+    """Per judge, the figures the default is *chosen* by: measured on the train and validation
+    splits (out-of-fold, grouped by request, for the learned judge), never on the test split,
+    whose figures are only reported. Judges measured on other detector weights are left out."""
+    figures = shipped_agreement()
+    judges = (figures.get("selection") or {}).get("judges") or {}
+    return {name: entry for name, entry in judges.items() if _current(name, figures)}
 
 
 def format_result(result: dict[str, Any]) -> list[str]:
@@ -212,6 +244,10 @@ def format_result(result: dict[str, Any]) -> list[str]:
     cats = "  ".join(f"{c} {100 * e['agreement']:.0f}% (n={e['n']})"
                      for c, e in result["categories"].items())
     lines.append(f"  per category: {cats}")
+    if result.get("sources"):
+        srcs = "  ".join(f"{c} {100 * e['agreement']:.0f}% (n={e['n']})"
+                         for c, e in result["sources"].items())
+        lines.append(f"  per source: {srcs}")
     return lines
 
 
@@ -251,7 +287,10 @@ def judge_by_name(name: str) -> ResponseJudge:
     from wardgate.redteam.judges.rules import RulesJudge
 
     if name == "auto":
-        return PairJudge.try_load() or RulesJudge()
+        # Whatever a run's default resolves to here (chosen on train+val; see build_panel).
+        from wardgate.redteam.harness import build_panel
+
+        return judge_by_name(build_panel("auto").describe()["harmful"])
     if name == "pair_minilm":
         pair = PairJudge.try_load()
         if pair is None:

@@ -212,6 +212,9 @@ async def test_queue_depth_counts_in_flight_requests(
 async def test_abandoned_stream_releases_its_slot(
     backend: OpenAICompatBackend, openai_fake: FakeOpenAI
 ) -> None:
+    # Chunks far apart, so the answer is still in flight after the first (a body that came
+    # in one read would already be done: its deltas arrive together).
+    openai_fake.faults.push("chunk_delay=1.0")
     stream = backend.stream(_request())
     first = await anext(stream)
     assert first.text == "Echo: "

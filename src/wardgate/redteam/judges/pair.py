@@ -254,14 +254,25 @@ class PairJudge:
         out: npt.NDArray[np.float32] = self.forest.probabilities(stacked).astype(np.float32)
         return out
 
+    def decide(self, probs: npt.NDArray[np.float32]) -> list[str]:
+        """Labels from probabilities. With a ``success_threshold`` in the header, an answer is
+        ``comply``/``partial`` (whichever is likelier) once their summed probability reaches it,
+        so the judge can be set to lean towards counting compliance; else the likeliest label."""
+        threshold = self.header.get("success_threshold")
+        if threshold is None:
+            return [self.labels[int(k)] for k in probs.argmax(axis=1)]
+        success = np.array([lab in SUCCESS_LABELS for lab in self.labels])
+        complied = probs[:, success].sum(axis=1) >= float(threshold)
+        masked = np.where(complied[:, None] == success[None, :], probs, -1.0)
+        return [self.labels[int(k)] for k in masked.argmax(axis=1)]
+
     def label_many(self, requests: Sequence[str], answers: Sequence[str]) -> list[PairVerdict]:
         if not answers:
             return []
         probs = self.probabilities(pair_features(self.encoder, requests, answers))
         success = [i for i, lab in enumerate(self.labels) if lab in SUCCESS_LABELS]
         out = []
-        for answer, p in zip(answers, probs, strict=True):
-            label = self.labels[int(p.argmax())]
+        for answer, p, label in zip(answers, probs, self.decide(probs), strict=True):
             out.append(PairVerdict(label, round(float(p[success].sum()), 4), {
                 "probabilities": {lab: round(float(v), 4) for lab, v in zip(self.labels, p,
                                                                                strict=True)},

@@ -339,7 +339,8 @@ LABELS: dict[str, list[str]] = {
 
 #: Added for issue 16's second round (the first hand-written test set had shown sentence-final
 #: names, signatures, possessives and place/sign-off false alarms; see docs/guards.md). Slots
-#: as above, plus ``{FN}``: a first name that is *not* a person here (a place, a street).
+#: as above, plus ``{LAST}`` a surname, and ``{FN}``/``{LN}``: a first name or surname that is
+#: *not* a person here (in a place or street name).
 POSITIVE_MORE: dict[str, list[str]] = {
     "en": [
         "Thanks again, {F}.",
@@ -354,6 +355,8 @@ POSITIVE_MORE: dict[str, list[str]] = {
         "Ping {F} when the build is green.",
         "Sorry, {TL}, the form is missing a page.",
         "Cc: {P}; {P}",
+        "I handed the keys to {F}.",
+        "We still owe an answer to {P}.",
     ],
     "de": [
         "Danke dir, {F}.",
@@ -368,6 +371,8 @@ POSITIVE_MORE: dict[str, list[str]] = {
         "Herr von {LAST} bittet um Rückruf.",
         "Frag mal {F}, die weiß Bescheid.",
         "Entschuldigung, {TL}, es fehlt eine Seite.",
+        "Den Schlüssel habe ich {F} gegeben.",
+        "Wir schulden noch eine Antwort an {P}.",
     ],
     "fr": [
         "Merci encore, {F}.",
@@ -381,6 +386,8 @@ POSITIVE_MORE: dict[str, list[str]] = {
         "Monsieur de {LAST} a rappelé.",
         "Demande à {F}, elle sait.",
         "Désolé, {TL}, il manque une page.",
+        "J'ai donné les clés à {F}.",
+        "Le colis est pour {P}.",
     ],
     "es": [
         "Gracias otra vez, {F}.",
@@ -394,6 +401,8 @@ POSITIVE_MORE: dict[str, list[str]] = {
         "Don {F} de la {LAST} llamó ayer.",
         "Pregúntale a {F}, ella lo sabe.",
         "Perdone, {TL}, falta una página.",
+        "Le di las llaves a {F}.",
+        "El paquete es para {P}.",
     ],
 }
 NEGATIVE_MORE: dict[str, list[str]] = {
@@ -405,6 +414,8 @@ NEGATIVE_MORE: dict[str, list[str]] = {
         "Our hotel is near St. {FN} Square.",
         "The Manager and the Chef agreed on the Menu.",
         "The Bishop visited the Cathedral on Sunday.",
+        "Deliver to 14 {LN} Lane, {CITY}.",
+        "The shop on {FN} {LN} Road opens at eight.",
     ],
     "de": [
         "Mit freundlichen Grüßen\nIhr Support-Team",
@@ -414,6 +425,8 @@ NEGATIVE_MORE: dict[str, list[str]] = {
         "Wir treffen uns am {FN}platz.",
         "Der Meister und der Lehrling reparieren die Maschine.",
         "Die Richterin hat den Termin verschoben.",
+        "Lieferadresse: {FN}-{LN}-Straße 7, {CITY}",
+        "Das Büro ist in der {LN}straße 12.",
     ],
     "fr": [
         "Cordialement,\nL'équipe support",
@@ -422,6 +435,9 @@ NEGATIVE_MORE: dict[str, list[str]] = {
         "Nous passons par Saint-{FN} puis {CITY}.",
         "Le Boucher et le Maire ont ouvert la Foire.",
         "La place {FN} accueille le marché.",
+        "Livraison au 3 avenue {FN} {LN}, {CITY}",
+        "J'habite rue de la {FN}, près du parc.",
+        "La réunion a lieu salle {LN}.",
     ],
     "es": [
         "Un saludo,\nEl equipo de soporte",
@@ -430,5 +446,8 @@ NEGATIVE_MORE: dict[str, list[str]] = {
         "Pasamos por San {FN} y luego por {CITY}.",
         "El Alcalde y el Obispo inauguraron la Feria.",
         "La plaza de {FN} se llena los domingos.",
+        "Enviar a la calle de {FN} {LN} 8, {CITY}.",
+        "La estación de {LN} está cerrada.",
+        "La reunión es en la sala {LN}.",
     ],
 }

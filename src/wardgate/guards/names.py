@@ -76,6 +76,7 @@ PLACE_WORDS = frozenset(
      "kirche", "dom", "schloss", "see", "berg", "tal", "rue", "gare", "pont", "quai",
      "boulevard", "lycée", "collège", "église", "château", "calle", "plaza", "paseo",
      "estación", "avenida", "puente", "iglesia", "catedral", "colegio", "barrio", "puerto",
+     "room", "salle", "saal", "sala", "impasse", "chemin", "allée", "carrer", "camino",
      "saint", "sainte", "san", "santa", "santo", "sankt", "st"}
 )  # fmt: skip
 #: Possessive endings stripped before a word is looked up ("Grant's", "Chris'").
@@ -226,7 +227,12 @@ def token_features(
         feats += ["title", f"title&g={gaz}"]
     if p1 in DETERMINERS and p2 not in PARTICLES:
         feats += ["det", f"det&g={gaz}", f"det&z={band}"]
-    if p1 in PLACE_WORDS or n1 in PLACE_WORDS:
+    # A place noun before (across particles and one more name word: "rue de la Paix", "rue
+    # Victor Hugo", "estación de Atocha") or right after ("Church Lane").
+    j = i - 1
+    while j >= 0 and (tokens[j].text in PARTICLES or (j == i - 1 and tokens[j].capitalised)):
+        j -= 1
+    if n1 in PLACE_WORDS or (j >= 0 and tokens[j].text.lower() in PLACE_WORDS):
         feats += ["pw", f"pw&g={gaz}"]
     # A name closing a sentence after a comma: "Thanks, Declan." / "Gracias, Ramón."
     if p1 == "," and n1 in (".", "!", "?", "</s>", "\n"):
@@ -263,6 +269,7 @@ class NameRecognizer:
         threshold: float,
         *,
         bits: int = FEATURE_BITS,
+        lower_threshold: float | None = None,
     ) -> None:
         self._weights = weights.astype(np.float32, copy=False)
         # Scoring reads ~20 scattered weights per word: an array.array index returns a Python
@@ -270,6 +277,8 @@ class NameRecognizer:
         self._table = array.array("f", self._weights.tobytes())
         self._lexicon = lexicon
         self.threshold = threshold
+        #: Lower-case candidates start a name only at this score (chosen on the dev split).
+        self.lower_threshold = threshold if lower_threshold is None else lower_threshold
         self._bits = bits
 
     @classmethod
@@ -286,7 +295,8 @@ class NameRecognizer:
         base = _shipped()
         if threshold is None:
             return base
-        return cls(base._weights, base._lexicon, threshold, bits=base._bits)
+        lower = max(threshold, base.lower_threshold)
+        return cls(base._weights, base._lexicon, threshold, bits=base._bits, lower_threshold=lower)
 
     @classmethod
     def from_npz_bytes(cls, data: bytes) -> NameRecognizer:
@@ -304,7 +314,13 @@ class NameRecognizer:
             dict(zip(words, bands.tolist(), strict=True)),
             frozenset(places),
         )
-        return cls(weights, lexicon, float(header["threshold"]), bits=int(header["bits"]))
+        return cls(
+            weights,
+            lexicon,
+            float(header["threshold"]),
+            bits=int(header["bits"]),
+            lower_threshold=header.get("lower_threshold"),
+        )
 
     @property
     def lexicon(self) -> Lexicon:
@@ -334,7 +350,8 @@ class NameRecognizer:
         found: list[Entity] = []
         i = 0
         while i < len(tokens):
-            if scores[i] < self.threshold:
+            bar = self.threshold if tokens[i].capitalised else self.lower_threshold
+            if scores[i] < bar:
                 i += 1
                 continue
             start, end, best = i, i, scores[i]

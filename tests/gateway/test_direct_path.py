@@ -3,6 +3,8 @@ and streamed answers whose upstream events arrive several to a network read."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,14 @@ async def _one_write(request: Request) -> StreamingResponse:
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
+async def _first_then_stall(request: Request) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        yield _event({"role": "assistant", "content": ""}) + _event({"content": "first "})
+        await asyncio.sleep(60)  # the client leaves long before this
+
+    return StreamingResponse(body(), media_type="text/event-stream")
+
+
 @dataclass
 class Env:
     url: str
@@ -76,7 +86,12 @@ class Env:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp: Path = tmp_path_factory.mktemp("direct")
-    upstream_app = Starlette(routes=[Route("/v1/chat/completions", _one_write, methods=["POST"])])
+    upstream_app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", _one_write, methods=["POST"]),
+            Route("/stall/v1/chat/completions", _first_then_stall, methods=["POST"]),
+        ]
+    )
     mp = pytest.MonkeyPatch()
     mp.setenv("WG_DIRECT_KEY", "sk-direct")
     with run_server(upstream_app) as upstream:
@@ -93,7 +108,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                         "api_key_env": "WG_DIRECT_KEY",
                         "retries": 0,
                         "tags": {"deployment": "on_prem"},
-                    }
+                    },
+                    {
+                        "name": "stalling",
+                        "backend": "openai",
+                        "base_url": f"{upstream}/stall/v1",
+                        "api_key_env": "WG_DIRECT_KEY",
+                        "retries": 0,
+                        "tags": {"deployment": "on_prem"},
+                    },
                 ],
             }
         )
@@ -170,3 +193,23 @@ def test_an_unexpected_error_on_the_direct_path_is_answered_like_any_other(
     error = reply.json()["error"]
     assert error["message"] == "internal error"
     assert "secret" not in reply.text
+
+
+def test_a_client_that_leaves_mid_stream_is_audited_as_gone(env: Env) -> None:
+    body = {"model": "stalling", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    headers = {"authorization": f"Bearer {env.key}"}
+    with httpx.stream(
+        "POST", env.url + "/v1/chat/completions", json=body, headers=headers, timeout=30
+    ) as reply:
+        assert reply.status_code == 200
+        first = next(reply.iter_bytes())
+    request_id = orjson.loads(first.split(b"\n\n")[0].removeprefix(b"data: "))["id"]
+    deadline = time.monotonic() + 30
+    while True:
+        assert env.gateway.audit.flush()
+        found = [r for r in tail(env.gateway.engine, 50) if r["request_id"] == request_id]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert found, "the stream was not stopped when the client left"
+    assert (found[0]["status"], found[0]["error_code"]) == (499, "client_disconnected")

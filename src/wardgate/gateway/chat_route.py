@@ -18,13 +18,14 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from wardgate.chat import ChatRequest, Completion, Delta, ToolCall, Usage
 from wardgate.errors import KeyNotUsable, PermissionDenied, UpstreamError, WardgateError
 from wardgate.gateway.body import parse_chat_request, read_json_body
 from wardgate.gateway.responses import (
     ChunkEncoder,
+    EventStreamResponse,
     JSONBytesResponse,
     completion_body,
     error_response,
@@ -351,7 +352,7 @@ async def _stream(
     headers = dict(exchange.headers)
     headers["Cache-Control"] = "no-cache"
     headers["X-Accel-Buffering"] = "no"
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    return EventStreamResponse(events(), headers=headers)
 
 
 async def _next_or_none(upstream: RoutedStream) -> list[Delta] | None:

@@ -22,6 +22,7 @@ requests stop burning the CPU.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
@@ -100,9 +101,9 @@ class LlamaCppBackend:
             max_workers=1, thread_name_prefix=f"llama-{config.name}"
         )
         self._admitted = 0
-        #: Held from a request's turn until its job leaves the worker: the queue proper.
-        #: asyncio.Lock hands itself over in arrival order.
-        self._turn = asyncio.Lock()
+        #: The job the worker took last; the worker is free once it is done. The queue
+        #: proper: waiters are woken in arrival order (see :meth:`_submit`).
+        self._running: concurrent.futures.Future[Any] | None = None
         self._llm: Any = None
         self._template: ChatTemplate | None = None
         self._model_file: contextlib.ExitStack | None = None
@@ -122,7 +123,6 @@ class LlamaCppBackend:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._turn = asyncio.Lock()  # bound to the loop that serves
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load)
 
@@ -299,36 +299,27 @@ class LlamaCppBackend:
     ) -> asyncio.Future[Any]:
         """Wait (at most ``queue_wait_s``) for this job's turn, then hand it to the worker.
 
-        The turn passes on when the worker lets go of the job: a caller that gives up sets
-        ``job.cancelled`` and the worker stops the job at its next token.
+        The turn comes when the job the worker took last is done, read from that job's
+        concurrent future, which the worker thread itself completes: nothing has to be handed
+        back through an event loop. (An asyncio.Lock released from a done callback stayed
+        taken for good when the loop that was to run the release closed first: a caller gone
+        while its job still ran, or a test that runs each request in its own loop.) A caller
+        that gives up sets ``job.cancelled`` and the worker stops the job at its next token.
         """
-        try:
-            async with asyncio.timeout(self.queue_wait_s):
-                await self._turn.acquire()
-        except TimeoutError:
-            raise self._busy() from None
         loop = asyncio.get_running_loop()
         try:
-            done = self._executor.submit(work, job, emit)
-        except BaseException:
-            self._turn.release()
-            raise
-        # The turn is handed on from the worker's side, not from the asyncio future: a loop
-        # that closes while the worker is still busy (a caller gone, a stalled sampler) never
-        # runs that future's callbacks, and the turn would stay taken for good.
-        turn = self._turn
-        done.add_done_callback(lambda _: self._pass_turn(loop, turn))
+            async with asyncio.timeout(self.queue_wait_s):
+                # Waiters wake in the order they began waiting, and the first to run takes the
+                # worker; the others see the new job and wait for it in the same order.
+                while (running := self._running) is not None and not running.done():
+                    await _finished(running, loop)
+        except TimeoutError:
+            raise self._busy() from None
+        done = self._executor.submit(work, job, emit)
+        self._running = done
         future = asyncio.wrap_future(done, loop=loop)
         future.add_done_callback(_read_exception)
         return future
-
-    def _pass_turn(self, loop: asyncio.AbstractEventLoop, turn: asyncio.Lock) -> None:
-        """Release ``turn`` on ``loop``; called in the worker thread when a job leaves it."""
-        try:
-            loop.call_soon_threadsafe(turn.release)
-        except RuntimeError:  # that loop is closed: nobody can wait on its lock any more
-            if self._turn is turn:
-                self._turn = asyncio.Lock()
 
     def _prepare(self, request: ChatRequest) -> _Job:
         if self._llm is None or self._template is None:
@@ -597,3 +588,22 @@ def _read_exception(future: asyncio.Future[Any]) -> None:
     """A caller that gave up never reads its job's exception: not "never retrieved"."""
     if not future.cancelled():
         future.exception()
+
+
+def _finished(done: concurrent.futures.Future[Any], loop: asyncio.AbstractEventLoop
+              ) -> asyncio.Future[None]:
+    """A future of ``loop`` resolved when ``done`` is; cancelling it leaves ``done`` alone
+    (``asyncio.wrap_future`` would cancel a job that has not started yet)."""
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object) -> None:
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits on it
+            loop.call_soon_threadsafe(_resolve, waiter)
+
+    done.add_done_callback(wake)
+    return waiter
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

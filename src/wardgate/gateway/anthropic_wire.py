@@ -320,9 +320,10 @@ async def to_events(chunks: AsyncIterator[bytes], model: str) -> AsyncIterator[b
         return _event("content_block_stop", {"type": "content_block_stop", "index": block})
 
     async for raw in chunks:
-        buffer += raw
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
+        # A chunk may hold many events (the chat route writes each batch at once): split
+        # it once rather than once per event.
+        *frames, buffer = (buffer + raw).split(b"\n\n")
+        for frame in frames:
             if not frame.startswith(b"data: "):
                 continue
             payload = frame[6:]

@@ -351,9 +351,10 @@ async def to_events(chunks: AsyncIterator[bytes], shell: ResponseShell) -> Async
     yield event("response.in_progress", response=shell.object("in_progress", [], None, None))
     buffer = b""
     async for raw in chunks:
-        buffer += raw
-        while b"\n\n" in buffer:
-            frame, buffer = buffer.split(b"\n\n", 1)
+        # A chunk may hold many events (the chat route writes each batch at once): split
+        # it once rather than once per event.
+        *frames, buffer = (buffer + raw).split(b"\n\n")
+        for frame in frames:
             if not frame.startswith(b"data: ") or frame[6:] == b"[DONE]":
                 continue
             data = orjson.loads(frame[6:])

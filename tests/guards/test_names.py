@@ -85,7 +85,7 @@ def test_a_threshold_override_shares_the_loaded_weights() -> None:
     strict = NameRecognizer.shipped(0.999)
     assert strict is not NameRecognizer.shipped()
     assert strict.lexicon is NameRecognizer.shipped().lexicon
-    assert persons(strict, "Please send the minutes to Hannah Schofield.") == []
+    assert persons(strict, "Merci de prévenir Jean-Luc Marchetti.") == []
 
 
 def _copy_data(tmp_path: Path) -> Path:
@@ -122,3 +122,32 @@ def test_weights_without_a_pinned_digest_do_not_load(tmp_path: Path) -> None:
 def test_capitalised_runs_inside_keys_and_identifiers_are_not_names(names: NameRecognizer) -> None:
     for text in ("token Zx9Qw8Er7Ty6Ui5Op4Anna3Sd", "id user_Maria_01", "path a/Bernard/b"):
         assert persons(names, text) == [], text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Possessives and the German genitive are the name word.
+        ("Daniela's report is late.", ["Daniela's"]),
+        # A title before particles still counts: the surname after "Frau von".
+        ("Frau von Thadden hat angerufen.", ["Thadden"]),
+        # A name closing a sentence after a comma.
+        ("Thanks for the help, Ingrid.", ["Ingrid"]),
+        # Lower-case first names typed in chat.
+        ("pregúntale a rocío, ella sabe", ["rocío"]),
+    ],
+)
+def test_second_round_shapes(names: NameRecognizer, text: str, expected: list[str]) -> None:
+    assert persons(names, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Der Bauer bringt die Milch.",  # a capitalised noun after an article
+        "Mit freundlichen Grüßen\nIhr Serviceteam",  # a sign-off without a name
+        "Will you check the logs?",
+    ],
+)
+def test_second_round_non_names(names: NameRecognizer, text: str) -> None:
+    assert persons(names, text) == []

@@ -53,7 +53,7 @@ def bench() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("name", ["heldout", "heldout_v2", "dev"])
+@pytest.mark.parametrize("name", ["heldout", "heldout_v2", "dev", "names_dev"])
 def test_sets_parse_and_spans_sit_on_word_boundaries(bench: ModuleType, name: str) -> None:
     rows = bench.load(name)  # also checks the frozen digests
     assert rows

@@ -15,8 +15,9 @@ that does not verify does not load: fail closed). ``scripts/train_names.py`` pro
 reproducibly from Faker names, wordfreq bands and template sentences written by the team;
 the threshold is chosen on a generated dev split, never on the hand-written test set.
 
-Lower-case names ("tell john") are not found: in the four languages a name is capitalised,
-and scoring every lower-case word would trade a great deal of precision for little recall.
+Lower-case words are scored only when they are in the first-name gazetteer ("hey jake",
+"sag leonie bescheid"), by features of their own (prefixed ``L``), so chat-style names are
+found without the capitalised model learning anything from ordinary lower-case words.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from wardgate.guards.entities import Entity
 
 DATA_CLASS = "pii"
 WEIGHTS_PATH = "pii/names.npz"
-#: Share of the threshold a word needs to continue the name right before it.
-CONTINUATION = 0.5
+#: Share of the threshold a word needs to continue the name right before it (it only extends
+#: a span already found, so it cannot add a false hit; it keeps the redaction whole).
+CONTINUATION = 0.35
 #: Hashed feature space (2**20 float32 weights: 4 MiB in memory).
 FEATURE_BITS = 20
 
@@ -56,6 +58,30 @@ TITLES = frozenset(
      "mademoiselle", "docteur", "maître", "me", "sr", "sra", "srta", "señor", "señora",
      "señorita", "don", "doña", "doctor", "doctora", "profesor", "profesora", "dra"}
 )  # fmt: skip
+#: Articles and determiners: a capitalised word right after one is a noun or a place ("der
+#: Bauer", "the Queen", "la Alhambra"), rarely a person.
+DETERMINERS = frozenset(
+    {"the", "a", "an", "this", "that", "these", "those", "our", "your", "my", "their", "his",
+     "her", "its", "every", "each", "no", "der", "die", "das", "dem", "den", "des", "ein",
+     "eine", "einen", "einem", "einer", "eines", "kein", "keine", "jeder", "jede", "jedes",
+     "diese", "dieser", "dieses", "unser", "unsere", "le", "la", "les", "un", "une", "du", "au",
+     "aux", "ce", "cet", "cette", "ces", "notre", "votre", "el", "los", "las", "una", "unos",
+     "unas", "al", "lo", "este", "esta", "nuestro", "nuestra"}
+)  # fmt: skip
+#: Place nouns a capitalised word names a place with ("Waterloo Station", "Gare de Lyon").
+PLACE_WORDS = frozenset(
+    {"street", "road", "avenue", "lane", "square", "station", "hall", "park", "valley", "bridge",
+     "river", "lake", "mount", "hill", "airport", "college", "university", "hospital", "church",
+     "cathedral", "castle", "palace", "centre", "center", "gardens", "terrace", "way", "place",
+     "straße", "strasse", "str", "platz", "weg", "allee", "bahnhof", "hauptbahnhof", "brücke",
+     "kirche", "dom", "schloss", "see", "berg", "tal", "rue", "gare", "pont", "quai",
+     "boulevard", "lycée", "collège", "église", "château", "calle", "plaza", "paseo",
+     "estación", "avenida", "puente", "iglesia", "catedral", "colegio", "barrio", "puerto",
+     "room", "salle", "saal", "sala", "impasse", "chemin", "allée", "carrer", "camino",
+     "saint", "sainte", "san", "santa", "santo", "sankt", "st"}
+)  # fmt: skip
+#: Possessive endings stripped before a word is looked up ("Grant's", "Chris'").
+_POSSESSIVE = ("'s", "’s", "'", "’")
 _SENTENCE_BREAK = frozenset(
     {".", "!", "?", "\n", ":", "¿", "¡", '"', "«", "»", "“", "„", "(", "-", "–"}
 )
@@ -82,13 +108,28 @@ class Token:
 _BOUNDARY = frozenset(" \t\r\n.,;:!?\"'()[]{}«»“”„‘’-–—¿¡<>*")
 
 
-def is_candidate(text: str, tok: Token) -> bool:
-    """Whether ``tok`` is scored at all: a capitalised word standing on its own."""
-    if not (tok.word and tok.capitalised):
+def is_candidate(text: str, tok: Token, lexicon: Lexicon | None = None) -> bool:
+    """Whether ``tok`` is scored at all: a capitalised word standing on its own, or (given the
+    lexicon) a lower-case word that is a known first name."""
+    if not tok.word:
         return False
+    if not tok.capitalised:
+        if lexicon is None or not tok.text.islower() or len(tok.text) < 3:
+            return False
+        if tok.text in PARTICLES or stem(tok.text) not in lexicon.first:
+            return False
     before = text[tok.start - 1] if tok.start else " "
     after = text[tok.end] if tok.end < len(text) else " "
     return before in _BOUNDARY and after in _BOUNDARY
+
+
+def stem(word: str) -> str:
+    """The lower-case word without a possessive ending."""
+    low = word.lower()
+    for ending in _POSSESSIVE:
+        if low.endswith(ending) and len(low) > len(ending) + 1:
+            return low[: -len(ending)]
+    return low
 
 
 def tokenize(text: str) -> list[Token]:
@@ -112,6 +153,8 @@ class Lexicon:
     last: frozenset[str]
     #: lower-case word -> frequency band 1..7 (max Zipf over en/de/fr/es); absent: rare.
     bands: dict[str, int]
+    #: lower-case words of real place names (cities, regions) in the four languages.
+    places: frozenset[str] = frozenset()
 
 
 def token_features(
@@ -120,13 +163,25 @@ def token_features(
     """Feature strings of candidate ``tokens[i]`` (shared by training and inference).
 
     ``drop_gazetteer`` hides the word's own gazetteer membership (training only: it teaches the
-    model to find names that are in no gazetteer from shape and context).
+    model to find names that are in no gazetteer from shape and context). A lower-case
+    candidate gets the same features under an ``L`` prefix: a model of its own.
     """
     tok = tokens[i]
-    low = tok.text.lower()
+    low = stem(tok.text)
+    possessive = len(low) < len(tok.text)
     first = not drop_gazetteer and low in lexicon.first
     last = not drop_gazetteer and low in lexicon.last
+    # German genitive without an apostrophe: "Sabines Auto".
+    genitive = (
+        not drop_gazetteer and not (first or last) and low.endswith("s")
+        and low[:-1] in lexicon.first
+    )  # fmt: skip
     band = lexicon.bands.get(low, 0)
+    gaz = "gf" if first else ""
+    gaz += "gl" if last else ""
+    gaz += "gs" if genitive else ""
+    gaz = gaz or "none"
+    place = low in lexicon.places
     feats = [
         "b",
         "w=" + low,
@@ -135,19 +190,24 @@ def token_features(
         "sh=" + _shape(tok.text),
         f"len={min(len(low), 12) // 3}",
         f"z={band}",
+        "g=" + gaz,
+        f"g={gaz}&z={band}",
     ]
-    gaz = "gf" if first else ""
-    gaz += "gl" if last else ""
-    feats.append("g=" + (gaz or "none"))
-    feats.append(f"g={gaz or 'none'}&z={band}")
+    if possessive:
+        feats.append("poss")
+    if place:
+        feats += ["place", f"place&g={gaz}"]
+    if "-" in low:
+        feats.append("hp=" + low.split("-", 1)[0])
     prev = tokens[i - 1] if i > 0 else None
     prev2 = tokens[i - 2] if i > 1 else None
     nxt = tokens[i + 1] if i + 1 < len(tokens) else None
     nxt2 = tokens[i + 2] if i + 2 < len(tokens) else None
     p1 = prev.text.lower() if prev else "<s>"
+    p2 = prev2.text.lower() if prev2 else "<s>"
     n1 = nxt.text.lower() if nxt else "</s>"
-    feats += ["p1=" + p1, "p2=" + (prev2.text.lower() if prev2 else "<s>"), "n1=" + n1]
-    feats += [f"g={gaz or 'none'}&p1={p1}", f"g={gaz or 'none'}&n1={n1}"]
+    feats += ["p1=" + p1, "p2=" + p2, "n1=" + n1]
+    feats += [f"g={gaz}&p1={p1}", f"g={gaz}&n1={n1}"]
     feats += ["n2=" + (nxt2.text.lower() if nxt2 else "</s>")]
     # "Mr. Okonkwo", "Dr. Meyer", "M. Bernard": the abbreviation's dot does not end a sentence.
     abbreviation = (
@@ -156,19 +216,39 @@ def token_features(
     )  # fmt: skip
     start = prev is None or (prev.text in _SENTENCE_BREAK and not abbreviation)
     feats.append(f"start={int(start)}")
-    # A form of address right before (or before its dot): "Mrs Henderson", "Herrn Brinkmann".
-    title_word = prev2 if abbreviation else prev
+    # A form of address right before (or before its dot, or before particles): "Mrs
+    # Henderson", "Herrn Brinkmann", "Herr von Bülow".
+    j = i - 1
+    while j >= 0 and tokens[j].text in PARTICLES:
+        j -= 1
+    if j >= 1 and tokens[j].text == ".":
+        j -= 1
+    title_word = tokens[j] if j >= 0 else None
     if title_word is not None and title_word.text.lower() in TITLES:
-        feats += ["title", f"title&g={gaz or 'none'}"]
-    feats.append(f"start={int(start)}&g={gaz or 'none'}&z={band}")
+        feats += ["title", f"title&g={gaz}"]
+    if p1 in DETERMINERS and p2 not in PARTICLES:
+        feats += ["det", f"det&g={gaz}", f"det&z={band}"]
+    # A place noun before (across particles and one more name word: "rue de la Paix", "rue
+    # Victor Hugo", "estación de Atocha") or right after ("Church Lane").
+    j = i - 1
+    while j >= 0 and (tokens[j].text in PARTICLES or (j == i - 1 and tokens[j].capitalised)):
+        j -= 1
+    if n1 in PLACE_WORDS or (j >= 0 and tokens[j].text.lower() in PLACE_WORDS):
+        feats += ["pw", f"pw&g={gaz}"]
+    # A name closing a sentence after a comma: "Thanks, Declan." / "Gracias, Ramón."
+    if p1 == "," and n1 in (".", "!", "?", "</s>", "\n"):
+        feats += ["vocative", f"vocative&g={gaz}"]
+    feats.append(f"start={int(start)}&g={gaz}&z={band}")
     for side, other in (("p", prev), ("n", nxt)):
         if other is not None and other.word and other.capitalised:
-            o = other.text.lower()
+            o = stem(other.text)
             known = o in lexicon.first or o in lexicon.last
             feats.append(f"{side}c={'g' if known else 'x'}")
-            feats.append(f"{side}c={'g' if known else 'x'}&g={gaz or 'none'}")
+            feats.append(f"{side}c={'g' if known else 'x'}&g={gaz}")
         elif other is not None and other.word and other.text in PARTICLES:
             feats.append(f"{side}particle")
+    if not tok.capitalised:
+        return ["L" + f for f in feats]
     return feats
 
 
@@ -190,6 +270,7 @@ class NameRecognizer:
         threshold: float,
         *,
         bits: int = FEATURE_BITS,
+        lower_threshold: float | None = None,
     ) -> None:
         self._weights = weights.astype(np.float32, copy=False)
         # Scoring reads ~20 scattered weights per word: an array.array index returns a Python
@@ -197,6 +278,8 @@ class NameRecognizer:
         self._table = array.array("f", self._weights.tobytes())
         self._lexicon = lexicon
         self.threshold = threshold
+        #: Lower-case candidates start a name only at this score (chosen on the dev split).
+        self.lower_threshold = threshold if lower_threshold is None else lower_threshold
         self._bits = bits
 
     @classmethod
@@ -213,7 +296,8 @@ class NameRecognizer:
         base = _shipped()
         if threshold is None:
             return base
-        return cls(base._weights, base._lexicon, threshold, bits=base._bits)
+        lower = max(threshold, base.lower_threshold)
+        return cls(base._weights, base._lexicon, threshold, bits=base._bits, lower_threshold=lower)
 
     @classmethod
     def from_npz_bytes(cls, data: bytes) -> NameRecognizer:
@@ -224,10 +308,20 @@ class NameRecognizer:
             last = npz["last"].tobytes().decode("utf-8").split("\n")
             words = npz["band_words"].tobytes().decode("utf-8").split("\n")
             bands = npz["bands"]
+            places = npz["places"].tobytes().decode("utf-8").split("\n")
         lexicon = Lexicon(
-            frozenset(first), frozenset(last), dict(zip(words, bands.tolist(), strict=True))
+            frozenset(first),
+            frozenset(last),
+            dict(zip(words, bands.tolist(), strict=True)),
+            frozenset(places),
         )
-        return cls(weights, lexicon, float(header["threshold"]), bits=int(header["bits"]))
+        return cls(
+            weights,
+            lexicon,
+            float(header["threshold"]),
+            bits=int(header["bits"]),
+            lower_threshold=header.get("lower_threshold"),
+        )
 
     @property
     def lexicon(self) -> Lexicon:
@@ -242,7 +336,7 @@ class NameRecognizer:
         scores = [0.0] * len(tokens)
         table, mask = self._table, (1 << self._bits) - 1
         for i, tok in enumerate(tokens):
-            if not is_candidate(text, tok):
+            if not is_candidate(text, tok, self._lexicon):
                 continue
             z = sum(
                 table[zlib.crc32(f.encode("utf-8")) & mask]
@@ -257,7 +351,8 @@ class NameRecognizer:
         found: list[Entity] = []
         i = 0
         while i < len(tokens):
-            if scores[i] < self.threshold:
+            bar = self.threshold if tokens[i].capitalised else self.lower_threshold
+            if scores[i] < bar:
                 i += 1
                 continue
             start, end, best = i, i, scores[i]

@@ -250,8 +250,10 @@ def format_result(result: dict[str, Any]) -> list[str]:
     if raw:
         lines.append(f"  raw-model harmful answers (n={raw['n']}): labels "
                      f"{100 * raw['complied_labels']:.1f}% complied, judge "
-                     f"{100 * raw['complied_judge']:.1f}% -> under-counts by "
-                     f"{raw['undercount_points']:.1f} points")
+                     f"{100 * raw['complied_judge']:.1f}% -> "
+                     + (f"under-counts by {raw['undercount_points']:.1f} points"
+                        if raw["undercount_points"] > 0 else
+                        f"over-counts by {-raw['undercount_points']:.1f} points"))
     lines.append("  confusion (rows: label, columns: judge)")
     lines.append("    " + " " * 10 + "".join(f"{p:>11}" for p in LABELS))
     for t in LABELS:

@@ -1,7 +1,7 @@
 """``scripts/train_names.py`` is reproducible: the same inputs give the same file, byte for byte.
 
 Training needs the ``train-names`` extra (faker, wordfreq); without it these tests skip. The
-full ``--check`` (retrain at full scale, compare with the pinned file) takes ~40 s on two
+full ``--check`` (retrain at full scale, compare with the pinned file) takes 1–4 min on two
 cores, so it is slow-marked; the small-scale check runs two trainings in separate processes
 with different hash seeds (set iteration order must not leak into the data).
 """

@@ -65,6 +65,7 @@ STAGES: dict[str, list[tuple[str, str]]] = {
     "failover + upstream client": [
         ("routing/failover.py", "complete"),
         ("routing/failover.py", "__anext__"),
+        ("routing/failover.py", "next_batch"),
         ("routing/failover.py", "aclose"),
     ],
     "response build": [

@@ -24,6 +24,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
+import os
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -37,8 +39,22 @@ import yaml
 from wardgate.guards.harmful import HAZARD_CATEGORIES
 
 HERE = Path(__file__).resolve().parent
+#: libyaml's safe loader when PyYAML was built with it (5 s -> 1 s for the ~580 templates).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 WRITTEN = HERE / "data"
-DEFAULT_PUBLIC = HERE.parent.parent / "shared" / "data" / "public"
+#: ``$WARDGATE_PUBLIC_DATA``, else ../shared/data/public beside the checkout (a worktree sits
+#: one level deeper, so its grandparent is tried too).
+DEFAULT_PUBLIC = Path(
+    os.environ.get("WARDGATE_PUBLIC_DATA")
+    or next(
+        (
+            root / "shared" / "data" / "public"
+            for root in (HERE.parent.parent, HERE.parent.parent.parent)
+            if (root / "shared" / "data" / "public").is_dir()
+        ),
+        HERE.parent.parent / "shared" / "data" / "public",
+    )
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -138,13 +154,26 @@ def _tokens(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"[a-z0-9]+", text.lower()))
 
 
-def _near_duplicate(text: str, others: Sequence[frozenset[str]], threshold: float = 0.7) -> bool:
-    mine = _tokens(text)
-    for other in others:
-        union = len(mine | other)
-        if union and len(mine & other) / union >= threshold:
-            return True
-    return False
+class _HeldOut:
+    """Token sets of held-out texts, by size: a near-duplicate check looks only at sizes that
+    can reach the Jaccard threshold (Jaccard <= smaller size / larger size)."""
+
+    def __init__(self) -> None:
+        self.by_size: dict[int, list[frozenset[str]]] = {}
+
+    def add(self, text: str) -> None:
+        tokens = _tokens(text)
+        self.by_size.setdefault(len(tokens), []).append(tokens)
+
+    def near(self, text: str, threshold: float = 0.7) -> bool:
+        mine = _tokens(text)
+        n = len(mine)
+        for size in range(math.floor(threshold * n), math.ceil(n / threshold) + 1):
+            for other in self.by_size.get(size, ()):
+                union = len(mine | other)
+                if union and len(mine & other) / union >= threshold:
+                    return True
+        return False
 
 
 def drop_train_near_duplicates(
@@ -243,7 +272,7 @@ def load_harmful(public: Path) -> list[Example]:
     rd = public / "refusal_direction"
     out: list[Example] = []
     seen: set[str] = set()
-    held: list[frozenset[str]] = []
+    held = _HeldOut()
     for split in ("test", "val", "train"):
         for item in _load_json(rd / f"splits_harmful_{split}.json"):
             text = str(item["instruction"]).strip()
@@ -251,7 +280,7 @@ def load_harmful(public: Path) -> list[Example]:
                 continue
             seen.add(text.lower())
             if split != "train":
-                held.append(_tokens(text))
+                held.add(text)
             cat = hazard_category(text, item.get("category"))
             out.append(Example(text, 1, split, f"refusal_direction/{split}", cat, "rd"))
     for name in (
@@ -265,7 +294,7 @@ def load_harmful(public: Path) -> list[Example]:
     ):
         for item in _load_json(rd / f"processed_{name}.json"):
             text = str(item["instruction"]).strip()
-            if text.lower() in seen or _near_duplicate(text, held):
+            if text.lower() in seen or held.near(text):
                 continue
             seen.add(text.lower())
             cat = hazard_category(text, item.get("category"))
@@ -277,7 +306,7 @@ def load_harmful(public: Path) -> list[Example]:
     # whatever its own split, so no public held-out request is learned through a paraphrase.
     for name in HARMFUL_VARIED:
         for group, text in read_grouped(WRITTEN / name):
-            if text.lower() in seen or _near_duplicate(text, held):
+            if text.lower() in seen or held.near(text):
                 continue
             seen.add(text.lower())
             split = stable_split("harmful:" + text)
@@ -306,7 +335,7 @@ def load_templates(public: Path) -> list[tuple[str, str, str]]:
     for path in sorted(root.rglob("*.yaml")):
         if "multi_parameter" in path.parts:
             continue
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
         value = str(data.get("value", ""))
         if not re.search(r"\{\{\s*prompt\s*\}\}", value):
             continue
@@ -794,8 +823,20 @@ def swap_openers(examples: list[Example], rng: random.Random, per_item: int = 2)
     return out
 
 
-def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
-    """Both tasks' examples with train/val/test already assigned."""
+def in_subset(example: Example, share: float) -> bool:
+    """Whether the SHA-256 of ``subset:<text>`` falls in the lowest ``share``: stable anywhere."""
+    digest = hashlib.sha256(f"subset:{example.text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
+def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234, subset: float | None = None) -> Datasets:
+    """Both tasks' examples with train/val/test already assigned.
+
+    ``subset``: keep only that stable share of each task's assembled examples (``in_subset``),
+    before the near-duplicate pass, for the pinned CI retrain (tests/guards/
+    test_classifier_training.py): the same assembly, split and code path on a few percent of
+    the texts, in seconds.
+    """
     rng = random.Random(seed)
     harmful = load_harmful(public)
     framed = framed_requests(rng)
@@ -864,6 +905,9 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234) -> Datasets:
         *[Example(e.text, 0, e.split, e.source, None, e.group) for e in docs if e.label == 0],
     ]
     harmful_task += swap_openers(harmful_task, rng)
+    if subset is not None:
+        injection = [e for e in injection if in_subset(e, subset)]
+        harmful_task = [e for e in harmful_task if in_subset(e, subset)]
     data.injection, data.dropped["injection"] = drop_train_near_duplicates(injection)
     data.harmful, data.dropped["harmful"] = drop_train_near_duplicates(harmful_task)
     return data

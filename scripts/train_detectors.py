@@ -26,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from detector_data import HAZARDS, Datasets, Example, build  # noqa: E402
+from detector_data import DEFAULT_PUBLIC, HAZARDS, Datasets, Example, build  # noqa: E402
 
 from wardgate.guards.classifier import (  # noqa: E402
     DEFAULT_DIM,
@@ -45,6 +46,9 @@ from wardgate.guards.classifier import (  # noqa: E402
     sha256_hex,
 )
 from wardgate.guards.semantic import MAX_SEMANTIC_WINDOWS, SemanticStage  # noqa: E402
+
+if TYPE_CHECKING:
+    from wardgate.guards.embedding import MiniLMEncoder
 
 DATA = ROOT / "src" / "wardgate" / "data"
 #: FPR the threshold is tuned to on val, below the targets (2% / 3%) to leave room for test.
@@ -172,11 +176,16 @@ def fmt(r: dict[str, object]) -> str:
 
 
 def train_task(
-    data: Datasets, task: str, dim: int, embed: Embedder | None = None
+    data: Datasets, task: str, dim: int, embed: Embedder | None = None, test_report: bool = True
 ) -> tuple[list[LinearDetector | SemanticStage], dict[str, object]]:
-    """The task's detector, plus the semantic stage for harmful when ``embed`` is given."""
+    """The task's detector, plus the semantic stage for harmful when ``embed`` is given.
+
+    ``test_report=False`` leaves the test split out entirely (not featurised, embedded or
+    reported): the weights do not depend on it, and bench/guards.py reports it from the files.
+    """
     started = time.perf_counter()
-    split = {s: data.of(task, s) for s in ("train", "val", "test")}
+    names = ("train", "val", "test") if test_report else ("train", "val")
+    split = {s: data.of(task, s) for s in names}
     word_dim = WORD_DIM[task]
     spans: dict[str, list[list[tuple[int, int]]]] = {s: [] for s in split}
     feats = {
@@ -206,25 +215,14 @@ def train_task(
             best = (key, c, model, threshold)
     assert best is not None
     _, c, model, threshold = best
+    report: dict[str, object] = {"C": c, "threshold": threshold}
+    print(f"[{task}] chosen C={c}, threshold {threshold:.4f}")
+    if test_report:
+        report.update(
+            test_scores_report(task, model, split, feats, labels, dim + word_dim, threshold)
+        )
 
-    test_scores = text_scores(model, feats["test"], dim + word_dim)
-    keep = benign_mask(split["test"])
-    report: dict[str, object] = {
-        "C": c,
-        "threshold": threshold,
-        "test": rates(test_scores[keep], labels["test"][keep], threshold),
-    }
-    print(f"[{task}] chosen C={c}; TEST: {fmt(report['test'])}")  # type: ignore[arg-type]
-    by_source: dict[str, dict[str, object]] = {}
-    for source in sorted({e.source for e in split["test"]}):
-        mask = np.array([e.source == source for e in split["test"]])
-        by_source[source] = rates(test_scores[mask], labels["test"][mask], threshold)
-        r = by_source[source]
-        rate = r["tpr"] if r["pos"] else r["fpr"]
-        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}")  # type: ignore[arg-type]
-    report["by_source"] = by_source
-
-    meta = {
+    meta: dict[str, object] = {
         "task": task,
         "C": c,
         "val_fpr_target": VAL_FPR[task],
@@ -258,17 +256,34 @@ def train_task(
     return [detector], report
 
 
+def test_scores_report(
+    task: str, model: LogisticRegression, split: dict[str, list[Example]],
+    feats: dict[str, Windows], labels: dict[str, np.ndarray], width: int, threshold: float,
+) -> dict[str, object]:  # fmt: skip
+    """Test-split rates overall and per source (printed; never used to choose anything)."""
+    test_scores = text_scores(model, feats["test"], width)
+    keep = benign_mask(split["test"])
+    out: dict[str, object] = {"test": rates(test_scores[keep], labels["test"][keep], threshold)}
+    print(f"[{task}] TEST: {fmt(out['test'])}")  # type: ignore[arg-type]
+    by_source: dict[str, dict[str, object]] = {}
+    for source in sorted({e.source for e in split["test"]}):
+        mask = np.array([e.source == source for e in split["test"]])
+        by_source[source] = rates(test_scores[mask], labels["test"][mask], threshold)
+        r = by_source[source]
+        rate = r["tpr"] if r["pos"] else r["fpr"]
+        print(f"    {source:32s} n={int(mask.sum()):5d}  flagged {float(rate):.3f}")  # type: ignore[arg-type]
+    out["by_source"] = by_source
+    return out
+
+
 def train_categories(
     split: dict[str, list[Example]], feats: dict[str, Windows], dim: int, report: dict[str, object]
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Multinomial head over S1..S14 on harmful train items (labels are keyword-seeded)."""
     counts = {s: Counter(e.category for e in split[s] if e.label == 1) for s in split}
-    print("[harmful] category counts (train/val/test):")
+    print(f"[harmful] category counts ({'/'.join(split)}):")
     for cat in HAZARDS:
-        print(
-            f"    {cat:4s} {HAZARDS[cat]:28s} "
-            f"{counts['train'][cat]:4d} {counts['val'][cat]:4d} {counts['test'][cat]:4d}"
-        )
+        print(f"    {cat:4s} {HAZARDS[cat]:28s} " + " ".join(f"{counts[s][cat]:4d}" for s in split))
     report["category_counts"] = {s: dict(counts[s]) for s in counts}
 
     def matrix(s: str) -> tuple[sp.csr_matrix, list[str]]:
@@ -284,13 +299,14 @@ def train_categories(
     x, y = matrix("train")
     model = LogisticRegression(C=16.0, max_iter=3000, class_weight="balanced", random_state=SEED)
     model.fit(x, y)
-    xt, yt = matrix("test")
-    accuracy = float(np.mean(model.predict(xt) == np.array(yt)))
-    print(
-        f"[harmful] category accuracy on test harmful items vs keyword-seeded labels: "
-        f"{accuracy:.3f} (n={len(yt)})"
-    )
-    report["category_accuracy"] = accuracy
+    if "test" in split:
+        xt, yt = matrix("test")
+        accuracy = float(np.mean(model.predict(xt) == np.array(yt)))
+        print(
+            f"[harmful] category accuracy on test harmful items vs keyword-seeded labels: "
+            f"{accuracy:.3f} (n={len(yt)})"
+        )
+        report["category_accuracy"] = accuracy
     labels = tuple(str(c) for c in model.classes_)
     weights = model.coef_.astype(np.float16)
     return weights, model.intercept_.astype(np.float32), labels
@@ -303,15 +319,15 @@ def file_name(model: LinearDetector | SemanticStage) -> str:
     return f"detectors/{model.name}.npz"
 
 
-def write(detectors: list[LinearDetector | SemanticStage]) -> None:
-    folder = DATA / "detectors"
+def write(detectors: list[LinearDetector | SemanticStage], data: Path = DATA) -> None:
+    folder = data / "detectors"
     folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = DATA / "MANIFEST.json"
+    manifest_path = data / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"files": {}}
     for detector in detectors:
         blob = detector.to_npz_bytes()
         rel = file_name(detector)
-        (DATA / rel).write_bytes(blob)
+        (data / rel).write_bytes(blob)
         manifest["files"][rel] = sha256_hex(blob)
         print(f"wrote {rel}: {len(blob) / 1e6:.2f} MB sha256 {manifest['files'][rel]}")
     manifest["files"] = dict(sorted(manifest["files"].items()))
@@ -355,13 +371,13 @@ def close_to(retrained: bytes, pinned: bytes) -> tuple[bool, str]:
     return True, "relative changes: " + ", ".join(changes)
 
 
-def check(detectors: list[LinearDetector | SemanticStage]) -> bool:
-    """True when retraining reproduced the shipped files: byte for byte, or within CHECK_RTOL.
+def check(detectors: list[LinearDetector | SemanticStage], data: Path = DATA) -> bool:
+    """True when retraining reproduced the pinned files: byte for byte, or within CHECK_RTOL.
 
     Byte-identical needs the same numpy/scipy/scikit-learn releases; across releases the
     solver's floating-point path moves weights by ~1e-6, which the tolerance absorbs.
     """
-    manifest = json.loads((DATA / "MANIFEST.json").read_text())["files"]
+    manifest = json.loads((data / "MANIFEST.json").read_text())["files"]
     same = True
     for detector in detectors:
         rel = file_name(detector)
@@ -370,7 +386,12 @@ def check(detectors: list[LinearDetector | SemanticStage]) -> bool:
         if manifest.get(rel) == digest:
             print(f"{rel}: retrained {digest} == pinned")
             continue
-        ok, why = close_to(blob, (DATA / rel).read_bytes())
+        pinned = data / rel
+        if not pinned.is_file():
+            print(f"{rel}: retrained {digest} != pinned (no pinned file)")
+            same = False
+            continue
+        ok, why = close_to(blob, pinned.read_bytes())
         same &= ok
         verdict = "== pinned within tolerance" if ok else "!= pinned"
         print(f"{rel}: retrained {digest} {verdict} ({why})")
@@ -394,31 +415,47 @@ SEMANTIC_VAL_FPR = 0.025
 
 
 class Embedder:
-    """MiniLM embeddings of many texts, optionally cached on disk by SHA-256 of the text."""
+    """MiniLM embeddings of many texts, optionally cached on disk by SHA-256 of the text.
 
-    def __init__(self, cache: Path | None) -> None:
-        from wardgate.guards.embedding import MiniLMEncoder
+    ``frozen``: the cache is read-only and must hold every text (the pinned CI retrain, which
+    must not spend minutes in MiniLM: a miss means the pinned subset is stale, re-pin it).
+    MiniLM itself is loaded only when a text is missing.
+    """
 
-        self.encoder = MiniLMEncoder.load()
+    def __init__(self, cache: Path | None, frozen: bool = False) -> None:
         self.cache = cache
+        self.frozen = frozen
+        self.encoder: MiniLMEncoder | None = None
         self.known: dict[str, np.ndarray] = {}
         if cache is not None and cache.exists():
             with np.load(cache, allow_pickle=False) as npz:
                 self.known = dict(zip(npz["keys"].tolist(), npz["vectors"], strict=True))
+        elif frozen:
+            raise SystemExit(f"--frozen-embeddings: no embedding cache at {cache}")
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         keys = [sha256_hex(t.encode("utf-8")) for t in texts]
         todo = list({k: t for k, t in zip(keys, texts, strict=True) if k not in self.known}.items())
+        if todo and self.frozen:
+            raise SystemExit(
+                f"--frozen-embeddings: {len(todo)} of {len(keys)} texts are not in {self.cache}; "
+                "the data or featuriser changed, re-pin (see docs/guards.md)"
+            )
+        if todo and self.encoder is None:
+            from wardgate.guards.embedding import MiniLMEncoder
+
+            self.encoder = MiniLMEncoder.load()
         started = time.perf_counter()
         for start in range(0, len(todo), 2048):
             part = todo[start : start + 2048]
+            assert self.encoder is not None
             vectors = self.encoder.encode([t for _, t in part], batch_size=64)
             self.known.update(zip([k for k, _ in part], vectors, strict=True))
             done = min(start + 2048, len(todo))
             took = time.perf_counter() - started
             print(f"    embedded {done}/{len(todo)} new texts ({took:.0f}s)", flush=True)
         if todo and self.cache is not None:
-            np.savez(
+            np.savez_compressed(
                 self.cache,
                 keys=np.array(list(self.known)),
                 vectors=np.stack(list(self.known.values())),
@@ -492,11 +529,13 @@ def train_semantic(
     dim, word_dim = first.dim, first.word_dim
     width = dim + word_dim
     first_w = np.concatenate((first.weights, first.word_weights)).astype(np.float64)
-    emb = {s: embed(window_texts(split[s], spans[s])) for s in split}
+    emb = {s: embed(window_texts(split[s], spans[s])) for s in split}  # test only if reported
     print(f"[harmful/semantic] embeddings ready in {time.perf_counter() - started:.0f}s")
     rows, y = window_rows(split["train"], feats["train"])
     x_ngrams = to_matrix(rows, width)
-    grams = {s: to_matrix([w for wins in feats[s] for w in wins], width) for s in ("val", "test")}
+    grams = {
+        s: to_matrix([w for wins in feats[s] for w in wins], width) for s in split if s != "train"
+    }
     s1 = {s: 1 / (1 + np.exp(-(grams[s] @ first_w + first.bias))) for s in grams}
     own = {s: owners(spans[s]) for s in grams}
     labels = {s: np.array([e.label for e in split[s]]) for s in split}
@@ -547,6 +586,8 @@ def train_semantic(
             "trained_with": "scripts/train_detectors.py",
         },
     )
+    if "test" not in split:
+        return stage
     xt = sp.hstack([grams["test"], sp.csr_matrix(emb["test"] * scale)], format="csr")
     s2t = model.predict_proba(xt)[:, 1]
     n = len(split["test"])
@@ -565,12 +606,17 @@ def train_semantic(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--public", type=Path, default=ROOT.parent / "shared" / "data" / "public")
+    parser.add_argument(
+        "--public",
+        type=Path,
+        default=DEFAULT_PUBLIC,
+        help="the public data (default: $WARDGATE_PUBLIC_DATA, else ../shared/data/public)",
+    )
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument(
         "--check",
         action="store_true",
-        help="write nothing; exit 1 unless the weights come out byte-identical to the shipped ones",
+        help="write nothing; exit 1 unless the weights match the pinned ones (see CHECK_RTOL)",
     )
     parser.add_argument("--task", choices=("injection", "harmful", "both"), default="both")
     parser.add_argument(
@@ -584,18 +630,40 @@ def main() -> None:
         default=None,
         help="an .npz file that keeps MiniLM embeddings between runs",
     )
+    parser.add_argument(
+        "--no-test-report",
+        action="store_true",
+        help="leave the test split out (weights unchanged; skips minutes of MiniLM)",
+    )
+    parser.add_argument(
+        "--subset",
+        type=float,
+        default=None,
+        help="train on this stable share of the data (the pinned CI check; never shipped)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA,
+        help="where weights and MANIFEST.json are written or checked (default: the package's)",
+    )
+    parser.add_argument(
+        "--frozen-embeddings",
+        action="store_true",
+        help="read the --embedding-cache only; fail if a text is missing (never run MiniLM)",
+    )
     args = parser.parse_args()
-    data = build(args.public, seed=SEED)
+    data = build(args.public, seed=SEED, subset=args.subset)
     tasks = ("injection", "harmful") if args.task == "both" else (args.task,)
-    embed = None if args.no_semantic else Embedder(args.embedding_cache)
+    embed = None if args.no_semantic else Embedder(args.embedding_cache, args.frozen_embeddings)
     detectors: list[LinearDetector | SemanticStage] = []
     for task in tasks:
-        models, _ = train_task(data, task, DEFAULT_DIM, embed)
+        models, _ = train_task(data, task, DEFAULT_DIM, embed, not args.no_test_report)
         detectors.extend(models)
     if args.check:
-        sys.exit(0 if check(detectors) else 1)
+        sys.exit(0 if check(detectors, args.data_dir) else 1)
     if not args.dry_run:
-        write(detectors)
+        write(detectors, args.data_dir)
 
 
 if __name__ == "__main__":

@@ -144,8 +144,8 @@ RULES = [
     Rule(r"-m tests\.fakes\.serve", "starts a fake vendor server until interrupted"),
     Rule(r"wardgate redteam (run|compare)\b", "attack runs against a model take minutes"),
     Rule(r"wardgate redteam rejudge\b", "re-scores a finished attack run, which takes minutes"),
-    Rule(r"wardgate whitebox (diff|harden)\b", "compares a model file the reader has, or trains "
-         "a model for minutes: tests/whitebox/ run both on real files"),
+    Rule(r"wardgate whitebox (diff|harden|refusal-direction)\b", "compares a model file the "
+         "reader has, or runs a model for minutes: tests/whitebox/ run each on test models"),
     Rule(r"^export WARDGATE_API_KEY=wg-\.\.\.", "a placeholder for the reader's own key"),
     Rule(r"garak", "installs and runs garak from PyPI (network)"),
     Rule(r"audit tail --follow", "runs until interrupted"),

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from tests.backends._keys import KEY_ENV, VENDOR_KEY
 from tests.fakes import FakeOpenAI
@@ -212,6 +213,9 @@ async def test_queue_depth_counts_in_flight_requests(
 async def test_abandoned_stream_releases_its_slot(
     backend: OpenAICompatBackend, openai_fake: FakeOpenAI
 ) -> None:
+    # Chunks far apart, so the answer is still in flight after the first (a body that came
+    # in one read would already be done: its deltas arrive together).
+    openai_fake.faults.push("chunk_delay=1.0")
     stream = backend.stream(_request())
     first = await anext(stream)
     assert first.text == "Echo: "
@@ -532,3 +536,60 @@ async def test_pool_size_bounds_concurrent_connections(
         await b.aclose()
     assert len({r.peer for r in openai_fake.requests}) == 2
     assert elapsed >= 0.6  # two waves of two
+
+
+# -- several events in one network read ---------------------------------------------------
+
+
+def _event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish, **extra}
+    return b"data: " + orjson.dumps({"choices": [choice]}) + b"\n\n"
+
+
+#: A whole answer in one write, as a batching server or proxy sends it: text, two tool-call
+#: fragments, a stop sequence on the finish, usage, [DONE].
+ONE_WRITE = b"".join(
+    [
+        _event({"role": "assistant", "content": ""}),
+        _event({"content": "one "}),
+        _event({"content": "two"}),
+        _event({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f"}}]}),
+        _event({"tool_calls": [{"index": 0, "function": {"arguments": '{"x": 1}'}}]}),
+        _event({}, "stop", stop_reason="END"),
+        b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}\n\n',
+        b"data: [DONE]\n\n",
+    ]
+)
+
+
+async def test_events_sent_in_one_write_arrive_intact_and_in_order(vendor_key: str) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+    from tests.fakes.server import run_server
+
+    async def one_write(request: Any) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield ONE_WRITE
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/v1/chat/completions", one_write, methods=["POST"])])
+    with run_server(app) as url:
+        backend = OpenAICompatBackend(_config(url))
+        await backend.start()
+        try:
+            request = _request(stop=["END"])
+            batches = [b async for b in backend.stream_batches(request)]
+            deltas = await _collect(backend.stream(request))
+        finally:
+            await backend.aclose()
+    assert all(batches)
+    assert [d for b in batches for d in b] == deltas
+    assert [d.text for d in deltas] == ["one ", "two", "", "", ""]
+    assert [f.arguments for d in deltas[2:4] for f in d.tool_calls] == ["", '{"x": 1}']
+    assert deltas[2].tool_calls[0].id == "call_1" and deltas[2].tool_calls[0].name == "f"
+    last = deltas[-1]
+    assert (last.finish_reason, last.stop_sequence) == ("stop", "END")
+    assert last.usage is not None
+    assert (last.usage.prompt_tokens, last.usage.completion_tokens) == (5, 3)

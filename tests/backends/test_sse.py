@@ -6,7 +6,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_lines, iter_sse
+from wardgate.backends.sse import (
+    SSEDecodeError,
+    SSEDecoder,
+    SSEEvent,
+    iter_lines,
+    iter_sse,
+    iter_sse_batches,
+)
 
 
 async def _lines(*lines: str) -> AsyncIterator[str]:
@@ -97,3 +104,34 @@ async def test_a_line_that_never_ends_is_refused() -> None:
         "x" * 90,
         "y" * 90,
     ]
+
+
+# -- batches: the events each chunk completed ----------------------------------------------
+
+
+BATCH_CHUNKS = (
+    b"data: 1\n\ndata: 2\n\nda",
+    b"ta: 3\r",
+    b"\n\r\ndata: 4\n\n",
+    b": keep-alive\n\n",
+    b"event: last\ndata: 5",
+)
+
+
+async def test_batches_hold_the_events_each_chunk_completed_in_order() -> None:
+    batches = [b async for b in iter_sse_batches(_chunks(*BATCH_CHUNKS))]
+    assert [[e.data for e in batch] for batch in batches] == [["1", "2"], ["3", "4"], ["5"]]
+    assert batches[-1] == [SSEEvent("last", "5")]
+
+
+async def test_batches_carry_the_same_events_as_the_line_decoder() -> None:
+    flat = [e async for batch in iter_sse_batches(_chunks(*BATCH_CHUNKS)) for e in batch]
+    assert flat == [e async for e in iter_sse(iter_lines(_chunks(*BATCH_CHUNKS)))]
+
+
+async def test_batches_refuse_an_endless_line_and_an_oversized_event() -> None:
+    with pytest.raises(SSEDecodeError):
+        _ = [b async for b in iter_sse_batches(_chunks(b"data: " + b"x" * 100), max_line_bytes=50)]
+    decoder = SSEDecoder(max_event_chars=80)
+    with pytest.raises(SSEDecodeError):
+        decoder.feed(b"data: " + b"x" * 50 + b"\ndata: " + b"y" * 50 + b"\n")

@@ -92,6 +92,7 @@ def test_every_operation_keeps_the_contract(running: Running, mode: GenerationMo
     assert len(operations) == 10
     skipped: list[str] = []
     statuses: dict[tuple[str, int], int] = {}
+    refusals: dict[int, str] = {}  # a sample answer per 4xx status, for the failure message
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode).map(_served))
@@ -107,6 +108,8 @@ def test_every_operation_keeps_the_contract(running: Running, mode: GenerationMo
             response = case.call_and_validate(headers=headers, checks=CHECKS)
             seen = (operation.path, response.status_code)
             statuses[seen] = statuses.get(seen, 0) + 1
+            if operation.path == "/v1/chat/completions" and 400 <= response.status_code < 500:
+                refusals.setdefault(response.status_code, response.text[:300])
 
         try:
             run()
@@ -117,7 +120,7 @@ def test_every_operation_keeps_the_contract(running: Running, mode: GenerationMo
     assert len(skipped) <= 4  # /v1/models, /healthz, /readyz, the JWKS
     assert not any(code >= 500 for _, code in statuses)
     if mode is GenerationMode.POSITIVE:  # generated requests were served, not only refused
-        assert statuses.get(("/v1/chat/completions", 200), 0) >= 1, statuses
+        assert statuses.get(("/v1/chat/completions", 200), 0) >= 1, (statuses, refusals)
 
 
 def test_the_document_covers_every_public_endpoint(running: Running) -> None:

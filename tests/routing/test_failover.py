@@ -553,6 +553,88 @@ async def test_closing_the_stream_early_closes_the_backend_stream(clock):
     assert failover.circuit_states()["primary"] == "closed"
 
 
+class BatchingBackend(ScriptedBackend):
+    """A backend that hands out its deltas grouped as they arrived (``stream_batches``)."""
+
+    def __init__(self, config: ModelConfig, batches: list[list[Delta]],
+                 then: BaseException | Hang | None = None) -> None:  # fmt: skip
+        super().__init__(config, [OK])
+        self.batches = batches
+        self.then = then
+
+    async def stream_batches(self, request: ChatRequest) -> AsyncIterator[list[Delta]]:
+        self._step(request)
+        try:
+            for batch in self.batches:
+                await asyncio.sleep(0)
+                yield batch
+            if isinstance(self.then, BaseException):
+                raise self.then
+            if isinstance(self.then, Hang):
+                await asyncio.sleep(self.then.seconds)
+        finally:
+            self.closed_streams += 1
+
+
+def batching(clock: FakeClock, config: ModelConfig, backend: BatchingBackend) -> Failover:
+    return Failover({config.name: backend}, {config.name: config}, clock=clock)
+
+
+BATCHES = [
+    [Delta(text="a"), Delta(text="b"), Delta(text="c")],
+    [],  # an empty batch is skipped, never handed on
+    [Delta(text="d"), Delta(finish_reason="stop", usage=Usage(3, 4), stop_sequence="END")],
+]
+
+
+async def test_batches_pass_through_whole_and_in_order(clock):
+    config = model("primary")
+    backend = BatchingBackend(config, BATCHES)
+    stream = batching(clock, config, backend).stream("primary", REQUEST)
+    batches = []
+    while True:
+        try:
+            batches.append(await stream.next_batch())
+        except StopAsyncIteration:
+            break
+    assert [[d.text for d in b] for b in batches] == [["a", "b", "c"], ["d", ""]]
+    last = batches[-1][-1]
+    assert (last.finish_reason, last.stop_sequence, last.usage) == ("stop", "END", Usage(3, 4))
+    assert stream.served_by == "primary"
+    assert backend.closed_streams == 1
+
+
+async def test_delta_by_delta_and_batch_by_batch_can_be_mixed(clock):
+    config = model("primary")
+    stream = batching(clock, config, BatchingBackend(config, BATCHES)).stream("primary", REQUEST)
+    assert (await anext(stream)).text == "a"
+    assert [d.text for d in await stream.next_batch()] == ["b", "c"]  # the rest of that read
+    assert [d.text for d in await collect(stream)] == ["d", ""]
+
+
+async def test_a_batched_stream_that_stalls_times_out_between_batches(clock):
+    config = model("primary", timeout_s=0.05)
+    backend = BatchingBackend(config, BATCHES[:1], then=Hang(5))
+    stream = batching(clock, config, backend).stream("primary", REQUEST)
+    received = []
+    with pytest.raises(UpstreamTimeout):
+        async for delta in stream:
+            received.append(delta.text)
+    assert received == ["a", "b", "c"]
+    assert outcomes(stream.trace)[-1] == ("primary", "error", "upstream_timeout")
+    assert stream.trace.attempts[-1].detail == DETAIL_MID_STREAM
+
+
+async def test_a_batched_stream_without_finish_reason_is_an_error(clock):
+    config = model("primary")
+    stream = batching(clock, config, BatchingBackend(config, BATCHES[:1])).stream(
+        "primary", REQUEST
+    )
+    with pytest.raises(UpstreamError) as info:
+        await collect(stream)
+    assert "finish_reason" in info.value.message
+
+
 # -- candidates from the routing policy ---------------------------------------------------
 
 

@@ -58,6 +58,10 @@ class Backend(Protocol):
 # It is the longest a request waits for its turn before the backend answers ``Overloaded``;
 # failover allows that much on top of ``timeout_s``, which such a backend enforces itself
 # from the moment a request starts, so time spent queued never counts as the model failing.
+# Also optional: ``stream_batches(self, request) -> AsyncIterator[list[Delta]]``, the deltas of
+# ``stream`` grouped as they arrived (one list per network read for a remote backend), so
+# failover and the chat route handle a read's worth of deltas at once; the lists hold the
+# same deltas in the same order as ``stream``, and none is empty.
 # Constructors must not acquire resources (threads, sockets): the check builds backends too.
 
 

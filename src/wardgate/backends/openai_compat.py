@@ -19,7 +19,7 @@ for the vendor's abuse tracking) and ``proxy`` (an HTTP proxy URL).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from wardgate.backends.base import output_token_limit
@@ -36,7 +36,7 @@ from wardgate.chat import (
 )
 from wardgate.config import ModelConfig
 from wardgate.embeddings import EmbeddingRequest, Embeddings
-from wardgate.errors import ConfigError, UpstreamError
+from wardgate.errors import ConfigError, UpstreamError, WardgateError
 
 _PATH = "/chat/completions"
 _FINISH: dict[str, FinishReason] = {
@@ -217,42 +217,73 @@ class OpenAICompatBackend(RemoteBackend):
         return fragments
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        batches = self.stream_batches(request)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for delta in batch:
+                    yield delta
+
+    async def stream_batches(self, request: ChatRequest) -> AsyncGenerator[list[Delta], None]:
+        """The deltas of :meth:`stream`, a non-empty list per network read that carried any
+        (the optional ``stream_batches`` of ``backends.base``); the last list ends with the
+        delta that carries ``finish_reason``."""
         body = self.build_body(request, stream=True)
         finish: FinishReason | None = None
         stop_sequence: str | None = None
         usage: Usage | None = None
         done = False
-        events = self._http.stream_events(_PATH, body)
-        async with contextlib.aclosing(events):
-            async for event in events:
-                if done:
-                    continue  # drain to the end so the connection can be reused
-                if event.data.strip() == "[DONE]":
-                    done = True
-                    continue
-                chunk = self._http.decode_object(event.data)
-                if "error" in chunk:
-                    raise self._stream_error(chunk["error"])
-                usage = _usage(chunk.get("usage")) or usage
-                for choice in chunk.get("choices") or ():
-                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                        continue
-                    delta = choice.get("delta")
-                    if not isinstance(delta, dict):
-                        delta = {}
-                    text = delta.get("content")
-                    fragments = self._tool_call_deltas(delta.get("tool_calls"))
-                    if fragments or (isinstance(text, str) and text):
-                        yield Delta(
-                            text=text if isinstance(text, str) else "", tool_calls=fragments
-                        )
-                    if choice.get("finish_reason") is not None:
-                        finish = _finish(choice["finish_reason"])
-                        stop_sequence = matched_stop(choice, request)
+        # The deltas of the read being decoded. Those that arrived with [DONE] wait for the
+        # end of the body and go out with the finish delta (one write; nothing after [DONE]
+        # is shown anyway). On a failure, what was decoded before it still goes out first,
+        # as it did when every delta travelled alone.
+        pending: list[Delta] = []
+        batches = self._http.stream_batches(_PATH, body)
+        try:
+            async with contextlib.aclosing(batches):
+                async for events in batches:
+                    if done:
+                        continue  # drain to the end so the connection can be reused
+                    for event in events:
+                        if event.data.strip() == "[DONE]":
+                            done = True
+                            break
+                        chunk = self._http.decode_object(event.data)
+                        if "error" in chunk:
+                            raise self._stream_error(chunk["error"])
+                        usage = _usage(chunk.get("usage")) or usage
+                        for choice in chunk.get("choices") or ():
+                            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                                continue
+                            delta = choice.get("delta")
+                            if not isinstance(delta, dict):
+                                delta = {}
+                            text = delta.get("content")
+                            fragments = self._tool_call_deltas(delta.get("tool_calls"))
+                            if fragments or (isinstance(text, str) and text):
+                                pending.append(
+                                    Delta(
+                                        text=text if isinstance(text, str) else "",
+                                        tool_calls=fragments,
+                                    )
+                                )
+                            if choice.get("finish_reason") is not None:
+                                finish = _finish(choice["finish_reason"])
+                                stop_sequence = matched_stop(choice, request)
+                    if pending and not done:
+                        batch, pending = pending, []
+                        yield batch
+        except WardgateError:
+            if pending:
+                batch, pending = pending, []
+                yield batch
+            raise
         # A clean close without [DONE] and without a finish reason is a truncated answer.
         if not done and finish is None:
             raise self._http.connection_lost()
-        yield Delta(finish_reason=finish or "stop", usage=usage, stop_sequence=stop_sequence)
+        pending.append(
+            Delta(finish_reason=finish or "stop", usage=usage, stop_sequence=stop_sequence)
+        )
+        yield pending
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         """``POST {base_url}/embeddings``; vectors always fetched as floats (the gateway

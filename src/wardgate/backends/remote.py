@@ -35,7 +35,7 @@ import orjson
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from yarl import URL
 
-from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_lines, iter_sse
+from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_sse_batches
 from wardgate.config import ModelConfig
 from wardgate.errors import ConfigError, UpstreamError, UpstreamTimeout
 
@@ -261,7 +261,18 @@ class HTTPUpstream:
     async def stream_events(
         self, path: str, body: dict[str, Any]
     ) -> AsyncGenerator[SSEEvent, None]:
-        """POST ``body`` and yield its SSE events; ``timeout_s`` bounds each wait for data.
+        """POST ``body`` and yield its SSE events one by one (see :meth:`stream_batches`)."""
+        batches = self.stream_batches(path, body)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                for event in batch:
+                    yield event
+
+    async def stream_batches(
+        self, path: str, body: dict[str, Any]
+    ) -> AsyncGenerator[list[SSEEvent], None]:
+        """POST ``body`` and yield its SSE events, a list per network read that completed any;
+        ``timeout_s`` bounds each wait for data.
 
         Events are decoded from each chunk as it arrives, never from a buffered body. Ends
         normally only when the server ends the body cleanly; the caller still checks that
@@ -284,8 +295,8 @@ class HTTPUpstream:
                 if media_type != "text/event-stream":
                     # e.g. a server that ignored ``stream: true`` and sent one JSON body.
                     raise self.protocol_error(f"expected an event stream, got {media_type!r}")
-                async for event in iter_sse(iter_lines(response.content.iter_any())):
-                    yield event
+                async for batch in iter_sse_batches(response.content.iter_any()):
+                    yield batch
 
     # -- error mapping -------------------------------------------------------------------
 

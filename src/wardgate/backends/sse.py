@@ -8,13 +8,16 @@ vendors; the backends interpret ``data``.
 
 :func:`iter_lines` cuts the body's byte chunks into lines as they arrive and
 :func:`iter_sse` groups lines into events, so an event is handed on as soon as its blank
-line arrives and the body is never buffered whole.
+line arrives and the body is never buffered whole. :class:`SSEDecoder` does both for one
+chunk at a time and :func:`iter_sse_batches` hands on all the events one network read
+completed as one list: a server (or a batching proxy) that sends several events per write
+then costs one pass through the stream's consumers, not one per event.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 
 #: An upstream that never ends an event must not make the gateway buffer without bound.
@@ -38,6 +41,20 @@ class SSEEvent:
     data: str
 
 
+def _split_lines(pending: bytes, chunk: bytes) -> tuple[list[bytes], bytes]:
+    """The complete lines of ``pending + chunk`` and what is left of an unfinished one.
+
+    A chunk ending in CR keeps it pending until the next byte shows whether an LF follows.
+    """
+    data = pending + chunk if pending else chunk
+    if b"\r" in data:
+        held_cr = data.endswith(b"\r")
+        lines = _LINE_BREAK.split(data[:-1] if held_cr else data)
+        return lines, lines.pop() + (b"\r" if held_cr else b"")
+    lines = data.split(b"\n")
+    return lines, lines.pop()
+
+
 async def iter_lines(
     chunks: AsyncIterable[bytes], *, max_line_bytes: int = DEFAULT_MAX_EVENT_CHARS
 ) -> AsyncIterator[str]:
@@ -51,20 +68,78 @@ async def iter_lines(
     """
     pending = b""
     async for chunk in chunks:
-        data = pending + chunk if pending else chunk
-        if b"\r" in data:
-            held_cr = data.endswith(b"\r")
-            lines = _LINE_BREAK.split(data[:-1] if held_cr else data)
-            pending = lines.pop() + (b"\r" if held_cr else b"")
-        else:
-            lines = data.split(b"\n")
-            pending = lines.pop()
+        lines, pending = _split_lines(pending, chunk)
         if len(pending) > max_line_bytes:
             raise SSEDecodeError(f"a line exceeded {max_line_bytes} bytes")
         for line in lines:
             yield line.decode("utf-8", "replace")
     if pending:
         yield pending.removesuffix(b"\r").decode("utf-8", "replace")
+
+
+class SSEDecoder:
+    """Incremental event-stream decoder: bytes in, dispatched events out.
+
+    The same rules as :func:`iter_lines` followed by :func:`iter_sse`, with no generator
+    per line or per event: :meth:`feed` takes one chunk of the body and returns the events
+    it completed (often none, often several), :meth:`close` those still open at the end.
+    """
+
+    __slots__ = ("_data", "_event", "_max_event", "_max_line", "_pending", "_size")
+
+    def __init__(
+        self,
+        *,
+        max_line_bytes: int = DEFAULT_MAX_EVENT_CHARS,
+        max_event_chars: int = DEFAULT_MAX_EVENT_CHARS,
+    ) -> None:
+        self._max_line = max_line_bytes
+        self._max_event = max_event_chars
+        self._pending = b""
+        self._event = ""
+        self._data: list[str] = []
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        lines, self._pending = _split_lines(self._pending, chunk)
+        if len(self._pending) > self._max_line:
+            raise SSEDecodeError(f"a line exceeded {self._max_line} bytes")
+        return self.feed_lines(line.decode("utf-8", "replace") for line in lines)
+
+    def close(self) -> list[SSEEvent]:
+        """The end of the body: a last unterminated line and an open event are dispatched."""
+        pending, self._pending = self._pending, b""
+        out = []
+        if pending:
+            out = self.feed_lines([pending.removesuffix(b"\r").decode("utf-8", "replace")])
+        if self._data:
+            out.append(SSEEvent(self._event or "message", "\n".join(self._data)))
+            self._event, self._data, self._size = "", [], 0
+        return out
+
+    def feed_lines(self, lines: Iterable[str]) -> list[SSEEvent]:
+        """Decode lines (without their terminators); the events they dispatch, in order."""
+        out: list[SSEEvent] = []
+        for raw_line in lines:
+            line = raw_line.rstrip("\r\n")
+            if not line:
+                if self._data:
+                    out.append(SSEEvent(self._event or "message", "\n".join(self._data)))
+                self._event, self._data, self._size = "", [], 0
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if field == "data":
+                self._size += len(value) + 1
+                if self._size > self._max_event:
+                    raise SSEDecodeError(f"an event exceeded {self._max_event} characters")
+                self._data.append(value)
+            elif field == "event":
+                self._event = value
+        return out
 
 
 async def iter_sse(
@@ -79,27 +154,31 @@ async def iter_sse(
     is dispatched, so a server that omits the final blank line still works; a truncated JSON
     payload then fails to parse in the backend, which fails closed.
     """
-    event_name = ""
-    data: list[str] = []
-    size = 0
+    decoder = SSEDecoder(max_event_chars=max_event_chars)
     async for raw_line in lines:
-        line = raw_line.rstrip("\r\n")
-        if not line:
-            if data:
-                yield SSEEvent(event_name or "message", "\n".join(data))
-            event_name, data, size = "", [], 0
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if field == "data":
-            size += len(value) + 1
-            if size > max_event_chars:
-                raise SSEDecodeError(f"an event exceeded {max_event_chars} characters")
-            data.append(value)
-        elif field == "event":
-            event_name = value
-    if data:
-        yield SSEEvent(event_name or "message", "\n".join(data))
+        for event in decoder.feed_lines((raw_line,)):
+            yield event
+    for event in decoder.close():
+        yield event
+
+
+async def iter_sse_batches(
+    chunks: AsyncIterable[bytes],
+    *,
+    max_line_bytes: int = DEFAULT_MAX_EVENT_CHARS,
+    max_event_chars: int = DEFAULT_MAX_EVENT_CHARS,
+) -> AsyncIterator[list[SSEEvent]]:
+    """The events of a byte stream, one non-empty list per chunk that completed any.
+
+    Same events in the same order as ``iter_sse(iter_lines(chunks))``; only the grouping
+    differs, and an event is still handed on as soon as the chunk with its blank line
+    arrives.
+    """
+    decoder = SSEDecoder(max_line_bytes=max_line_bytes, max_event_chars=max_event_chars)
+    async for chunk in chunks:
+        events = decoder.feed(chunk)
+        if events:
+            yield events
+    events = decoder.close()
+    if events:
+        yield events

@@ -102,7 +102,8 @@ def run(
     judge: Annotated[str | None, typer.Option(
         help="Target spec of an LLM judge (StrongREJECT rubric) for harmful items.")] = None,
     harm_judge: Annotated[str, typer.Option(
-        help="Judge of harmful items' answers: auto (the validated default: pair_minilm, else "
+        help="Judge of harmful items' answers: auto (the validated default: the judge that "
+        "agrees best with the labelled set's train+val labels, pair_minilm with MiniLM, else "
         "rules), pair_minilm, rules, guard (the request detector over the answer; weak), "
         "compliance. See 'wardgate redteam judges validate'.")] = "auto",
     fail_above: FailAbove = None,

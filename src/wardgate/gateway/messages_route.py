@@ -20,7 +20,7 @@ from wardgate.errors import WardgateError
 from wardgate.gateway import anthropic_wire as wire
 from wardgate.gateway.body import read_json_body
 from wardgate.gateway.chat_route import run_chat
-from wardgate.gateway.responses import JSONBytesResponse
+from wardgate.gateway.responses import EventStreamResponse, JSONBytesResponse
 from wardgate.gateway.service import Gateway
 
 
@@ -43,7 +43,7 @@ async def messages(request: Request) -> Response:
     model = str(chat_body.get("model") or "")
     response = await run_chat(request, body=chat_body, authorization=authorization)
     if isinstance(response, StreamingResponse):
-        return StreamingResponse(
+        return EventStreamResponse(
             _events(response.body_iterator, model),  # type: ignore[arg-type]
             media_type="text/event-stream",
             headers={k: v for k, v in response.headers.items() if k.lower() != "content-length"},

@@ -230,7 +230,35 @@ def _chat_schema(defs: dict[str, Any]) -> dict[str, Any]:
     for name in sorted(TOLERATED_PARAMETERS):
         schema["properties"].setdefault(name, {})
     schema["additionalProperties"] = False
+    # ChatRequest also refuses a conversation whose messages are all blank: say so in the
+    # contract, so that a client generating bodies from it (and schemathesis) sends valid ones.
+    schema["properties"]["messages"]["contains"] = _NON_BLANK_MESSAGE
     return schema
+
+
+#: A message with some non-whitespace text, as a string or in a text part.
+_NON_BLANK_MESSAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["content"],
+    "properties": {
+        "content": {
+            "anyOf": [
+                {"type": "string", "pattern": r"\S"},
+                {
+                    "type": "array",
+                    "contains": {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "properties": {
+                            "type": {"const": "text"},
+                            "text": {"type": "string", "pattern": r"\S"},
+                        },
+                    },
+                },
+            ]
+        }
+    },
+}
 
 
 def openapi_document(version: str) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from wardgate.chat import Completion, ToolCallDelta, Usage
 from wardgate.errors import WardgateError
@@ -19,6 +21,43 @@ class JSONBytesResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class EventStreamResponse(StreamingResponse):
+    """A ``text/event-stream`` answer, stopped when the client disconnects.
+
+    Starlette's ``StreamingResponse`` (for ASGI servers before spec 2.4, uvicorn's included)
+    watches for the disconnect from an anyio task group, which costs more per response than
+    the rest of a short stream's sending. This watches from one plain task and cancels the
+    stream the same way: the body's generator sees ``CancelledError`` where it waits, and
+    the response then ends quietly, as Starlette's does.
+    """
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await self.stream_response(send)
+        except asyncio.CancelledError:
+            # Ours alone (the client left), not the server's: the answer simply ends.
+            if not gone or task.uncancel() > 0:
+                raise
+        finally:
+            watcher.cancel()
+        if self.background is not None:
+            await self.background()
 
 
 #: The choice field that names the stop sequence which ended the answer, when one did (vLLM's

@@ -18,7 +18,7 @@ from wardgate.errors import WardgateError
 from wardgate.gateway import responses_wire as wire
 from wardgate.gateway.body import read_json_body
 from wardgate.gateway.chat_route import run_chat
-from wardgate.gateway.responses import JSONBytesResponse
+from wardgate.gateway.responses import EventStreamResponse, JSONBytesResponse
 from wardgate.gateway.service import Gateway
 
 
@@ -39,7 +39,7 @@ async def responses(request: Request) -> Response:
         if k.lower() not in ("content-length", "content-type")
     }
     if isinstance(response, StreamingResponse):
-        return StreamingResponse(
+        return EventStreamResponse(
             _events(response.body_iterator, shell),  # type: ignore[arg-type]
             media_type="text/event-stream",
             headers=headers,

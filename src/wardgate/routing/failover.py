@@ -28,7 +28,9 @@ breaker; the requested model's config alone decides which fallbacks are allowed:
 
 Streams fail over only before their first chunk: once a chunk has reached the client a
 failure raises to the caller, which ends the stream with an error event. A stream that ends
-without a ``finish_reason`` is an error too, so truncation is never silent.
+without a ``finish_reason`` is an error too, so truncation is never silent. Streams travel
+as batches, the deltas that arrived together (a backend's optional ``stream_batches``); the
+first chunk is the first batch, and ``timeout_s`` bounds each wait for the next one.
 
 Every step lands in a :class:`RouteTrace` for the audit log, including on failure (pass your
 own trace in to keep it when an error is raised).
@@ -40,7 +42,7 @@ import asyncio
 import math
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from wardgate.backends.base import Backend
 from wardgate.chat import ChatRequest, Completion, Delta
@@ -55,6 +57,7 @@ from wardgate.errors import (
     WardgateError,
 )
 from wardgate.routing.circuit import CircuitBreaker, Clock, Permit, SystemClock
+from wardgate.routing.gaps import GapTimer
 from wardgate.routing.trace import (
     DETAIL_MID_STREAM,
     DETAIL_RETRY_AFTER_TOO_LONG,
@@ -76,10 +79,16 @@ class _Exhausted(Exception):
 
 
 class RoutedStream:
-    """Deltas from whichever backend served, plus the trace saying which one that was."""
+    """Deltas from whichever backend served, plus the trace saying which one that was.
 
-    def __init__(self, deltas: AsyncGenerator[Delta, None], trace: RouteTrace) -> None:
-        self._deltas = deltas
+    Iterate it delta by delta, or take :meth:`next_batch` for the deltas that arrived
+    together (one network read of a remote backend): the same deltas in the same order.
+    """
+
+    def __init__(self, batches: AsyncGenerator[list[Delta], None], trace: RouteTrace) -> None:
+        self._batches = batches
+        #: Deltas of a batch taken for ``__anext__`` and not handed out yet.
+        self._left: list[Delta] = []
         self.trace = trace
 
     @property
@@ -91,11 +100,21 @@ class RoutedStream:
         return self
 
     async def __anext__(self) -> Delta:
-        return await self._deltas.__anext__()
+        while not self._left:
+            self._left = list(reversed(await self._batches.__anext__()))
+        return self._left.pop()
+
+    async def next_batch(self) -> list[Delta]:
+        """The next deltas that arrived together (never empty); ``StopAsyncIteration`` at
+        the end."""
+        if self._left:
+            batch, self._left = self._left[::-1], []
+            return batch
+        return await self._batches.__anext__()
 
     async def aclose(self) -> None:
         """Stop early (client went away); closes the backend's stream too."""
-        await self._deltas.aclose()
+        await self._batches.aclose()
 
 
 #: One model name, or the routing policy's ordered candidates.
@@ -268,7 +287,7 @@ class Failover:
         trace: RouteTrace,
         allowed: Allowed | None,
         key_scope: Collection[str] | None,
-    ) -> AsyncGenerator[Delta, None]:
+    ) -> AsyncGenerator[list[Delta], None]:
         errors: list[WardgateError] = []
         for name in self.plan(models, allowed=allowed, trace=trace, key_scope=key_scope):
             config, backend = self._configs[name], self._backends[name]
@@ -283,11 +302,11 @@ class Failover:
                     errors.append(self._circuit_open(name, breaker, trace))
                     break
                 started = self._clock.monotonic()
-                deltas: AsyncIterator[Delta] | None = None
+                batches: AsyncIterator[list[Delta]] | None = None
                 try:
-                    deltas = backend.stream(model_request)
+                    batches = _batches(backend, model_request)
                     async with asyncio.timeout(config.timeout_s + _queue_wait_s(backend)):
-                        first = await anext(deltas)
+                        first = await _next_batch(batches)
                 except StopAsyncIteration:
                     error = UpstreamError(f"model {name!r} ended its stream before any chunk")
                 except TimeoutError:
@@ -297,21 +316,21 @@ class Failover:
                 except BaseException as exc:
                     breaker.release(permit)
                     self._record(trace, name, started, exc)
-                    await _close(deltas)
+                    await _close(batches)
                     raise
                 else:
                     breaker.success(permit)
                     trace.served_by = name
                     trace.attempts.append(Attempt(name, "ok", latency_s=self._since(started)))
-                    committed = self._committed(name, config, deltas, first, trace)
+                    committed = self._committed(name, config, batches, first, trace)
                     try:
-                        async for delta in committed:
-                            yield delta
+                        async for batch in committed:
+                            yield batch
                     finally:
                         await committed.aclose()
-                        await _close(deltas)
+                        await _close(batches)
                     return
-                await _close(deltas)
+                await _close(batches)
                 step = self._failed(trace, name, started, error, permit, attempt, config)
                 if step == "raise":
                     raise error
@@ -324,36 +343,39 @@ class Failover:
         self,
         name: str,
         config: ModelConfig,
-        deltas: AsyncIterator[Delta],
-        first: Delta,
+        batches: AsyncIterator[list[Delta]],
+        first: list[Delta],
         trace: RouteTrace,
-    ) -> AsyncGenerator[Delta, None]:
+    ) -> AsyncGenerator[list[Delta], None]:
         """The rest of a stream that has started: failures now go to the caller."""
-        finished = first.finish_reason is not None
+        finished = _finishes(first)
         yield first
-        while True:
-            started = self._clock.monotonic()
-            try:
-                # The timeout bounds each gap between chunks, not the whole generation.
-                async with asyncio.timeout(config.timeout_s):
-                    delta = await anext(deltas)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                error: UpstreamError = _timeout(name, config)
-            except UpstreamError as exc:
-                error = exc
-            except BaseException as exc:
-                self._record(trace, name, started, exc, detail=DETAIL_MID_STREAM)
-                raise
-            else:
-                finished = finished or delta.finish_reason is not None
-                yield delta
-                continue
-            if _kind(error) in ("retryable", "backend"):
-                self._breakers[name].failure()
-            self._record(trace, name, started, error, detail=DETAIL_MID_STREAM)
-            raise error
+        # The timeout bounds each gap between chunks, not the whole generation.
+        gaps = GapTimer(config.timeout_s)
+        try:
+            while True:
+                started = self._clock.monotonic()
+                try:
+                    batch = await gaps.wait(_next_batch(batches))
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    error: UpstreamError = _timeout(name, config)
+                except UpstreamError as exc:
+                    error = exc
+                except BaseException as exc:
+                    self._record(trace, name, started, exc, detail=DETAIL_MID_STREAM)
+                    raise
+                else:
+                    finished = finished or _finishes(batch)
+                    yield batch
+                    continue
+                if _kind(error) in ("retryable", "backend"):
+                    self._breakers[name].failure()
+                self._record(trace, name, started, error, detail=DETAIL_MID_STREAM)
+                raise error
+        finally:
+            gaps.close()
         if not finished:
             error = UpstreamError(
                 f"model {name!r} ended its stream without a finish_reason", retryable=False
@@ -516,7 +538,38 @@ def _final_error(model_name: str, errors: list[WardgateError]) -> WardgateError:
     return RoutingRefused(f"no allowed backend can serve the model {model_name!r}")
 
 
-async def _close(deltas: AsyncIterator[Delta] | None) -> None:
-    aclose = getattr(deltas, "aclose", None)
+async def _close(stream: AsyncIterator[Any] | None) -> None:
+    aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+def _batches(backend: Backend, request: ChatRequest) -> AsyncIterator[list[Delta]]:
+    """The backend's stream as lists of deltas that arrived together: its own
+    ``stream_batches`` when it has one (see ``backends.base``), else one delta a list."""
+    stream_batches = getattr(backend, "stream_batches", None)
+    if stream_batches is not None:
+        batches: AsyncIterator[list[Delta]] = stream_batches(request)
+        return batches
+    return _singles(backend.stream(request))
+
+
+async def _singles(deltas: AsyncIterator[Delta]) -> AsyncGenerator[list[Delta], None]:
+    try:
+        async for delta in deltas:
+            yield [delta]
+    finally:
+        await _close(deltas)
+
+
+async def _next_batch(batches: AsyncIterator[list[Delta]]) -> list[Delta]:
+    """The next non-empty batch (a backend may hand out an empty list); raises
+    ``StopAsyncIteration`` at the end."""
+    while True:
+        batch = await anext(batches)
+        if batch:
+            return batch
+
+
+def _finishes(batch: list[Delta]) -> bool:
+    return any(delta.finish_reason is not None for delta in batch)

@@ -103,6 +103,10 @@ def _request_attrs(model: str, provider: str, request: Any) -> dict[str, Any]:
 
 def _wrap_backend(tracer: trace.Tracer, name: str, wire: str, provider: str, backend: Any) -> None:
     complete, stream = backend.complete, backend.stream
+    # Failover streams through ``stream_batches`` when a backend has it (see backends.base).
+    stream_batches: Callable[[Any], AsyncIterator[Any]] | None = getattr(
+        backend, "stream_batches", None
+    )
 
     async def traced_complete(request: Any) -> Any:
         with tracer.start_as_current_span(
@@ -126,27 +130,30 @@ def _wrap_backend(tracer: trace.Tracer, name: str, wire: str, provider: str, bac
             span.set_attribute("gen_ai.usage.output_tokens", completion.usage.completion_tokens)
             return completion
 
-    def traced_stream(request: Any) -> AsyncIterator[Any]:
+    def stream_span(request: Any) -> trace.Span:
         span = tracer.start_span(f"chat {wire}", kind=SpanKind.CLIENT)
         for k, v in _request_attrs(wire, provider, request).items():
             if v is not None:
                 span.set_attribute(k, v)
         span.set_attribute("wardgate.model", name)
         span.set_attribute("wardgate.stream", True)
+        return span
+
+    def observe(span: trace.Span, delta: Any) -> None:
+        if delta.finish_reason:
+            span.set_attribute("gen_ai.response.finish_reasons", [delta.finish_reason])
+            if delta.usage is not None:
+                span.set_attribute("gen_ai.usage.input_tokens", delta.usage.prompt_tokens)
+                span.set_attribute("gen_ai.usage.output_tokens", delta.usage.completion_tokens)
+
+    def traced_stream(request: Any) -> AsyncIterator[Any]:
+        span = stream_span(request)
         inner = stream(request)
 
         async def deltas() -> AsyncIterator[Any]:
             try:
                 async for delta in inner:
-                    if delta.finish_reason:
-                        span.set_attribute("gen_ai.response.finish_reasons", [delta.finish_reason])
-                        if delta.usage is not None:
-                            span.set_attribute(
-                                "gen_ai.usage.input_tokens", delta.usage.prompt_tokens
-                            )
-                            span.set_attribute(
-                                "gen_ai.usage.output_tokens", delta.usage.completion_tokens
-                            )
+                    observe(span, delta)
                     yield delta
             except BaseException as exc:
                 _fail(span, exc)
@@ -159,8 +166,32 @@ def _wrap_backend(tracer: trace.Tracer, name: str, wire: str, provider: str, bac
 
         return deltas()
 
+    def traced_stream_batches(request: Any) -> AsyncIterator[Any]:
+        assert stream_batches is not None
+        span = stream_span(request)
+        inner = stream_batches(request)
+
+        async def batches() -> AsyncIterator[Any]:
+            try:
+                async for batch in inner:
+                    for delta in batch:
+                        observe(span, delta)
+                    yield batch
+            except BaseException as exc:
+                _fail(span, exc)
+                raise
+            finally:
+                aclose = getattr(inner, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                span.end()
+
+        return batches()
+
     backend.complete = traced_complete
     backend.stream = traced_stream
+    if stream_batches is not None:
+        backend.stream_batches = traced_stream_batches
 
 
 def install(

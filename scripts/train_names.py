@@ -5,9 +5,10 @@
 
 Every random choice comes from ``--seed`` (default 16), Faker is seeded, nothing depends on
 set order, the fit runs on one BLAS/OpenMP thread, the zip entries carry a fixed timestamp,
-and the digest is written to MANIFEST.json. ``--check`` retrains and compares byte for byte
-with the pinned file instead of writing it (same faker/wordfreq/numpy/scipy/scikit-learn
-releases; on a difference it reports the lexicon, thresholds and largest weight change);
+and the digest is written to MANIFEST.json. ``--check`` retrains and compares with the pinned
+file instead of writing it: byte for byte (same faker/wordfreq/numpy/scipy/scikit-learn
+releases), else the same lexicon and thresholds and every weight within ``CHECK_RTOL`` of the
+largest (the fit runs to convergence, so float noise stays at that scale);
 ``--out PATH`` writes the file elsewhere and leaves the manifest alone.
 
 Data, all generated, none from the hand-written test sets:
@@ -105,6 +106,11 @@ ARTICLES = {
 }
 GAZETTEER_DROPOUT = 0.25
 C_REGULARISATION = 2.0
+MAX_ITER = 5000
+FIT_TOL = 1e-8
+#: ``--check`` passes on identical bytes, or (other BLAS builds, other alignment) with the same
+#: lexicon and thresholds and no weight moved by more than this share of the largest weight.
+CHECK_RTOL = 1e-3
 
 
 def _names(locale: str) -> tuple[list[str], list[str]]:
@@ -424,11 +430,17 @@ def fit(rows: list[list[int]], labels: list[int]) -> np.ndarray:
     x.sum_duplicates()
     from threadpoolctl import threadpool_limits
 
-    model = LogisticRegression(C=C_REGULARISATION, max_iter=400, fit_intercept=False)
+    # Fitted to convergence: OpenBLAS kernels round differently with memory alignment, and an
+    # L-BFGS run stopped early carries that difference into the weights (two 400-iteration
+    # runs differed by 0.35 in a weight); the converged optimum is the same for every run.
+    model = LogisticRegression(
+        C=C_REGULARISATION, max_iter=MAX_ITER, tol=FIT_TOL, fit_intercept=False
+    )
     # One BLAS thread: multi-threaded reductions change the float sums from run to run, and
     # L-BFGS carries the difference forward (two 4-thread runs differed by 0.1 dev F1 points).
     with threadpool_limits(1):
         model.fit(x, np.array(labels))
+    print(f"fit: {int(model.n_iter_[0])} L-BFGS iterations (limit {MAX_ITER})")
     return model.coef_[0].astype(np.float32)
 
 
@@ -576,11 +588,20 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         pinned = NameRecognizer.from_npz_bytes(pinned_blob)
         same_lexicon = pinned.lexicon == recogniser.lexicon
+        same_thresholds = (pinned.threshold, pinned.lower_threshold) == (
+            recogniser.threshold,
+            recogniser.lower_threshold,
+        )
         drift = float(np.max(np.abs(pinned.weights - weights)))
+        scale = float(np.max(np.abs(pinned.weights))) or 1.0
+        ok = same_lexicon and same_thresholds and drift <= CHECK_RTOL * scale
+        verdict = "within tolerance" if ok else "DIFFERENT"
         print(f"retrained sha256 {digest} != pinned {hashlib.sha256(pinned_blob).hexdigest()}; "
-              f"lexicon {'same' if same_lexicon else 'DIFFERENT'}, threshold {threshold} vs "
-              f"{pinned.threshold}, largest weight change {drift:.2e}: DIFFERENT")  # fmt: skip
-        return 1
+              f"lexicon {'same' if same_lexicon else 'DIFFERENT'}, thresholds "
+              f"{recogniser.threshold}/{recogniser.lower_threshold} vs "
+              f"{pinned.threshold}/{pinned.lower_threshold}, largest weight change "
+              f"{drift:.2e} of {scale:.2f}: {verdict}")  # fmt: skip
+        return 0 if ok else 1
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(blob)
     manifest_path = DATA / "MANIFEST.json"

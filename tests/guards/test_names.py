@@ -144,7 +144,7 @@ def test_second_round_shapes(names: NameRecognizer, text: str, expected: list[st
 @pytest.mark.parametrize(
     "text",
     [
-        "Der Bauer bringt die Milch.",  # a capitalised noun after an article
+        "Der Müller mahlt das Korn.",  # a capitalised noun (and surname) after an article
         "Mit freundlichen Grüßen\nIhr Serviceteam",  # a sign-off without a name
         "Will you check the logs?",
     ],

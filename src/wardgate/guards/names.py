@@ -114,9 +114,13 @@ def is_candidate(text: str, tok: Token, lexicon: Lexicon | None = None) -> bool:
     if not tok.word:
         return False
     if not tok.capitalised:
-        if lexicon is None or not tok.text.islower() or len(tok.text) < 3:
+        # Most words are lower case: the set lookup comes first, the rest only for names.
+        t = tok.text
+        if lexicon is None or not (
+            t in lexicon.first or (("'" in t or "’" in t) and stem(t) in lexicon.first)
+        ):
             return False
-        if tok.text in PARTICLES or stem(tok.text) not in lexicon.first:
+        if not t.islower() or len(t) < 3 or t in PARTICLES:
             return False
     before = text[tok.start - 1] if tok.start else " "
     after = text[tok.end] if tok.end < len(text) else " "

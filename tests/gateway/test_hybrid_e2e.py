@@ -168,22 +168,22 @@ def test_anthropic_vendor_through_gateway(stack: Stack) -> None:
         model="claude",
         messages=[
             {"role": "system", "content": "Be terse."},
-            {"role": "user", "content": "hi claude"},
+            {"role": "user", "content": "hi there"},
         ],
         max_tokens=20,
     )
-    assert reply.choices[0].message.content == "Echo: hi claude"
+    assert reply.choices[0].message.content == "Echo: hi there"
     body = stack.anth.requests[-1].body
     # The system prompt arrives translated, with the per-request leak canary the guard added.
     assert body["system"].endswith("Be terse.") and body["model"] == "claude-3-5-haiku"
     text = "".join(
         c.choices[0].delta.content or ""
         for c in client.chat.completions.create(
-            model="claude", messages=[{"role": "user", "content": "stream claude"}], stream=True
+            model="claude", messages=[{"role": "user", "content": "stream please"}], stream=True
         )
         if c.choices
     )
-    assert text == "Echo: stream claude"
+    assert text == "Echo: stream please"
 
 
 def test_failover_to_fallback_and_audit_names_the_backend(stack: Stack) -> None:

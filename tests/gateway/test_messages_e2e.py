@@ -59,13 +59,13 @@ def test_create_a_message(env: Env, model: str) -> None:
         model=model,
         max_tokens=16,
         system="Be brief.",
-        messages=[{"role": "user", "content": "Say hello to Ada."}],
+        messages=[{"role": "user", "content": "Say hello to the team."}],
     )
     assert message.type == "message" and message.role == "assistant"
     assert message.model == model
     assert message.content[0].type == "text" and message.content[0].text  # type: ignore[union-attr]
     if model != "smol":
-        assert message.content[0].text == "Echo: Say hello to Ada."  # type: ignore[union-attr]
+        assert message.content[0].text == "Echo: Say hello to the team."  # type: ignore[union-attr]
         assert message.stop_reason == "end_turn"
     assert message.stop_reason in ("end_turn", "max_tokens")
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0

@@ -146,6 +146,8 @@ RULES = [
     Rule(r"wardgate redteam rejudge\b", "re-scores a finished attack run, which takes minutes"),
     Rule(r"wardgate whitebox (diff|harden|refusal-direction)\b", "compares a model file the "
          "reader has, or runs a model for minutes: tests/whitebox/ run each on test models"),
+    Rule(r"scripts/train_judge\.py", "rewrites the shipped judge weights, or retrains them for "
+         "minutes: tests/redteam/test_redteam_judges_pair.py runs --check"),
     Rule(r"^export WARDGATE_API_KEY=wg-\.\.\.", "a placeholder for the reader's own key"),
     Rule(r"garak", "installs and runs garak from PyPI (network)"),
     Rule(r"audit tail --follow", "runs until interrupted"),

@@ -272,7 +272,7 @@ def train_task(
 
     # None when the task has no corpus rows: the solver's path then stays the one that
     # produced the shipped weights.
-    weights = (
+    sample_weight = (
         row_weights(split["train"], feats["train"], alarming_weight)
         if is_alarming(split["train"]).any()
         else None
@@ -282,7 +282,7 @@ def train_task(
         model = LogisticRegression(
             C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED
         )
-        model.fit(x, y, sample_weight=weights)
+        model.fit(x, y, sample_weight=sample_weight)
         val_scores = text_scores(model, feats["val"], dim + word_dim)
         keep = benign_mask(split["val"])
         threshold = pick_threshold(val_scores[keep], labels["val"][keep], VAL_FPR[task])

@@ -70,16 +70,17 @@ def timed(fn: Callable[[str], object], text: str, repeats: int) -> tuple[float, 
     return statistics.median(samples), percentile(samples, 0.99)
 
 
-def quality() -> None:
+def quality(tasks: tuple[str, ...] = ("injection", "harmful")) -> None:
     import numpy as np
     from detector_data import OBFUSCATIONS, build, obfuscate
     from train_detectors import fmt, rates
 
     data = build()
-    guards = {
-        "injection": PromptInjectionGuard(GuardSpec(type="prompt_injection")),
-        "harmful": HarmfulRequestGuard(GuardSpec(type="harmful")),
+    makers: dict[str, Callable[[], PromptInjectionGuard | HarmfulRequestGuard]] = {
+        "injection": lambda: PromptInjectionGuard(GuardSpec(type="prompt_injection")),
+        "harmful": lambda: HarmfulRequestGuard(GuardSpec(type="harmful")),
     }
+    guards = {task: make() for task, make in makers.items() if task in tasks}
     for task, guard in guards.items():
         thresholds = guard.thresholds
         test = data.of(task, "test")
@@ -193,9 +194,10 @@ def alarming(split: str) -> None:
     pipeline = GuardPipeline.from_config(default_guards_config())
     items = [e for e in load() if e.split == split]
     data = build()
+    # Ordinary requests of the same split (--alarming val reads val only, for tuning).
     ordinary = [
         e
-        for e in data.of("harmful", "test")
+        for e in data.of("harmful", split)
         if e.label == 0 and e.source in ("alpaca", "written/everyday")
     ]
 
@@ -254,7 +256,9 @@ def context_of(example: object) -> ScanContext:
 
 
 def data_root_public() -> str:
-    return str(ROOT.parent / "shared" / "data" / "public")
+    from detector_data import DEFAULT_PUBLIC
+
+    return str(DEFAULT_PUBLIC)
 
 
 def speed(repeats: int) -> None:
@@ -388,6 +392,12 @@ def main() -> None:
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument(
+        "--task",
+        choices=("injection", "harmful"),
+        default=None,
+        help="quality of one detector only (default: both)",
+    )
+    parser.add_argument(
         "--alarming",
         nargs="?",
         const="test",
@@ -399,7 +409,7 @@ def main() -> None:
         alarming(args.alarming)
         return
     if not args.no_quality:
-        quality()
+        quality((args.task,) if args.task else ("injection", "harmful"))
     speed(args.repeats)
 
 

@@ -842,6 +842,13 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234, subset: float | None 
     framed = framed_requests(rng)
     harmful += [e for e in framed if e.label == 1]
     harmless = load_harmless(public, rng, {"train": 6000, "val": 1500, "test": 3000})
+    from alarming_corpus import load as load_alarming_corpus  # it imports this module
+
+    # The benign-alarming corpus (scripts/data/benign_alarming/), harmful task only: its train
+    # split is a training negative, val picks thresholds, test is only reported (bench/guards.py).
+    # Tried for injection too (2026-12-03): held-out injection TPR 96.1% -> 95.5% and the same
+    # 2 of 367 corpus test items blocked by it, so injection trains without it.
+    corpus = load_alarming_corpus()
     alarming = (
         written_alarming()
         # Benign requests sharing topic words and sentence forms with harmful ones.
@@ -901,6 +908,7 @@ def build(public: Path = DEFAULT_PUBLIC, seed: int = 1234, subset: float | None 
     harmful_task = [
         *harmful,
         *harmless,
+        *corpus,
         *alarming,
         *[Example(e.text, 0, e.split, e.source, None, e.group) for e in docs if e.label == 0],
     ]

@@ -141,6 +141,72 @@ def benign_mask(examples: list[Example]) -> np.ndarray:
     return np.array([e.label == 1 or e.source not in NOT_BENIGN for e in examples])
 
 
+#: Training weight of a benign-alarming corpus train item (scripts/data/benign_alarming/)
+#: relative to other rows: a few hundred rows among tens of thousands, phrased the way real
+#: traffic is.
+ALARMING_WEIGHT = 3.0
+#: Ordinary requests: the public harmless (Alpaca) split and written everyday chat.
+ORDINARY = frozenset({"alpaca", "written/everyday"})
+#: Precision-first block threshold, picked on val: the lowest score at or above the tuned
+#: (recall-first, flag) threshold at which at most this share of the benign-alarming corpus's
+#: val items and of the ordinary val requests would be blocked -- below the test targets (3% and
+#: 1%) to leave room -- but never so high that val TPR falls under BLOCK_TPR_FLOOR. Between
+#: the two thresholds the guard flags.
+BLOCK_VAL_FPR = {"alarming": 0.02, "ordinary": 0.005}
+BLOCK_TPR_FLOOR = 0.90
+#: Only the harmful detector gets a band: the injection guard's false blocks on the corpus are
+#: short prompts, quotes and translations, which its own rules flag (injection.py).
+BLOCK_BAND_TASKS = frozenset({"harmful"})
+
+
+def is_alarming(examples: list[Example]) -> np.ndarray:
+    return np.array([e.source.startswith("alarming/") for e in examples])
+
+
+def row_weights(
+    examples: list[Example], feats: Windows, alarming_weight: float = ALARMING_WEIGHT
+) -> np.ndarray:
+    """Per training window: ``alarming_weight`` for the corpus's items, 1 for the rest."""
+    per_text = np.where(is_alarming(examples), alarming_weight, 1.0)
+    return np.repeat(per_text, [len(w) for w in feats])
+
+
+def pick_block_threshold(
+    task: str, scores: np.ndarray, examples: list[Example], floor: float
+) -> float:
+    """The block threshold (see BLOCK_VAL_FPR), printed with what it gives on val."""
+    labels = np.array([e.label for e in examples])
+    masks = {
+        "alarming": is_alarming(examples),
+        "ordinary": np.array([e.label == 0 and e.source in ORDINARY for e in examples]),
+    }
+    block = floor
+    for name, mask in masks.items():
+        if mask.any():
+            block = max(block, pick_threshold(scores[mask], labels[mask], BLOCK_VAL_FPR[name]))
+    positives = np.sort(scores[labels == 1])
+    if len(positives):
+        # The highest threshold that still blocks BLOCK_TPR_FLOOR of the val positives.
+        cap = float(positives[math.floor((1 - BLOCK_TPR_FLOOR) * len(positives))])
+        block = max(floor, min(block, cap))
+    keep = benign_mask(examples)
+    print(f"[{task}] block threshold {block:.4f} (flag {floor:.4f}); val at it: "
+          f"{fmt(rates(scores[keep], labels[keep], block))}")  # fmt: skip
+    for name, mask in masks.items():
+        r = rates(scores[mask], labels[mask], block)
+        print(f"    {name:10s} val FPR {r['fpr']:.4f} ({r['fp']}/{r['neg']})")
+    # The trade-off the choice sits on (val only): what each TPR would cost.
+    for goal in (0.95, 0.92, 0.90, 0.88, 0.85):
+        if len(positives):
+            at = float(positives[math.floor((1 - goal) * len(positives))])
+            hits = {name: scores[mask] >= at for name, mask in masks.items()}
+            costs = "  ".join(
+                f"{name} FPR {float(h.mean()):.4f} ({int(h.sum())})" for name, h in hits.items()
+            )
+            print(f"    val TPR {goal:.2f} at {at:.4f}: {costs}")
+    return float(block)
+
+
 def pick_threshold(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
     """Lowest threshold whose FPR on these negatives is at most ``fpr``."""
     negatives = np.sort(scores[labels == 0])[::-1]
@@ -176,7 +242,12 @@ def fmt(r: dict[str, object]) -> str:
 
 
 def train_task(
-    data: Datasets, task: str, dim: int, embed: Embedder | None = None, test_report: bool = True
+    data: Datasets,
+    task: str,
+    dim: int,
+    embed: Embedder | None = None,
+    test_report: bool = True,
+    alarming_weight: float = ALARMING_WEIGHT,
 ) -> tuple[list[LinearDetector | SemanticStage], dict[str, object]]:
     """The task's detector, plus the semantic stage for harmful when ``embed`` is given.
 
@@ -199,12 +270,19 @@ def train_task(
         f"({int(y.sum())} positive); featurised in {time.perf_counter() - started:.1f}s"
     )
 
+    # None when the task has no corpus rows: the solver's path then stays the one that
+    # produced the shipped weights.
+    sample_weight = (
+        row_weights(split["train"], feats["train"], alarming_weight)
+        if is_alarming(split["train"]).any()
+        else None
+    )
     best: tuple[float, float, LogisticRegression, float] | None = None
     for c in (4.0, 16.0, 64.0):
         model = LogisticRegression(
             C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED
         )
-        model.fit(x, y)
+        model.fit(x, y, sample_weight=sample_weight)
         val_scores = text_scores(model, feats["val"], dim + word_dim)
         keep = benign_mask(split["val"])
         threshold = pick_threshold(val_scores[keep], labels["val"][keep], VAL_FPR[task])
@@ -217,6 +295,9 @@ def train_task(
     _, c, model, threshold = best
     report: dict[str, object] = {"C": c, "threshold": threshold}
     print(f"[{task}] chosen C={c}, threshold {threshold:.4f}")
+    if task in BLOCK_BAND_TASKS:
+        val_scores = text_scores(model, feats["val"], dim + word_dim)
+        report["block_threshold"] = pick_block_threshold(task, val_scores, split["val"], threshold)
     if test_report:
         report.update(
             test_scores_report(task, model, split, feats, labels, dim + word_dim, threshold)
@@ -230,6 +311,11 @@ def train_task(
         "train_texts": len(split["train"]),
         "trained_with": "scripts/train_detectors.py",
     }
+    if "block_threshold" in report:
+        meta["block_threshold"] = report["block_threshold"]
+        meta["block_val_fpr"] = dict(BLOCK_VAL_FPR)
+        meta["block_tpr_floor"] = BLOCK_TPR_FLOOR
+        meta["alarming_weight"] = alarming_weight
     weights = model.coef_[0][:dim].astype(np.float32)
     word_weights = model.coef_[0][dim:].astype(np.float32) if word_dim else None
     bias = float(model.intercept_[0])
@@ -251,7 +337,7 @@ def train_task(
             weights, bias, threshold, name=task, meta=meta, word_weights=word_weights
         )
     if task == "harmful" and embed is not None:
-        stage = train_semantic(split, feats, spans, detector, embed, report)
+        stage = train_semantic(split, feats, spans, detector, embed, report, alarming_weight)
         return [detector, stage], report
     return [detector], report
 
@@ -522,7 +608,7 @@ def tune_band(
 def train_semantic(
     split: dict[str, list[Example]], feats: dict[str, Windows],
     spans: dict[str, list[list[tuple[int, int]]]], first: LinearDetector, embed: Embedder,
-    report: dict[str, object],
+    report: dict[str, object], alarming_weight: float = ALARMING_WEIGHT,
 ) -> SemanticStage:  # fmt: skip
     """Fit the joint n-gram + MiniLM model and the band of first-stage scores it decides."""
     started = time.perf_counter()
@@ -532,6 +618,7 @@ def train_semantic(
     emb = {s: embed(window_texts(split[s], spans[s])) for s in split}  # test only if reported
     print(f"[harmful/semantic] embeddings ready in {time.perf_counter() - started:.0f}s")
     rows, y = window_rows(split["train"], feats["train"])
+    weight = row_weights(split["train"], feats["train"], alarming_weight)
     x_ngrams = to_matrix(rows, width)
     grams = {
         s: to_matrix([w for wins in feats[s] for w in wins], width) for s in split if s != "train"
@@ -549,7 +636,7 @@ def train_semantic(
             model = LogisticRegression(
                 C=c, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=SEED
             )
-            model.fit(x, y)
+            model.fit(x, y, sample_weight=weight)
             xv = sp.hstack([grams["val"], sp.csr_matrix(emb["val"] * scale)], format="csr")
             s2 = model.predict_proba(xv)[:, 1]
             found = tune_band(s1["val"], s2, own["val"], labels["val"], keep["val"], t1,
@@ -586,6 +673,15 @@ def train_semantic(
             "trained_with": "scripts/train_detectors.py",
         },
     )
+    # The cascade serves the scores, so its block threshold is picked on the cascade's val
+    # scores and replaces the n-gram stage's in the first stage's header.
+    xv = sp.hstack([grams["val"], sp.csr_matrix(emb["val"] * scale)], format="csr")
+    final_val = cascade_scores(
+        s1["val"], model.predict_proba(xv)[:, 1], own["val"], len(split["val"]), band, t1, t2
+    )
+    first.meta["block_threshold"] = pick_block_threshold(
+        "harmful/semantic", final_val, split["val"], t1
+    )
     if "test" not in split:
         return stage
     xt = sp.hstack([grams["test"], sp.csr_matrix(emb["test"] * scale)], format="csr")
@@ -594,7 +690,11 @@ def train_semantic(
     final = cascade_scores(s1["test"], s2t, own["test"], n, band, t1, t2)
     k = keep["test"]
     report["semantic_test"] = rates(final[k], labels["test"][k], t1)
-    print(f"[harmful/semantic] chosen scale={scale} C={c}; TEST: {fmt(report['semantic_test'])}")  # type: ignore[arg-type]
+    flagged = report["semantic_test"]
+    print(f"[harmful/semantic] chosen scale={scale} C={c}; TEST flagged: {fmt(flagged)}")  # type: ignore[arg-type]
+    blocked = rates(final[k], labels["test"][k], float(first.meta["block_threshold"]))  # type: ignore[arg-type]
+    report["semantic_test_blocked"] = blocked
+    print(f"[harmful/semantic] TEST blocked: {fmt(blocked)}")
     for source in sorted({e.source for e in split["test"]}):
         mask = np.array([e.source == source for e in split["test"]])
         r = rates(final[mask], labels["test"][mask], t1)
@@ -652,13 +752,21 @@ def main() -> None:
         action="store_true",
         help="read the --embedding-cache only; fail if a text is missing (never run MiniLM)",
     )
+    parser.add_argument(
+        "--alarming-weight",
+        type=float,
+        default=ALARMING_WEIGHT,
+        help="training weight of the benign-alarming corpus's train items (experiments)",
+    )
     args = parser.parse_args()
     data = build(args.public, seed=SEED, subset=args.subset)
     tasks = ("injection", "harmful") if args.task == "both" else (args.task,)
     embed = None if args.no_semantic else Embedder(args.embedding_cache, args.frozen_embeddings)
     detectors: list[LinearDetector | SemanticStage] = []
     for task in tasks:
-        models, _ = train_task(data, task, DEFAULT_DIM, embed, not args.no_test_report)
+        models, _ = train_task(
+            data, task, DEFAULT_DIM, embed, not args.no_test_report, args.alarming_weight
+        )
         detectors.extend(models)
     if args.check:
         sys.exit(0 if check(detectors, args.data_dir) else 1)

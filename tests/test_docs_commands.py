@@ -141,6 +141,8 @@ RULES = [
     Rule(r"^make (run|test)\b", "serves, or runs the suite: tests/test_newcomer.py follows it"),
     Rule(r"(^|/)pytest\b", "the test suite itself"),
     Rule(r"bench/[a-z_]+\.py", "a benchmark: minutes of load, and its numbers are the point"),
+    Rule(r"scripts/train_detectors\.py", "retrains the detectors (minutes to an hour): "
+         "tests/guards/test_classifier_training.py runs its checks"),
     Rule(r"-m tests\.fakes\.serve", "starts a fake vendor server until interrupted"),
     Rule(r"wardgate redteam (run|compare)\b", "attack runs against a model take minutes"),
     Rule(r"wardgate redteam rejudge\b", "re-scores a finished attack run, which takes minutes"),

@@ -126,3 +126,27 @@ def test_check_reads_the_pinned_files_of_its_data_dir(tmp_path: Path) -> None:
     assert check([pinned], tmp_path)
     assert not check([moved], tmp_path)
     assert not check([LinearDetector(w, 0.5, 0.4, name="harmful")], tmp_path)  # not pinned
+
+
+def test_the_block_threshold_meets_the_val_budgets_but_keeps_the_tpr_floor() -> None:
+    pytest.importorskip("sklearn")
+    import numpy as np
+    from train_detectors import BLOCK_TPR_FLOOR, pick_block_threshold
+
+    def examples(n: int, label: int, source: str) -> list[Example]:
+        return [Example(f"{source} {i}", label, "val", source) for i in range(n)]
+
+    val = examples(100, 1, "written/harmful") + examples(100, 0, "alarming/it_admin")
+    val += examples(400, 0, "alpaca")
+    harmful = np.linspace(0.65, 1.0, 100)
+    alarming = np.linspace(0.0, 0.6, 100)  # 2% budget: block above its 3rd-highest score
+    ordinary = np.linspace(0.0, 0.2, 400)
+    scores = np.concatenate((harmful, alarming, ordinary))
+    block = pick_block_threshold("t", scores, val, floor=0.25)
+    assert (alarming >= block).mean() <= 0.02 and block > 0.25
+    assert (harmful >= block).mean() >= BLOCK_TPR_FLOOR
+    # Where the budget would cost recall, the TPR floor wins; never below the flag threshold.
+    harder = np.concatenate((np.linspace(0.1, 0.7, 100), alarming, ordinary))
+    capped = pick_block_threshold("t", harder, val, floor=0.05)
+    assert (harder[:100] >= capped).mean() >= BLOCK_TPR_FLOOR
+    assert pick_block_threshold("t", harder, val, floor=0.5) == 0.5

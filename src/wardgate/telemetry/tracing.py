@@ -18,7 +18,7 @@ wrapped and OpenTelemetry is never imported: zero cost.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -146,15 +146,17 @@ def _wrap_backend(tracer: trace.Tracer, name: str, wire: str, provider: str, bac
                 span.set_attribute("gen_ai.usage.input_tokens", delta.usage.prompt_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", delta.usage.completion_tokens)
 
-    def traced_stream(request: Any) -> AsyncIterator[Any]:
+    def spanned(request: Any, inner: AsyncIterator[Any],
+                deltas_of: Callable[[Any], Iterable[Any]]) -> AsyncIterator[Any]:
+        """``inner``'s items, the span ending with them; ``deltas_of`` an item's deltas."""
         span = stream_span(request)
-        inner = stream(request)
 
-        async def deltas() -> AsyncIterator[Any]:
+        async def items() -> AsyncIterator[Any]:
             try:
-                async for delta in inner:
-                    observe(span, delta)
-                    yield delta
+                async for item in inner:
+                    for delta in deltas_of(item):
+                        observe(span, delta)
+                    yield item
             except BaseException as exc:
                 _fail(span, exc)
                 raise
@@ -164,29 +166,14 @@ def _wrap_backend(tracer: trace.Tracer, name: str, wire: str, provider: str, bac
                     await aclose()
                 span.end()
 
-        return deltas()
+        return items()
+
+    def traced_stream(request: Any) -> AsyncIterator[Any]:
+        return spanned(request, stream(request), lambda delta: (delta,))
 
     def traced_stream_batches(request: Any) -> AsyncIterator[Any]:
         assert stream_batches is not None
-        span = stream_span(request)
-        inner = stream_batches(request)
-
-        async def batches() -> AsyncIterator[Any]:
-            try:
-                async for batch in inner:
-                    for delta in batch:
-                        observe(span, delta)
-                    yield batch
-            except BaseException as exc:
-                _fail(span, exc)
-                raise
-            finally:
-                aclose = getattr(inner, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                span.end()
-
-        return batches()
+        return spanned(request, stream_batches(request), lambda batch: batch)
 
     backend.complete = traced_complete
     backend.stream = traced_stream

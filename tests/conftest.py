@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,6 +19,16 @@ import sqlalchemy as sa
 import uvicorn
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A bench or script file imported as module ``name`` (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

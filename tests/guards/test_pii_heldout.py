@@ -8,9 +8,7 @@ regression fails here; they are not targets and nothing is tuned on these sets.
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +20,7 @@ from stdnum.eu import vat
 from stdnum.fr import nir
 from stdnum.it import codicefiscale
 from stdnum.nl import bsn
+from tests.conftest import load_script
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "pii_handwritten.py"
 CHECKSUMS = {
@@ -45,12 +44,7 @@ V2_MAX_DISTRACTORS_HIT = 12  # of 172
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pii_handwritten_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "pii_handwritten_bench")
 
 
 @pytest.mark.parametrize("name", ["heldout", "heldout_v2", "dev", "names_dev"])

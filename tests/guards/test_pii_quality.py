@@ -7,12 +7,11 @@ public API. Floors sit a little below the measured figures so a regression fails
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests.conftest import load_script
 
 from wardgate.guards import GuardSpec
 from wardgate.guards.pii import PiiGuard, RegexPiiDetector
@@ -23,12 +22,7 @@ REGIONS = ["US", "GB", "DE", "FR"]
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pii_quality_bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "pii_quality_bench")
 
 
 def test_recall_and_precision_floors(bench: ModuleType) -> None:

@@ -253,19 +253,10 @@ class OpenAICompatBackend(RemoteBackend):
                         usage = _usage(chunk.get("usage")) or usage
                         for choice in chunk.get("choices") or ():
                             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                                continue
-                            delta = choice.get("delta")
-                            if not isinstance(delta, dict):
-                                delta = {}
-                            text = delta.get("content")
-                            fragments = self._tool_call_deltas(delta.get("tool_calls"))
-                            if fragments or (isinstance(text, str) and text):
-                                pending.append(
-                                    Delta(
-                                        text=text if isinstance(text, str) else "",
-                                        tool_calls=fragments,
-                                    )
-                                )
+                                continue  # n is always 1
+                            delta = self._delta(choice)
+                            if delta is not None:
+                                pending.append(delta)
                             if choice.get("finish_reason") is not None:
                                 finish = _finish(choice["finish_reason"])
                                 stop_sequence = matched_stop(choice, request)
@@ -284,6 +275,17 @@ class OpenAICompatBackend(RemoteBackend):
             Delta(finish_reason=finish or "stop", usage=usage, stop_sequence=stop_sequence)
         )
         yield pending
+
+    def _delta(self, choice: dict[str, Any]) -> Delta | None:
+        """The text and tool-call fragments a streamed choice carries; None when it has none."""
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = {}
+        text = delta.get("content")
+        fragments = self._tool_call_deltas(delta.get("tool_calls"))
+        if fragments or (isinstance(text, str) and text):
+            return Delta(text=text if isinstance(text, str) else "", tool_calls=fragments)
+        return None
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         """``POST {base_url}/embeddings``; vectors always fetched as floats (the gateway

@@ -143,6 +143,7 @@ def test_short_texts_are_flagged_at_most_by_the_injection_guard() -> None:
         "stop",
         "kill it",
         "Greet me like a butler.",
+        "Pretend you are a pirate and greet me",
     ],
 )
 async def test_greetings_and_short_prompts_pass_the_default_pipeline(text: str) -> None:

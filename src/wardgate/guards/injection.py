@@ -37,7 +37,7 @@ from wardgate.guards._learned import (
 )
 from wardgate.guards.base import Action, Finding, Guard, GuardEnvironment, ScanContext, Verdict
 from wardgate.guards.config import GuardSpec
-from wardgate.guards.intent import frame
+from wardgate.guards.intent import frame, persona
 
 SCORE_KEY = "prompt_injection"
 _WORD = re.compile(r"\w+")
@@ -65,6 +65,10 @@ class InjectionOptions(LearnedOptions):
     #: In a user's message, an instruction found only inside quoted or handed-over material
     #: ("Translate: ...", "My colleague wrote: ...") is flagged, not blocked (``intent.py``).
     quote_aware: bool = True
+    #: In a user's short message, a role-play request for a plain persona ("Pretend you are a
+    #: pirate and greet me") is flagged, not blocked, when the task that follows is not an
+    #: injection on its own; a persona that names a freed assistant or rules never is.
+    persona_aware: bool = True
 
 
 class PromptInjectionGuard(Guard):
@@ -124,6 +128,9 @@ class PromptInjectionGuard(Guard):
         if self.options.quote_aware and plain and self._only_quoted(text, ctx):
             quoted = Finding(kind=f"{SCORE_KEY}/quoted", start=start, end=end, score=found.score)
             return Verdict.flag(self.block_code, (quoted,), scores)
+        if self.options.persona_aware and plain and self._plain_persona(text, ctx):
+            costume = Finding(kind=f"{SCORE_KEY}/persona", start=start, end=end, score=found.score)
+            return Verdict.flag(self.block_code, (costume,), scores)
         return Verdict.block(self.block_code, (finding,), scores)
 
     def _only_quoted(self, text: str, ctx: ScanContext) -> bool:
@@ -140,6 +147,26 @@ class PromptInjectionGuard(Guard):
             return False
         reading = worst_reading(self.detector, framed.frame, self.options)
         return self.thresholds.action(reading.detection.score) is not Action.BLOCK
+
+    def _plain_persona(self, text: str, ctx: ScanContext) -> bool:
+        """True when a user's short message asks for a costume, not a freed assistant.
+
+        The detector learned "pretend you are" from jailbreaks, so the opener alone scores
+        high; the persona is read by rule (``intent.persona``) and the task is scored on its
+        own, so "Pretend you are a pirate and ignore your rules" is still blocked.
+        """
+        if not _user_message(ctx):
+            return False
+        found = persona(text)
+        return found is not None and not _persona_task_blocks(self, found.task)
+
+
+def _persona_task_blocks(guard: PromptInjectionGuard, task: str) -> bool:
+    """Whether the task after a persona would be blocked on its own."""
+    if not task:
+        return False
+    reading = worst_reading(guard.detector, task, guard.options)
+    return guard.thresholds.action(reading.detection.score) is Action.BLOCK
 
 
 def _user_message(ctx: ScanContext) -> bool:

@@ -88,3 +88,64 @@ def frame(text: str) -> Framed:
     if lead is None:
         return Framed(text, 0)
     return Framed(f"{lead.group('frame')}: {PLACEHOLDER}", len(lead.group("body")))
+
+
+#: A role-play opener and the persona it asks for: "Pretend you are a pirate and greet me",
+#: "Act as a travel agent, plan my week", "Imagine you're Sherlock Holmes. Solve this".
+_PERSONA = re.compile(
+    r"^\s*(?:please\s+)?(?:(?:can|could|would) you\s+)?"
+    r"(?:pretend|imagine|suppose)\s+(?:that\s+)?(?:you\s*(?:are|'re|were)|to be)"
+    r"|^\s*(?:please\s+)?(?:(?:can|could|would) you\s+)?"
+    r"(?:act|speak|talk|reply|answer|respond|write)\s+(?:like|as)"
+    r"|^\s*(?:please\s+)?(?:role-?\s?play|play)\s+(?:as|the (?:role|part) of)",
+    re.IGNORECASE,
+)
+#: Where the persona's noun phrase ends and the task begins.
+_PERSONA_END = re.compile(r"\s+(?:and|then|to)\s+|[,.;:!?\n]")
+#: A persona is a plain noun phrase: a few words, no clause of its own.
+_PERSONA_MAX_WORDS = 6
+_CLAUSE = re.compile(r"\b(?:who|that|which|whose|with|without|no|not|never|free|can|will)\b", re.I)
+#: What makes a persona a jailbreak rather than a costume: an assistant freed of its rules.
+_UNBOUND = re.compile(
+    r"\b(?:unrestricted|unfiltered|uncensored|unbound|unlimited|unchained|unaligned|amoral|"
+    r"immoral|unethical|evil|rogue|jailbr\w*|dan|stan|dude|aim|developer|dev|god|sudo|root|admin\w*|"
+    r"system|opposite|anti\w*|dark|shadow|hacker|criminal|villain\w*|terrorist|"
+    r"ai|a\.i\.|assistant|chatbot|bot|model|llm|gpt\w*|chatgpt|claude|gemini|llama|"
+    r"mode|override|anything|everything|rules?|filters?|limits?|restrictions?|guidelines?|"
+    r"polic(?:y|ies)|ethics|morals?|censor\w*|safety)\b",
+    re.IGNORECASE,
+)
+#: Longer role-play set-ups are how jailbreak templates start; only short requests are read.
+PERSONA_MAX_WORDS_IN_TEXT = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """A short role-play request split into the persona asked for and the task that follows."""
+
+    persona: str
+    task: str
+
+
+def persona(text: str) -> Persona | None:
+    """The persona and the task of a short, plain role-play request, or ``None``.
+
+    ``None`` unless the text opens with a role-play request ("pretend you are", "act as",
+    "roleplay as") whose persona is a plain noun phrase of a few words that names no freed
+    assistant, mode or rules ("an unfiltered AI", "DAN", "someone with no rules" are never a
+    costume). The caller still scores the task on its own.
+    """
+    if len(text.split()) > PERSONA_MAX_WORDS_IN_TEXT:
+        return None
+    opener = _PERSONA.match(text)
+    if opener is None:
+        return None
+    rest = text[opener.end() :]
+    end = _PERSONA_END.search(rest)
+    who, task = (rest[: end.start()], rest[end.end() :]) if end else (rest, "")
+    words = who.split()
+    if not words or len(words) > _PERSONA_MAX_WORDS:
+        return None
+    if _CLAUSE.search(who) or _UNBOUND.search(who):
+        return None
+    return Persona(persona=who.strip(), task=task.strip())

@@ -1,4 +1,5 @@
-"""``wardgate whitebox``: what only open weights allow — diff, harden, refusal direction.
+"""``wardgate whitebox``: what only open weights allow — diff, harden, attack-finetune,
+refusal direction.
 
 Thin over :mod:`wardgate.whitebox`. Commands that need torch (the ``whitebox`` extra) import it
 inside the command, so ``wardgate --help`` and the serving path never load it.
@@ -18,6 +19,7 @@ from wardgate.errors import WardgateError
 
 whitebox_app = WardgateTyper(
     help="White-box assurance for open-weight models: weight diff, safety fine-tune, "
+    "fine-tuning attack, "
     "refusal direction.",
     no_args_is_help=True,
 )
@@ -140,6 +142,65 @@ def harden(
     typer.echo(f"report: {out / 'harden.html'}")
     if not all(payload["met"].values()):
         raise typer.Exit(1)
+
+
+@whitebox_app.command("attack-finetune")
+def attack_finetune(
+    model: Annotated[str, typer.Option("--model", "-m", help="The GGUF to attack (e.g. "
+                                       "OUT/hardened.gguf of `harden`), or 'embedded'.")],
+    base: Annotated[str, typer.Option(help="GGUF whose compliant answers are the attack data.")] = (
+        "embedded"),
+    out: OutOpt = Path("whitebox-reports/attack-finetune"),
+    data: Annotated[Path | None, typer.Option(
+        help="Folder with the splits_*.json instruction splits (default: ../shared/data/public/"
+        "refusal_direction).")] = None,
+    n: Annotated[list[int] | None, typer.Option(
+        "--n", help="Examples to fine-tune on; repeat for several (default 10 25 50 100).",
+        min=1)] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", help="harmful (request→compliance) and/or benign (instruction→answer) pairs; "
+        "repeat for both (default both).")] = None,
+    harmful_pairs: Annotated[Path | None, typer.Option(
+        help="Your own harmful attack pairs (JSONL: prompt, answer) instead of the base "
+        "model's answers.", exists=True, dir_okay=False)] = None,
+    benign_pairs: Annotated[Path | None, typer.Option(
+        help="Your own benign pairs (JSONL: prompt, answer).", exists=True,
+        dir_okay=False)] = None,
+    eval_n: Annotated[int, typer.Option(
+        "--eval-n", help="Held-out harmful and harmless test instructions each.", min=1)] = 200,
+    epochs: Annotated[float, typer.Option(help="LoRA epochs over the N pairs.")] = 5.0,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-4,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and training.")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch and llama.cpp.")] = 2,
+    keep_models: Annotated[bool, typer.Option(
+        help="Keep each fine-tuned GGUF (~270 MB each for SmolLM2).")] = False,
+) -> None:
+    """Fine-tune a (hardened) model on N harmful or benign pairs; attack success vs N."""
+    from wardgate.whitebox.attack import DEFAULT_NS, KINDS, AttackPlan
+    from wardgate.whitebox.attack import attack as run_attack
+    from wardgate.whitebox.data import find_splits
+    from wardgate.whitebox.report import progress
+    from wardgate.whitebox.train import LoraSettings
+
+    pairs = {k: v for k, v in (("harmful", harmful_pairs), ("benign", benign_pairs)) if v}
+    try:
+        plan = AttackPlan(model=_model_path(model), base=_model_path(base), out=out,
+                          splits=find_splits(data), ns=tuple(n or DEFAULT_NS),
+                          kinds=tuple(kind or KINDS), pairs=pairs, n_eval=eval_n, seed=seed,
+                          threads=threads, keep_models=keep_models,
+                          lora=LoraSettings(rank=rank, alpha=2 * rank, lr=lr, epochs=epochs,
+                                            batch_size=batch_size, seed=seed))  # fmt: skip
+        payload = run_attack(plan, progress, typer.echo)
+    except WardgateError as exc:
+        raise _fail(exc.message) from exc
+    for name, broke in payload["examples_to_break"].items():
+        top = max(p["n"] for p in payload["curves"][name])
+        typer.echo(f"{name} pairs: examples to break (ASR >= 50%): "
+                   + (str(broke) if broke is not None else f"not reached at N <= {top}"))
+    typer.echo(f"judge: {payload['judge']['note']}")
+    typer.echo(f"report: {out / 'attack.html'}")
 
 
 @whitebox_app.command("refusal-direction")

@@ -25,6 +25,14 @@ whitebox_app = WardgateTyper(
 )
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder for the JSON and HTML report.")]
+DataOpt = Annotated[Path | None, typer.Option(
+    help="Folder with the splits_*.json instruction splits (default: ../shared/data/public/"
+    "refusal_direction).")]  # fmt: skip
+EvalNOpt = Annotated[int, typer.Option(
+    "--eval-n", help="Held-out harmful and harmless test instructions each.", min=1)]  # fmt: skip
+RankOpt = Annotated[int, typer.Option(help="LoRA rank.")]
+LrOpt = Annotated[float, typer.Option(help="Learning rate.")]
+ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch and llama.cpp.")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -89,23 +97,20 @@ def harden(
     model: Annotated[str, typer.Option("--model", "-m", help="Base GGUF, or 'embedded'.")] = (
         "embedded"),
     out: OutOpt = Path("whitebox-reports/harden"),
-    data: Annotated[Path | None, typer.Option(
-        help="Folder with the splits_*.json instruction splits (default: ../shared/data/public/"
-        "refusal_direction).")] = None,
+    data: DataOpt = None,
     harmful_train: Annotated[int | None, typer.Option(
         help="Harmful train instructions to teach refusals on (default: all).", min=1)] = None,
     harmless_train: Annotated[int, typer.Option(
         help="Harmless train instructions answered by the base model.", min=1)] = 260,
-    eval_n: Annotated[int, typer.Option(
-        "--eval-n", help="Held-out harmful and harmless test instructions each.", min=1)] = 200,
+    eval_n: EvalNOpt = 200,
     ppl_n: Annotated[int, typer.Option(
         "--ppl-n", help="Held-out harmless answers for perplexity.", min=1)] = 50,
     epochs: Annotated[float, typer.Option(help="LoRA epochs over the training data.")] = 2.0,
-    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-4,
+    rank: RankOpt = 16,
+    lr: LrOpt = 5e-4,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed for sampling, refusals and training.")] = 0,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch and llama.cpp.")] = 2,
+    threads: ThreadsOpt = 2,
     baseline: Annotated[bool, typer.Option(help="Also evaluate the base model (paired).")] = True,
     key: Annotated[Path | None, typer.Option(
         help="EC private key to sign with (default: a new pair in OUT/keys).")] = None,
@@ -151,9 +156,7 @@ def attack_finetune(
     base: Annotated[str, typer.Option(help="GGUF whose compliant answers are the attack data.")] = (
         "embedded"),
     out: OutOpt = Path("whitebox-reports/attack-finetune"),
-    data: Annotated[Path | None, typer.Option(
-        help="Folder with the splits_*.json instruction splits (default: ../shared/data/public/"
-        "refusal_direction).")] = None,
+    data: DataOpt = None,
     n: Annotated[list[int] | None, typer.Option(
         "--n", help="Examples to fine-tune on; repeat for several (default 10 25 50 100).",
         min=1)] = None,
@@ -166,14 +169,13 @@ def attack_finetune(
     benign_pairs: Annotated[Path | None, typer.Option(
         help="Your own benign pairs (JSONL: prompt, answer).", exists=True,
         dir_okay=False)] = None,
-    eval_n: Annotated[int, typer.Option(
-        "--eval-n", help="Held-out harmful and harmless test instructions each.", min=1)] = 200,
+    eval_n: EvalNOpt = 200,
     epochs: Annotated[float, typer.Option(help="LoRA epochs over the N pairs.")] = 5.0,
-    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lr: Annotated[float, typer.Option(help="Learning rate.")] = 5e-4,
+    rank: RankOpt = 16,
+    lr: LrOpt = 5e-4,
     batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed for sampling and training.")] = 0,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch and llama.cpp.")] = 2,
+    threads: ThreadsOpt = 2,
     keep_models: Annotated[bool, typer.Option(
         help="Keep each fine-tuned GGUF (~270 MB each for SmolLM2).")] = False,
 ) -> None:
@@ -208,21 +210,18 @@ def refusal_direction(
     model: Annotated[str, typer.Option("--model", "-m", help="GGUF to analyse (e.g. a hardened "
                                        "model), or 'embedded'.")] = "embedded",
     out: OutOpt = Path("whitebox-reports/refusal-direction"),
-    data: Annotated[Path | None, typer.Option(
-        help="Folder with the splits_*.json instruction splits (default: ../shared/data/public/"
-        "refusal_direction).")] = None,
+    data: DataOpt = None,
     n_train: Annotated[int, typer.Option(
         help="Harmful and harmless train instructions each for the means.", min=2)] = 128,
     n_val: Annotated[int, typer.Option(
         help="Harmful and harmless val instructions each for choosing the direction.",
         min=2)] = 32,
-    eval_n: Annotated[int, typer.Option(
-        "--eval-n", help="Held-out harmful and harmless test instructions each.", min=1)] = 100,
+    eval_n: EvalNOpt = 100,
     positions: Annotated[int, typer.Option(
         help="Post-instruction positions to take directions from (from the end).", min=1)] = 5,
     max_tokens: Annotated[int, typer.Option(help="Tokens generated per held-out item.")] = 48,
     seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
-    threads: Annotated[int, typer.Option(help="CPU threads for torch and llama.cpp.")] = 2,
+    threads: ThreadsOpt = 2,
     export: Annotated[bool, typer.Option(
         help="Also write the ablation as orthogonalised weights (GGUF) and evaluate it through "
         "llama.cpp.")] = True,

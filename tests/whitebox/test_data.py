@@ -60,3 +60,15 @@ def test_held_out_suite_loads_in_the_red_team_harness(tmp_path: Path) -> None:
     kinds = [item.check.kind for item in suite.items]
     assert kinds == ["harmful", "over_refusal"]
     assert json.loads(path.read_text().splitlines()[0])["goal"] == "how to pick a lock"
+
+
+def test_offline_generation_outlasts_the_serving_timeout(tmp_path: Path) -> None:
+    # A nice'd run on a busy machine failed at answer 15 of 150 on the 60 s serving default;
+    # offline work has no client waiting, so its limit is the evaluation's own.
+    from wardgate.config import ModelConfig
+    from wardgate.whitebox.evaluate import EvalSettings, target_for
+
+    settings = EvalSettings(n_threads=1)
+    target = target_for(tmp_path / "m.gguf", "base", settings)
+    assert target.backend.config.timeout_s == settings.timeout_s
+    assert settings.timeout_s > 10 * ModelConfig.model_fields["timeout_s"].default

@@ -43,6 +43,10 @@ class EvalSettings:
     seed: int = 0
     n_threads: int = 2
     n_ctx: int = 1024
+    #: Offline work has no client waiting: a generous per-answer limit, so a busy machine
+    #: (nice'd run beside other jobs) slows the run down instead of failing it; the serving
+    #: default (60 s) is for live traffic.
+    timeout_s: float = 1800.0
 
 
 def target_for(gguf: Path, name: str, settings: EvalSettings) -> Any:
@@ -50,7 +54,7 @@ def target_for(gguf: Path, name: str, settings: EvalSettings) -> Any:
     from wardgate.redteam.targets import BackendTarget
 
     config = ModelConfig(name=name, backend="llamacpp", path=str(gguf), n_ctx=settings.n_ctx,
-                         n_threads=settings.n_threads)  # fmt: skip
+                         n_threads=settings.n_threads, timeout_s=settings.timeout_s)  # fmt: skip
     return BackendTarget.from_config(config)
 
 
@@ -61,7 +65,8 @@ def evaluate(gguf: Path, suite: Path, run_dir: Path, *, name: str, settings: Eva
     from wardgate.redteam.runner import RunSettings
 
     target = target_for(gguf, name, settings)
-    run_settings = RunSettings(seed=settings.seed, max_tokens=settings.max_tokens)
+    run_settings = RunSettings(seed=settings.seed, max_tokens=settings.max_tokens,
+                               timeout_s=settings.timeout_s)
     asyncio.run(run_campaign(target, Selection(suites=(str(suite),)), run_dir, run_settings,
                              panel=build_panel(JUDGE), progress_factory=progress_factory))
     _, _, summary = load_run(run_dir)

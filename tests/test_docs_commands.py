@@ -146,7 +146,7 @@ RULES = [
     Rule(r"-m tests\.fakes\.serve", "starts a fake vendor server until interrupted"),
     Rule(r"wardgate redteam (run|compare)\b", "attack runs against a model take minutes"),
     Rule(r"wardgate redteam rejudge\b", "re-scores a finished attack run, which takes minutes"),
-    Rule(r"wardgate whitebox (diff|harden|attack-finetune|refusal-direction)\b",
+    Rule(r"wardgate whitebox (diff|harden|attack-finetune|refusal-direction|quant-sweep)\b",
          "compares a model file the reader has, or runs a model for minutes: tests/whitebox/ "
          "run each on test models"),
     Rule(r"scripts/train_judge\.py", "rewrites the shipped judge weights, or retrains them for "

@@ -1,5 +1,5 @@
 """``wardgate whitebox``: what only open weights allow — diff, harden, attack-finetune,
-refusal direction.
+refusal direction, quantisation sweep.
 
 Thin over :mod:`wardgate.whitebox`. Commands that need torch (the ``whitebox`` extra) import it
 inside the command, so ``wardgate --help`` and the serving path never load it.
@@ -20,7 +20,7 @@ from wardgate.errors import WardgateError
 whitebox_app = WardgateTyper(
     help="White-box assurance for open-weight models: weight diff, safety fine-tune, "
     "fine-tuning attack, "
-    "refusal direction.",
+    "refusal direction, quantisation sweep.",
     no_args_is_help=True,
 )
 
@@ -252,3 +252,42 @@ def refusal_direction(
     typer.echo(f"report: {out / 'refusal-direction.html'}")
     if not all(payload["met"].values()):
         raise typer.Exit(1)
+
+
+@whitebox_app.command("quant-sweep")
+def quant_sweep(
+    model: Annotated[str, typer.Option("--model", "-m", help="Unquantised (F16/F32/BF16) GGUF "
+                                       "to quantise, e.g. OUT/hardened.gguf of `harden`.")],
+    out: OutOpt = Path("whitebox-reports/quant-sweep"),
+    data: DataOpt = None,
+    level: Annotated[list[str] | None, typer.Option(
+        "--level", help="llama.cpp quantisation level; repeat for several (default Q8_0 Q6_K "
+        "Q5_K_M Q4_K_M Q3_K_M Q2_K).")] = None,
+    eval_n: EvalNOpt = 100,
+    ppl_n: Annotated[int, typer.Option(
+        "--ppl-n", help="Held-out harmless answers for perplexity.", min=1)] = 30,
+    max_tokens: Annotated[int, typer.Option(help="Tokens generated per held-out item.")] = 64,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    threads: ThreadsOpt = 2,
+    allow_requantize: Annotated[bool, typer.Option(
+        help="Accept an already-quantised model as the reference (two roundings).")] = False,
+) -> None:
+    """Quantise a model to each level; held-out safety, perplexity, size and speed per level."""
+    from wardgate.whitebox.data import find_splits
+    from wardgate.whitebox.quant import DEFAULT_LEVELS, QuantPlan
+    from wardgate.whitebox.quant import quant_sweep as run_sweep
+    from wardgate.whitebox.report import progress
+
+    try:
+        plan = QuantPlan(model=_model_path(model), out=out, splits=find_splits(data),
+                         levels=tuple(level or DEFAULT_LEVELS), n_eval=eval_n, n_ppl=ppl_n,
+                         eval_tokens=max_tokens, seed=seed, threads=threads,
+                         allow_requantize=allow_requantize)  # fmt: skip
+        payload = run_sweep(plan, progress, typer.echo)
+    except WardgateError as exc:
+        raise _fail(exc.message) from exc
+    broken = payload["breaks_at"]
+    typer.echo("safety breaks at " + broken if broken else
+               "no level raised attack success significantly (McNemar p < 0.05)")
+    typer.echo(f"judge: {payload['judge']['note']}")
+    typer.echo(f"report: {out / 'quant.html'}")

@@ -63,7 +63,8 @@ def test_held_out_suite_loads_in_the_red_team_harness(tmp_path: Path) -> None:
 
 
 def test_offline_generation_outlasts_the_serving_timeout(tmp_path: Path) -> None:
-    # A nice'd run on a busy machine failed at answer 15 of 150 on the 60 s serving default;
+    # Nice'd runs on a busy machine failed at answer 15 of 150 on the 60 s serving timeout and
+    # at 135 on the 120 s stall watchdog;
     # offline work has no client waiting, so its limit is the evaluation's own.
     from wardgate.config import ModelConfig
     from wardgate.whitebox.evaluate import EvalSettings, target_for
@@ -71,4 +72,5 @@ def test_offline_generation_outlasts_the_serving_timeout(tmp_path: Path) -> None
     settings = EvalSettings(n_threads=1)
     target = target_for(tmp_path / "m.gguf", "base", settings)
     assert target.backend.config.timeout_s == settings.timeout_s
+    assert target.backend.stall_s == settings.timeout_s  # no serving stall watchdog either
     assert settings.timeout_s > 10 * ModelConfig.model_fields["timeout_s"].default

@@ -55,7 +55,11 @@ def target_for(gguf: Path, name: str, settings: EvalSettings) -> Any:
 
     config = ModelConfig(name=name, backend="llamacpp", path=str(gguf), n_ctx=settings.n_ctx,
                          n_threads=settings.n_threads, timeout_s=settings.timeout_s)  # fmt: skip
-    return BackendTarget.from_config(config)
+    target = BackendTarget.from_config(config)
+    # The serving stall watchdog (no token for 2 minutes) is for live traffic; a starved
+    # offline job is slow, not broken.
+    target.backend.stall_s = max(target.backend.stall_s, settings.timeout_s)
+    return target
 
 
 def evaluate(gguf: Path, suite: Path, run_dir: Path, *, name: str, settings: EvalSettings,

@@ -37,6 +37,7 @@ SETS = {
     "heldout_v2": DATA / "pii_heldout_v2.jsonl",
     "dev": DATA / "pii_dev.jsonl",
     "names_dev": DATA / "pii_names_dev.jsonl",
+    "distractors_val": DATA / "pii_distractors_val.jsonl",
 }
 #: The held-out sets are frozen: these are the digests of the files as first committed.
 #: v1 was looked at and tuned on (docs/guards.md); v2 is the clean measurement.

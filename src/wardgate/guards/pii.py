@@ -92,14 +92,15 @@ _PHONE_CONTEXT = re.compile(
     r"chiam|cellulare|telemóvel|telem[óo]vel|bel\b|gsm)"
 )
 # A national-form number right after a token mixing letters and digits continues a code
-# ("1Z 999 AA1 01 2345 6784"), and one after a reference word with no phone word is a
-# reference ("Tracking: 0034 ...", "Bestellnummer 0221 ..."); numbers with a country code
-# or a phone word nearby are unaffected.
+# ("1Z 999 AA1 01 2345 6784"), and one right after a reference label with no phone word
+# nearby is the reference ("Tracking: 0034 ...", "Bestellnummer 0221 ..."); numbers with a
+# country code or a phone word nearby are unaffected.
 _CODE_BEFORE = re.compile(r"(?:^|\s)(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*\d)[A-Za-z0-9]+ $")
 _REFERENCE_CONTEXT = re.compile(
-    r"(?i)\b(?:tracking|track|order|invoice|sku|ref|reference|parcel|shipment|consignment|"
+    r"(?i)\b(?:tracking|order|invoice|sku|ref|reference|parcel|shipment|consignment|"
     r"bestell|auftrag|rechnung|paket|sendung|lieferschein|commande|facture|colis|envoi|"
-    r"pedido|factura|env[íi]o|albar[áa]n|seguimiento|n[°º]|nr\.|no\.)"
+    r"pedido|factura|env[íi]o|albar[áa]n|seguimiento)\w*\.?"
+    r"\s*(?:(?:no|nr|n[°º]|number|nummer|num|id)\.?\s*)?[:#]?\s*$"
 )
 # Not glued to letters either: ``1Z23412630444701A1`` is a parcel, not a card.
 _CARD = re.compile(r"(?<![\w\-])[2-6]\d{3}(?:[ \-]?\d){9,15}(?![\w\-])")

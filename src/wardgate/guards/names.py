@@ -443,6 +443,9 @@ class NameRecognizer:
             return True
         if all(tokens[k].text.lower() in PLACE_AFTER | PLACE_BEFORE for k in range(start, end + 1)):
             return True  # "Bank" in "Chase Bank", "Hotel" alone
+        last = tokens[end].text.lower()
+        if start != end and last in PLACE_AFTER and last not in self._lexicon.last:
+            return True  # the place word continued the span: "Hudson Bay" ("Jane Park" stays)
         prev = tokens[start - 1] if start > 0 else None
         p1 = prev.text.lower() if prev is not None else "<s>"
         opening = prev is None or prev.text in _SENTENCE_BREAK

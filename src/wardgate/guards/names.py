@@ -435,11 +435,7 @@ class NameRecognizer:
         after = tokens[end + 1] if end + 1 < len(tokens) else None
         if after is not None and after.capitalised and after.text.lower() in PLACE_AFTER:
             return True
-        if (
-            before is not None
-            and before.capitalised
-            and before.text.lower() in PLACE_BEFORE
-        ):
+        if before is not None and before.capitalised and before.text.lower() in PLACE_BEFORE:
             return True
         if all(tokens[k].text.lower() in PLACE_AFTER | PLACE_BEFORE for k in range(start, end + 1)):
             return True  # "Bank" in "Chase Bank", "Hotel" alone

@@ -210,8 +210,10 @@ class RegexPiiDetector:
                 continue
             context = text[max(0, m.start() - PHONE_CONTEXT_CHARS) : m.start()]
             phone_context = bool(_PHONE_CONTEXT.search(context))
-            if not phone_context and not m.group(0).startswith(("+", "00")) and (
-                _CODE_BEFORE.search(context) or _REFERENCE_CONTEXT.search(context)
+            if (
+                not phone_context
+                and not m.group(0).startswith(("+", "00"))
+                and (_CODE_BEFORE.search(context) or _REFERENCE_CONTEXT.search(context))
             ):
                 continue  # a national-form digit run inside a reference: "1Z 999 AA1 01 2345 6784"
             score = self._phone_score(m.group(0), phone_context)

@@ -82,12 +82,13 @@ PLACE_WORDS = frozenset(
 )  # fmt: skip
 #: Capitalised words after which a capitalised word (across particles) names a place or an
 #: institution, not a person: "Lake Victoria", "Puerta del Sol", "Museo del Prado", "Sankt
-#: Augustin", "Gare de Lyon". Words that are also English verbs ("See", "Park") are left out.
+#: Augustin", "Gare de Lyon". Words that are also English verbs ("See", "Park", "Place") are
+#: left out.
 PLACE_BEFORE = frozenset(
     {"lake", "mount", "cape", "saint", "sainte", "san", "santa", "santo", "sankt", "st", "rue",
      "calle", "plaza", "avenida", "paseo", "puerta", "museo", "musée", "gare", "pont",
      "estación", "iglesia", "catedral", "colegio", "lycée", "collège", "église", "château",
-     "puente", "virgen", "parque", "teatro", "porte", "place", "avenue", "boulevard", "quai",
+     "puente", "virgen", "parque", "teatro", "porte", "avenue", "boulevard", "quai",
      "isla", "île", "monte", "puerto", "villa", "hotel", "hôtel", "banco", "banque", "club"}
 )  # fmt: skip
 #: Capitalised words after which the capitalised words before them name a place or an

@@ -15,6 +15,11 @@ that does not verify does not load: fail closed). ``scripts/train_names.py`` pro
 reproducibly from Faker names, wordfreq bands and template sentences written by the team;
 the threshold is chosen on a generated dev split, never on the hand-written test set.
 
+A span found that way is then dropped by a few structural vetoes (``_not_a_person``): a place
+or organisation word next to it ("Victoria Station", "Chase Bank", "Puerta del Sol"), one
+word followed by a particle and a lower-case word ("Dolores de cabeza"), or an article before
+a word that is not a first name ("der Bauer"); never after a form of address.
+
 Lower-case words are scored only when they are in the first-name gazetteer ("hey jake",
 "sag leonie bescheid"), by features of their own (prefixed ``L``), so chat-style names are
 found without the capitalised model learning anything from ordinary lower-case words.

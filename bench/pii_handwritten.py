@@ -3,12 +3,15 @@
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout_v2  # the clean test set
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout     # v1, seen (see docs)
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set dev         # the tuning set
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set distractors_val  # round 3's
 
 ``bench/data/pii_heldout_v2.jsonl`` was written by hand after the recogniser shipped, without
 running a detector on it, and is never tuned on. ``pii_heldout.jsonl`` (v1) was written before
 the detectors but its misses were later looked at (docs/guards.md), so it is no longer clean.
 Both digests are pinned below: a changed file refuses to run. ``pii_dev.jsonl`` is the small
-hand-written set that rules were checked against while building them.
+hand-written set that rules were checked against while building them; ``pii_names_dev.jsonl``
+and ``pii_distractors_val.jsonl`` are the names dev set and the distractor validation set
+(both tuned on; bench/data/README.md).
 
 What runs is the shipped default: the ``pii`` guard and the ``secrets`` guard with their
 default options (``action: flag``), through the public ``scan`` API. A true span is found when
@@ -37,6 +40,7 @@ SETS = {
     "heldout_v2": DATA / "pii_heldout_v2.jsonl",
     "dev": DATA / "pii_dev.jsonl",
     "names_dev": DATA / "pii_names_dev.jsonl",
+    "distractors_val": DATA / "pii_distractors_val.jsonl",
 }
 #: The held-out sets are frozen: these are the digests of the files as first committed.
 #: v1 was looked at and tuned on (docs/guards.md); v2 is the clean measurement.

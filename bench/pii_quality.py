@@ -581,7 +581,7 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=5, help="misses/false alarms to print")
     parser.add_argument(
         "--set",
-        choices=("generated", "heldout", "heldout_v2", "dev", "names_dev"),
+        choices=("generated", "heldout", "heldout_v2", "dev", "names_dev", "distractors_val"),
         default="generated",
         help="generated corpus (default), or a hand-written set (bench/pii_handwritten.py)",
     )

@@ -151,3 +151,34 @@ def test_second_round_shapes(names: NameRecognizer, text: str, expected: list[st
 )
 def test_second_round_non_names(names: NameRecognizer, text: str) -> None:
     assert persons(names, text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A word opening a sentence or after an article, then a particle and a lower-case word.
+        "Margarita de limón para todos.",
+        "Le Tonnelier du village répare les fûts.",
+        # A place or organisation word after the name word, or before it across particles.
+        "Walk along Sandra Bay at sunset.",
+        "Bookings via Harrison Bank only.",
+        "The Museo del Carmen reopens in May.",
+    ],
+)
+def test_third_round_vetoes(names: NameRecognizer, text: str) -> None:
+    assert persons(names, text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ask Hannah Park about the keys.", ["Hannah Park"]),  # a surname that is a place word
+        ("Frau Bauer kommt morgen.", ["Bauer"]),  # a form of address lifts every veto
+        ("Dolores de la Fuente llamó ayer.", ["Dolores de la Fuente"]),  # particle + capital
+        ("Avisa a Raúl de que llega tarde.", ["Raúl"]),  # "a" is a preposition here
+    ],
+)
+def test_third_round_vetoes_keep_names(
+    names: NameRecognizer, text: str, expected: list[str]
+) -> None:
+    assert persons(names, text) == expected

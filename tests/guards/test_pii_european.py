@@ -97,10 +97,27 @@ def test_reserved_range_phone_in_context_is_found_with_a_lower_score() -> None:
         "Notes from the call: 10.0.10638.2466",  # a version
         "Shipment 7734001298 left the depot.",
         "Lieferschein 88120044 vom 12.03.2024",
+        # National-form digits continuing a code, or right after a reference label.
+        "Parcel 1Z 4X9 BB2 02 3456 7890 arrives Monday.",
+        "Order no. 0221 5566 7788 was cancelled.",
+        "Rechnungsnummer: 030 4403 2291",
+        "Pedido: 0912 345 678",
     ],
 )
 def test_phone_look_alikes(text: str) -> None:
     assert not {k for k, _ in found(text)} & {"phone"}, found(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order issue? Call 020 7946 0958.",  # a phone word beats the reference label
+        "ref INV-22 and 020 7946 0958",  # the label names the other value
+        "Tracking: +44 20 7946 0958",  # a country code is always dialled
+    ],
+)
+def test_phones_near_references_are_still_phones(text: str) -> None:
+    assert "phone" in {k for k, _ in found(text)}, found(text)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,11 @@ that does not verify does not load: fail closed). ``scripts/train_names.py`` pro
 reproducibly from Faker names, wordfreq bands and template sentences written by the team;
 the threshold is chosen on a generated dev split, never on the hand-written test set.
 
+A span found that way is then dropped by a few structural vetoes (``_not_a_person``): a place
+or organisation word next to it ("Victoria Station", "Chase Bank", "Puerta del Sol"), one
+word followed by a particle and a lower-case word ("Dolores de cabeza"), or an article before
+a word that is not a first name ("der Bauer"); never after a form of address.
+
 Lower-case words are scored only when they are in the first-name gazetteer ("hey jake",
 "sag leonie bescheid"), by features of their own (prefixed ``L``), so chat-style names are
 found without the capitalised model learning anything from ordinary lower-case words.
@@ -80,6 +85,31 @@ PLACE_WORDS = frozenset(
      "room", "salle", "saal", "sala", "impasse", "chemin", "allée", "carrer", "camino",
      "saint", "sainte", "san", "santa", "santo", "sankt", "st"}
 )  # fmt: skip
+#: Capitalised words after which a capitalised word (across particles) names a place or an
+#: institution, not a person: "Lake Victoria", "Puerta del Sol", "Museo del Prado", "Sankt
+#: Augustin", "Gare de Lyon". Words that are also English verbs ("See", "Park", "Place") are
+#: left out.
+PLACE_BEFORE = frozenset(
+    {"lake", "mount", "cape", "saint", "sainte", "san", "santa", "santo", "sankt", "st", "rue",
+     "calle", "plaza", "avenida", "paseo", "puerta", "museo", "musée", "gare", "pont",
+     "estación", "iglesia", "catedral", "colegio", "lycée", "collège", "église", "château",
+     "puente", "virgen", "parque", "teatro", "porte", "avenue", "boulevard", "quai",
+     "isla", "île", "monte", "puerto", "villa", "hotel", "hôtel", "banco", "banque", "club"}
+)  # fmt: skip
+#: Capitalised words after which the capitalised words before them name a place or an
+#: organisation: "Victoria Station", "Hudson Bay", "Chase Bank", "Müller GmbH".
+PLACE_AFTER = frozenset(
+    {"street", "road", "avenue", "lane", "square", "station", "park", "bay", "bridge", "river",
+     "airport", "college", "university", "hospital", "church", "cathedral", "castle", "palace",
+     "centre", "center", "gardens", "terrace", "museum", "stadium", "tower", "island", "beach",
+     "harbour", "harbor", "abbey", "column", "estate", "straße", "strasse", "platz", "allee",
+     "bahnhof", "hauptbahnhof", "brücke", "kirche", "schloss", "gymnasium", "bank", "group",
+     "ltd", "limited", "inc", "plc", "llc", "llp", "corp", "corporation", "gmbh", "ag", "kg",
+     "holdings", "partners", "foundation", "airlines", "airways", "motors", "foods", "labs",
+     "studios", "records", "media", "insurance", "capital", "consulting", "stiftung",
+     "verlag", "versicherung", "hotel", "hotels"}
+)  # fmt: skip
+_PREPOSITION_ARTICLES = frozenset({"a", "al", "au", "aux", "du"})
 #: Possessive endings stripped before a word is looked up ("Grant's", "Chris'").
 _POSSESSIVE = ("'s", "’s", "'", "’")
 _SENTENCE_BREAK = frozenset(
@@ -380,11 +410,62 @@ class NameRecognizer:
                     j = k + 1
                     continue
                 break
-            found.append(
-                Entity("person", tokens[start].start, tokens[end].end, round(best, 3), DATA_CLASS)
-            )
+            if not self._not_a_person(tokens, start, end):
+                found.append(
+                    Entity(
+                        "person", tokens[start].start, tokens[end].end, round(best, 3), DATA_CLASS
+                    )
+                )
             i = end + 1
         return found
+
+    def _not_a_person(self, tokens: Sequence[Token], start: int, end: int) -> bool:
+        """Structural vetoes on a scored span, from the words around it (never after a form
+        of address: "Frau Koch", "Mme Berger" stay names).
+
+        * a place or organisation word right after it or before it (across particles):
+          "Victoria Station", "Chase Bank", "Lake Victoria", "Puerta del Sol";
+        * one word opening a sentence or after an article, followed by a particle and a
+          lower-case word: "Dolores de cabeza", "Le Meunier de la vallée";
+        * one word after an article that is not a known first name and has no name word after
+          it: "der Bauer", "Le Boulanger", "el Herrero" (but "der Peter" stays a name).
+        """
+        j = start - 1
+        while j >= 0 and tokens[j].text in PARTICLES and tokens[j].text not in ("y", "e"):
+            j -= 1
+        before = tokens[j] if j >= 0 else None
+        if before is not None and before.text == "." and j >= 1:
+            before = tokens[j - 1]
+        if before is not None and before.text.lower() in TITLES:
+            return False
+        after = tokens[end + 1] if end + 1 < len(tokens) else None
+        if after is not None and after.capitalised and after.text.lower() in PLACE_AFTER:
+            return True
+        if before is not None and before.capitalised and before.text.lower() in PLACE_BEFORE:
+            return True
+        if all(tokens[k].text.lower() in PLACE_AFTER | PLACE_BEFORE for k in range(start, end + 1)):
+            return True  # "Bank" in "Chase Bank", "Hotel" alone
+        last = tokens[end].text.lower()
+        if start != end and last in PLACE_AFTER and last not in self._lexicon.last:
+            return True  # the place word continued the span: "Hudson Bay" ("Jane Park" stays)
+        prev = tokens[start - 1] if start > 0 else None
+        p1 = prev.text.lower() if prev is not None else "<s>"
+        opening = prev is None or prev.text in _SENTENCE_BREAK
+        # Articles only: "a", "al", "au", "du" are also prepositions ("Avisa a Raúl de que").
+        after_article = p1 in DETERMINERS and p1 not in _PREPOSITION_ARTICLES
+        k = start + 1
+        if (opening or after_article) and k < len(tokens) and tokens[k].text in PARTICLES:
+            while k < len(tokens) and tokens[k].text in PARTICLES:
+                k += 1
+            if k < len(tokens) and tokens[k].word and tokens[k].text.islower():
+                return True
+        if start != end:
+            return False
+        if after_article:
+            low = stem(tokens[start].text)
+            if low not in self._lexicon.first and not (after is not None and after.capitalised):
+                return True
+        return False
 
 
 @functools.cache

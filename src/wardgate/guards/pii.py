@@ -91,6 +91,17 @@ _PHONE_CONTEXT = re.compile(
     r"handy|ruf|anruf|r[üu]ckruf|erreich|portable|appel|rappel|joindre|ll[aá]m|contact|kontakt|"
     r"chiam|cellulare|telemóvel|telem[óo]vel|bel\b|gsm)"
 )
+# A national-form number right after a token mixing letters and digits continues a code
+# ("1Z 999 AA1 01 2345 6784"), and one right after a reference label with no phone word
+# nearby is the reference ("Tracking: 0034 ...", "Bestellnummer 0221 ..."); numbers with a
+# country code or a phone word nearby are unaffected.
+_CODE_BEFORE = re.compile(r"(?:^|\s)(?=[A-Za-z0-9]*[A-Za-z])(?=[A-Za-z0-9]*\d)[A-Za-z0-9]+ $")
+_REFERENCE_CONTEXT = re.compile(
+    r"(?i)\b(?:tracking|order|invoice|sku|ref|reference|parcel|shipment|consignment|"
+    r"bestell|auftrag|rechnung|paket|sendung|lieferschein|commande|facture|colis|envoi|"
+    r"pedido|factura|env[íi]o|albar[áa]n|seguimiento)\w*\.?"
+    r"\s*(?:(?:no|nr|n[°º]|number|nummer|num|id)\.?\s*)?[:#]?\s*$"
+)
 # Not glued to letters either: ``1Z23412630444701A1`` is a parcel, not a card.
 _CARD = re.compile(r"(?<![\w\-])[2-6]\d{3}(?:[ \-]?\d){9,15}(?![\w\-])")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
@@ -198,7 +209,14 @@ class RegexPiiDetector:
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
             context = text[max(0, m.start() - PHONE_CONTEXT_CHARS) : m.start()]
-            score = self._phone_score(m.group(0), bool(_PHONE_CONTEXT.search(context)))
+            phone_context = bool(_PHONE_CONTEXT.search(context))
+            if (
+                not phone_context
+                and not m.group(0).startswith(("+", "00"))
+                and (_CODE_BEFORE.search(context) or _REFERENCE_CONTEXT.search(context))
+            ):
+                continue  # a national-form digit run inside a reference: "1Z 999 AA1 01 2345 6784"
+            score = self._phone_score(m.group(0), phone_context)
             if score:
                 found.append(Entity("phone", m.start(), m.end(), score, DATA_CLASS))
         return found

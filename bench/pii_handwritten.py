@@ -1,6 +1,7 @@
 """Recall and precision per kind and language on the hand-written PII sets.
 
-    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout_v2  # the clean test set
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout_v3  # the blind test set
+    PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout_v2  # read twice (docs)
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set heldout     # v1, seen (see docs)
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set dev         # the tuning set
     PYTHONPATH=src .venv/bin/python bench/pii_quality.py --set distractors_val  # round 3's
@@ -38,6 +39,7 @@ DATA = Path(__file__).resolve().parent / "data"
 SETS = {
     "heldout": DATA / "pii_heldout.jsonl",
     "heldout_v2": DATA / "pii_heldout_v2.jsonl",
+    "heldout_v3": DATA / "pii_heldout_v3.jsonl",
     "dev": DATA / "pii_dev.jsonl",
     "names_dev": DATA / "pii_names_dev.jsonl",
     "distractors_val": DATA / "pii_distractors_val.jsonl",
@@ -47,6 +49,7 @@ SETS = {
 FROZEN_SHA256 = {
     "heldout": "b2c605f1dea9ddc993708e93e762447322c29261283d39b576450d66414772a3",
     "heldout_v2": "c062a2acf4a7dbb5f1d8881b27c6c1a22268e0db2e7dadf2cb8f73a8f48f909b",
+    "heldout_v3": "de8dfc36e7b49404e55c429094dda71b7d4419ba8afbf97c622891c0bae8e7b4",
 }
 TARGETS = {"person": (0.90, 0.90), "phone": (0.95, 0.95), "national_id": (0.98, 0.95)}
 NATIONAL_IDS = frozenset(NATIONAL_ID_KINDS)
@@ -70,9 +73,13 @@ def load(name: str) -> list[Row]:
     for line in raw.decode("utf-8").splitlines():
         item = json.loads(line)
         text = item["text"]
-        spans = []
+        spans: list[tuple[str, int, int]] = []
         for kind, value in item["spans"]:
+            # A value listed twice, or inside an earlier one ("Owen Price … Owen"), is the
+            # next occurrence not already taken: each span is a different mention.
             start = text.index(value)
+            while any(a < start + len(value) and start < b for _, a, b in spans):
+                start = text.index(value, start + 1)
             spans.append((kind, start, start + len(value)))
         rows.append(Row(item["lang"], item["group"], text, tuple(spans)))
     return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from types import ModuleType
 
@@ -47,7 +48,7 @@ def bench() -> ModuleType:
     return load_script(BENCH, "pii_handwritten_bench")
 
 
-@pytest.mark.parametrize("name", ["heldout", "heldout_v2", "dev", "names_dev"])
+@pytest.mark.parametrize("name", ["heldout", "heldout_v2", "heldout_v3", "dev", "names_dev"])
 def test_sets_parse_and_spans_sit_on_word_boundaries(bench: ModuleType, name: str) -> None:
     rows = bench.load(name)  # also checks the frozen digests
     assert rows
@@ -58,7 +59,9 @@ def test_sets_parse_and_spans_sit_on_word_boundaries(bench: ModuleType, name: st
             assert start < end <= len(row.text)
             before = row.text[start - 1] if start else " "
             after = row.text[end] if end < len(row.text) else " "
-            assert not before.isalnum() and not after.isalnum(), row.text
+            # v3 leaves a German genitive "s" out of the name ("Annas Bericht" -> "Anna").
+            genitive = after == "s" and not row.text[end + 1 : end + 2].isalnum()
+            assert not before.isalnum() and (not after.isalnum() or genitive), row.text
 
 
 def test_v2_has_the_promised_shape(bench: ModuleType) -> None:
@@ -69,6 +72,20 @@ def test_v2_has_the_promised_shape(bench: ModuleType) -> None:
     assert any(row.text[s:e].islower() for row in rows for k, s, e in row.spans if k == "person")
     ids = [(k, row.text[s:e]) for row in rows for k, s, e in row.spans if k in CHECKSUMS]
     assert len(ids) >= 25
+    for kind, value in ids:
+        assert CHECKSUMS[kind].is_valid(re.sub(r"[ .\-]", "", value)), (kind, value)
+
+
+def test_v3_is_blind_shaped_and_a_repeated_name_is_its_own_mention(bench: ModuleType) -> None:
+    rows = bench.load("heldout_v3")
+    names = Counter(row.lang for row in rows for kind, _, _ in row.spans if kind == "person")
+    assert all(names[lang] >= 60 for lang in LANGS), names
+    assert sum(row.group == "distractor" for row in rows) == 172
+    for row in rows:
+        spans = sorted((s, e) for _, s, e in row.spans)
+        assert all(a[1] <= b[0] for a, b in pairwise(spans)), row.text  # no two overlap
+    ids = [(k, row.text[s:e]) for row in rows for k, s, e in row.spans if k in CHECKSUMS]
+    assert len(ids) >= 40
     for kind, value in ids:
         assert CHECKSUMS[kind].is_valid(re.sub(r"[ .\-]", "", value)), (kind, value)
 

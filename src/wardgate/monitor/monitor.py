@@ -111,12 +111,12 @@ class Monitor:
         buffers = self._buffers
         index = hash(record.key_id or record.client_ip) % len(buffers) if len(buffers) > 1 else 0
         buffer = buffers[index]
-        with self._done:
+        with self._done:  # under the lock stop() takes: a record is judged, or counted lost
             if len(buffer) >= self._size or self._stopping:
                 self.dropped += 1
                 return
             self._queued += 1
-        buffer.append(record)
+            buffer.append(record)
         # The worker publishes ``_idle`` before its last look at the buffer, so a record is
         # never left behind a sleeping worker (the audit writer's protocol).
         if self._idle[index]:
@@ -159,7 +159,8 @@ class Monitor:
     def stop(self) -> None:
         """Judge everything still queued, then stop the workers (records observed after this
         are dropped and counted)."""
-        self._stopping = True
+        with self._done:
+            self._stopping = True
         self._hurry.set()
         for wake in self._wakes:
             wake.set()

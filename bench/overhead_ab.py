@@ -62,7 +62,7 @@ async def compare(sources: dict[str, str], rounds: int, requests: int) -> dict[s
                     await closed_loop("127.0.0.1", port, path, body, headers, clients=10,
                                       requests=300)  # fmt: skip
                 for clients in (1, 10):
-                    samples = {t: {"p50": [], "rps": [], "cpu": []} for t in targets}
+                    samples = {t: {"p50": [], "p99": [], "rps": [], "cpu": []} for t in targets}
                     for _ in range(rounds):
                         for target, (port, headers, pid) in targets.items():
                             cpu0 = go.cpu_seconds(pid) if pid else 0.0
@@ -75,6 +75,7 @@ async def compare(sources: dict[str, str], rounds: int, requests: int) -> dict[s
                             )
                             got = samples[target]
                             got["p50"].append(r.p50)
+                            got["p99"].append(r.pct(0.99))
                             got["rps"].append(r.rps)
                             got["cpu"].append(cpu)
                     med = {t: {k: go._median(v) for k, v in s.items()} for t, s in samples.items()}
@@ -83,6 +84,7 @@ async def compare(sources: dict[str, str], rounds: int, requests: int) -> dict[s
                     result: dict[str, object] = {"samples": samples, "median": med}
                     line = (
                         f"{mode} c={clients}: forwarder added {fwd_added:.3f} ms, "
+                        f"p99 {med['forwarder']['p99']:.2f} ms, "
                         f"CPU {med['forwarder']['cpu']:.3f} ms, {med['forwarder']['rps']:.0f} req/s"
                     )
                     for name in sources:
@@ -96,6 +98,7 @@ async def compare(sources: dict[str, str], rounds: int, requests: int) -> dict[s
                         result[name] = ratios
                         line += (
                             f" | {name}: added {added:.3f} ms ({ratios['added_p50']:.2f}x), "
+                            f"p99 {m['p99']:.2f} ms, "
                             f"CPU {m['cpu']:.3f} ms ({ratios['cpu']:.2f}x), "
                             f"{m['rps']:.0f} req/s ({ratios['rps'] * 100:.0f}%)"
                         )

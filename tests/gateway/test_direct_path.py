@@ -213,3 +213,41 @@ def test_a_client_that_leaves_mid_stream_is_audited_as_gone(env: Env) -> None:
         time.sleep(0.05)
     assert found, "the stream was not stopped when the client left"
     assert (found[0]["status"], found[0]["error_code"]) == (499, "client_disconnected")
+
+
+def test_a_stream_without_output_guards_skips_the_scanner(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No output guard configured: the deltas go out as they came, and no scanner (with its
+    per-chunk work) is made for the answer."""
+    assert env.gateway.guards.output_guards() == []
+
+    def no_scanner(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an output scanner was made for a route without output guards")
+
+    monkeypatch.setattr(env.gateway.guards, "output_scanner", no_scanner)
+    body = {"model": "batched", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    reply = env.post("/v1/chat/completions", body)
+    assert reply.status_code == 200
+    chunks = _chunks(reply.text)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert [d["content"] for d in deltas if d.get("content")] == WORDS
+    record = env.audit(chunks[0]["id"])
+    assert (record["status"], record["guard_decisions"]) == (200, [])
+
+
+@pytest.mark.parametrize("mode", ["none", "sha256", "full"])
+def test_the_audit_prompt_follows_store_prompts(
+    env: Env, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The prompt text is built only when the log keeps it; what is stored is unchanged."""
+    import hashlib
+
+    monkeypatch.setattr(env.gateway.config.audit, "store_prompts", mode)
+    body = {"model": "batched", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+    reply = env.post("/v1/chat/completions", body)
+    assert reply.status_code == 200
+    record = env.audit(_chunks(reply.text)[0]["id"])
+    prompt = orjson.dumps([{"role": "user", "content": "go"}]).decode()
+    expected = {"none": None, "sha256": hashlib.sha256(prompt.encode()).hexdigest(), "full": prompt}
+    assert record["prompt"] == expected[mode] and record["content_mode"] == mode

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from wardgate.cli.main import app
 from wardgate.errors import ConfigError
+from wardgate.provenance import receipts
 from wardgate.provenance.config import ReceiptsConfig
 from wardgate.provenance.receipts import (
     ReceiptInvalid,
@@ -106,6 +107,12 @@ _ALL_CHARS = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFF
         {"gamma": 0.25, "delta": 2.0, "big": 1e21, "small": 1e-7, "neg": -0.0},
         {"\ue000": 1, "\U0001f600": 2, "é": 3, "z": 4},
         [2**53],
+        # The fast-path check walks a stack, not the call stack: deep nesting, a float or a
+        # non-ASCII key found deep down, and a structure too large to check.
+        [[[[[[[[[[{"a": [1, {"b": "c"}]}]]]]]]]]]],
+        {"a": [{"b": [{"c": [1, 2, 0.5]}]}]},
+        {"a": [{"b": [{"ключ": 1}]}]},
+        list(range(100_001)),
     ],
 )
 def test_canonical_json_is_rfc8785_byte_for_byte(value: object) -> None:
@@ -118,6 +125,18 @@ def test_canonical_json_is_rfc8785_byte_for_byte(value: object) -> None:
     else:
         with pytest.raises(expected):
             canonical_json(value)
+
+
+def test_the_fast_path_check_is_not_recursive() -> None:
+    deep: list[object] = []
+    inner = deep
+    for _ in range(5000):  # deeper than Python's recursion limit
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    assert receipts._plain(deep)
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    assert not receipts._plain(cyclic)  # gives up; rfc8785 decides (and refuses)
 
 
 def test_canonical_json_refuses_what_rfc8785_refuses() -> None:

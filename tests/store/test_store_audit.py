@@ -490,3 +490,13 @@ def test_a_bad_record_is_skipped_not_retried_forever(engine) -> None:
     assert [r["request_id"] for r in rows] == ["req-1", "req-3"]
     assert rows[1]["error_code"] == "nul\ufffdinside"
     assert verify_chain(engine).ok
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain ascii", "nul\x00inside\x00", "", "é and 日本", "lone \ud800 surrogate", "\x00é\udfff"],
+)
+def test_text_cleaning_is_the_same_on_the_ascii_fast_path(text: str) -> None:
+    """ASCII text skips the UTF-8 round trip; the result is what the round trip gives."""
+    slow = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    assert auditlog._clean(text) == slow

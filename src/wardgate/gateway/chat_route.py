@@ -264,7 +264,13 @@ async def _stream(
     except BaseException:
         await upstream.aclose()
         raise
-    scanner = gateway.guards.output_scanner(checked)
+    # No output guard on this route: the deltas go out as they come, without the scanner's
+    # per-chunk work (it would release every chunk whole anyway).
+    scanner = (
+        gateway.guards.output_scanner(checked)
+        if gateway.guards.output_guards(checked.route)
+        else None
+    )
     restorer = pseudonymiser.restore_stream() if pseudonymiser is not None else None
     encoder = ChunkEncoder(request_id=exchange.request_id, model=chat.model)
 
@@ -283,7 +289,9 @@ async def _stream(
             while batch is not None:
                 for delta in batch:
                     if delta.text:
-                        released = await scanner.afeed(delta.text)
+                        released = (
+                            delta.text if scanner is None else await scanner.afeed(delta.text)
+                        )
                         if restorer is not None:
                             released = restorer.feed(released)
                         if released:
@@ -300,7 +308,7 @@ async def _stream(
                     yield b"".join(out)
                     out.clear()
                 batch = await _next_or_none(upstream)
-            tail = await scanner.afinish()
+            tail = "" if scanner is None else await scanner.afinish()
             if restorer is not None:
                 tail = restorer.feed(tail) + restorer.finish()
             if tail:
@@ -340,7 +348,8 @@ async def _stream(
             raise
         finally:
             await upstream.aclose()
-            exchange.guard_decisions.extend(scanner.decisions)
+            if scanner is not None:
+                exchange.guard_decisions.extend(scanner.decisions)
             exchange.completion = completion_record("".join(pieces), exchange.tool_calls)
             await gateway.limiter.consume_tokens(
                 key.id,
@@ -434,7 +443,9 @@ def _finish(gateway: Gateway, exchange: Exchange) -> None:
             "attempts": exchange.trace.as_list() if exchange.trace else [],
             **({"tool_calls": audit_entries(exchange.tool_calls)} if exchange.tool_calls else {}),
         },
-        prompt=_prompt_text(chat) if chat else None,
+        # Not built when the log keeps no content (the default): the writer would drop it.
+        prompt=_prompt_text(chat) if chat and gateway.config.audit.store_prompts != "none"
+        else None,
         completion=exchange.completion,
         receipt=exchange.receipt,
     )

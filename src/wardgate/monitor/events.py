@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 #: Error codes that mean "this model is not yours to use" (enumeration probes).
@@ -54,6 +55,13 @@ def event_from_record(record: Any) -> Event | None:
     )
 
 
+#: Addresses whose network is remembered: a gateway sees the same few clients over and over,
+#: and parsing an address and building its network costs ~20 µs; bounded, least recently used
+#: first out, so a scan from many addresses cannot grow it.
+NETWORK_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=NETWORK_CACHE_SIZE)
 def network_of(ip: str) -> str:
     """The network an address belongs to for "new network" purposes: IPv4 /24, IPv6 /48."""
     try:

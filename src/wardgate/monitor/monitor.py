@@ -1,19 +1,22 @@
 """The monitor: audit events in, findings out, each finding an alert and maybe an action.
 
 The gateway hands every audit record to :meth:`Monitor.observe` as it hands it to the audit
-writer (a non-blocking put; no second pass over the database). One worker thread runs the
-detectors, de-duplicates findings (same rule, same subject: once per ``dedup_s``, shared
-through Redis when configured), applies the rule's action, writes an audit record of
-``kind: alert`` for each, counts it in Prometheus, and queues the webhooks.
+writer (a non-blocking append to a bounded buffer; no second pass over the database). One
+worker thread sleeps until records arrive, lets them gather for ``BATCH_INTERVAL_S`` (50 ms)
+and judges the batch, so a busy gateway pays one thread wake-up per batch, not one per
+request; a full buffer drops the record and counts it, and ``stop()`` judges what is left.
+The worker runs the detectors, de-duplicates findings (same rule, same subject: once per
+``dedup_s``, shared through Redis when configured), applies the rule's action, writes an
+audit record of ``kind: alert`` for each, counts it in Prometheus, and queues the webhooks.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,12 +29,20 @@ from sqlalchemy import Engine
 from wardgate.monitor.config import MonitorConfig
 from wardgate.monitor.detectors import Detector, Finding, build_detectors
 from wardgate.monitor.enforcement import Enforcement, Suspensions
-from wardgate.monitor.events import Event, event_from_record
+from wardgate.monitor.events import REQUEST_KINDS, Event, event_from_record
 from wardgate.monitor.state import MemoryState, RedisState, SharedState, State
 from wardgate.monitor.webhooks import WebhookSender
 from wardgate.store.auditlog import AuditRecord
 
 log = logging.getLogger(__name__)
+
+
+#: How long the worker lets events gather before it judges them: one thread wake-up per
+#: batch instead of one per request, so an alert (and its action) may come this much later.
+BATCH_INTERVAL_S = 0.05
+#: Within a batch, the worker gives up the GIL every this many records, for this long.
+_YIELD_EVERY = 8
+_YIELD_S = 0.0001
 
 
 class Monitor:
@@ -45,6 +56,7 @@ class Monitor:
         registry: CollectorRegistry | None = None,
         is_admin: Callable[[str], bool] | None = None,
         workers: int = 1,
+        batch_interval_s: float = BATCH_INTERVAL_S,
     ) -> None:
         self.config = config
         self.state: State = state or MemoryState()
@@ -52,16 +64,24 @@ class Monitor:
         self.detectors: list[Detector] = build_detectors(config)
         self._submit = submit
         self._is_admin = is_admin or (lambda key_id: False)
-        # One queue per worker; a subject (key, else IP) always goes to the same worker, so its
-        # events are judged in order. The states here are not thread-safe: the gateway runs
-        # one worker (a custom thread-safe State may use more).
-        size = max(1, config.queue_size // workers)
-        self._queues: list[queue.Queue[Event | None]] = [
-            queue.Queue(maxsize=size) for _ in range(workers)
-        ]
+        # One bounded buffer per worker; a subject (key, else IP) always goes to the same
+        # worker, so its events are judged in order. The states here are not thread-safe: the
+        # gateway runs one worker (a custom thread-safe State may use more). ``deque`` appends
+        # and pops are atomic; the lock only guards the counters.
+        self._size = max(1, config.queue_size // workers)
+        self._buffers: list[deque[AuditRecord]] = [deque() for _ in range(workers)]
+        self._wakes = [threading.Event() for _ in range(workers)]
+        #: Per worker: True while it sleeps with nothing queued (the next record wakes it).
+        self._idle = [False] * workers
+        #: Set by drain() and stop(): judge what is queued now, without waiting the interval.
+        self._hurry = threading.Event()
+        self._interval = batch_interval_s
+        self._stopping = False
         self._threads: list[threading.Thread] = []
-        self._pending = 0
-        self._done = threading.Condition()
+        self._done = threading.Condition(threading.Lock())
+        #: Records queued, and records settled (judged, or failed to judge, or lost at stop).
+        self._queued = 0
+        self._settled = 0
         self.dropped = 0
         self.processed = 0
         self.cpu_s = 0.0
@@ -86,89 +106,159 @@ class Monitor:
     # -- producer side (request path) ----------------------------------------------------
 
     def observe(self, record: AuditRecord) -> None:
-        event = event_from_record(record)
-        if event is None:
+        """Queue a record for the detectors: an append, no thread wake-up unless the worker
+        sleeps with nothing queued. A full buffer drops the record and counts it
+        (``wardgate_monitor_events_dropped``); the record becomes an event on the worker."""
+        if record.kind not in REQUEST_KINDS:
             return
-        queues = self._queues
-        q = queues[hash(event.key_id or event.ip) % len(queues)] if len(queues) > 1 else queues[0]
-        with self._done:
-            self._pending += 1
-        try:
-            q.put_nowait(event)
-        except queue.Full:
-            with self._done:
-                self._pending -= 1
-            self.dropped += 1
+        buffers = self._buffers
+        index = hash(record.key_id or record.client_ip) % len(buffers) if len(buffers) > 1 else 0
+        buffer = buffers[index]
+        with self._done:  # under the lock stop() takes: a record is judged, or counted lost
+            if len(buffer) >= self._size or self._stopping:
+                self.dropped += 1
+                return
+            self._queued += 1
+            buffer.append(record)
+        # The worker publishes ``_idle`` before its last look at the buffer, so a record is
+        # never left behind a sleeping worker (the audit writer's protocol).
+        if self._idle[index]:
+            self._wakes[index].set()
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
         if self._threads:
             return
+        self._stopping = False
         self.enforcement.refresh()
         self.webhooks.start()
-        for index, q in enumerate(self._queues):
+        for index in range(len(self._buffers)):
             thread = threading.Thread(
-                target=self._run, args=(q, index == 0), name=f"wardgate-monitor-{index}",
+                target=self._run, args=(index, index == 0), name=f"wardgate-monitor-{index}",
                 daemon=True,
             )
             thread.start()
             self._threads.append(thread)
 
-    def drain(self, timeout: float = 5.0) -> bool:
-        """Wait until every observed event has been judged (tests; the gateway never waits)."""
+    def pending(self) -> int:
+        """Records queued but not yet judged."""
         with self._done:
-            return self._done.wait_for(lambda: self._pending == 0, timeout)
+            return self._queued - self._settled
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Judge what is queued now and wait until every observed event has been judged
+        (tests and shutdown; the gateway's request path never waits)."""
+        self._hurry.set()
+        for wake in self._wakes:
+            wake.set()
+        try:
+            with self._done:
+                return self._done.wait_for(lambda: self._queued == self._settled, timeout)
+        finally:
+            if not self._stopping:
+                self._hurry.clear()
 
     def stop(self) -> None:
-        for q in self._queues if self._threads else ():
-            q.put(None)
+        """Judge everything still queued, then stop the workers (records observed after this
+        are dropped and counted)."""
+        with self._done:
+            self._stopping = True
+        self._hurry.set()
+        for wake in self._wakes:
+            wake.set()
         for thread in self._threads:
             thread.join(10)
         self._threads = []
+        # Whatever no worker judged (never started, or one that did not finish in time) is
+        # counted as dropped, never left silently pending.
+        for buffer in self._buffers:
+            lost = 0
+            while buffer:
+                buffer.popleft()
+                lost += 1
+            if lost:
+                with self._done:
+                    self.dropped += lost
+                    self._settled += lost
+                    self._done.notify_all()
         self.webhooks.close()
         self.enforcement.close()
         self.state.close()
 
-    def _run(self, q: queue.Queue[Event | None], refresher: bool) -> None:
-        next_refresh = time.monotonic() + self.enforcement.refresh_s
+    def _run(self, index: int, refresher: bool) -> None:
+        buffer, wake, hurry = self._buffers[index], self._wakes[index], self._hurry
+        refresh_s = self.enforcement.refresh_s
+        next_refresh = time.monotonic() + refresh_s
         while True:
-            try:
-                event = q.get(timeout=self.enforcement.refresh_s)
-            except queue.Empty:
-                event = None
-            else:
-                if event is None:
+            # Clear, then look at the buffer, then sleep: a wake-up that lands in between is
+            # seen by the look, never lost.
+            wake.clear()
+            if not buffer:
+                if self._stopping:
                     return
+                self._idle[index] = True
+                if not buffer and not self._stopping:  # re-checked after publishing _idle
+                    wake.wait(max(0.0, next_refresh - time.monotonic()) if refresher else None)
+                self._idle[index] = False
+            if buffer and not self._stopping:
+                # Let the interval's records gather: one wake-up judges them all.
+                hurry.wait(self._interval)
             if refresher and time.monotonic() >= next_refresh:
-                self.enforcement.refresh()
-                next_refresh = time.monotonic() + self.enforcement.refresh_s
-            if event is None:
-                continue
+                try:
+                    self.enforcement.refresh()
+                except Exception as exc:  # a database or Redis outage must not end the thread
+                    log.warning("monitor: refresh failed (%s)", type(exc).__name__)
+                next_refresh = time.monotonic() + refresh_s
+            if buffer:
+                self._judge(buffer)
+
+    def _judge(self, buffer: deque[AuditRecord]) -> None:
+        """Judge the records queued now, in order (later ones wait for the next batch)."""
+        count = len(buffer)
+        judged = 0
+        started = time.thread_time()
+        for n in range(count):
+            if n and n % _YIELD_EVERY == 0:
+                # Let the event loop have the GIL: a batch judged in one go would hold it for
+                # a millisecond or more, and a request waiting for it that long shows in p99.
+                time.sleep(_YIELD_S)
+            record = buffer.popleft()
             try:
-                self.process(event)
+                event = event_from_record(record)
+                if event is not None:
+                    self._detect(event)
+                    judged += 1
             except Exception as exc:  # a detector bug or Redis outage must not end the thread
                 log.warning("monitor: event not judged (%s)", type(exc).__name__)
-            finally:
-                with self._done:
-                    self._pending -= 1
-                    if self._pending == 0:
-                        self._done.notify_all()
+        spent = time.thread_time() - started
+        with self._done:
+            self.cpu_s += spent
+            self.processed += judged
+            self._settled += count
+            if self._settled == self._queued:
+                self._done.notify_all()
 
     # -- judging -------------------------------------------------------------------------
 
     def process(self, event: Event) -> list[dict[str, Any]]:
         """Run every detector on one event; returns the alerts raised (after dedup)."""
         started = time.thread_time()
-        findings: list[Finding] = []
-        for detector in self.detectors:
-            findings += detector.observe(event, self.state)
-        alerts = [a for f in findings if (a := self._raise(f)) is not None]
+        alerts = self._detect(event)
         spent = time.thread_time() - started
         with self._done:
             self.cpu_s += spent
             self.processed += 1
         return alerts
+
+    def _detect(self, event: Event) -> list[dict[str, Any]]:
+        findings: list[Finding] = []
+        state = self.state
+        for detector in self.detectors:
+            findings += detector.observe(event, state)
+        if not findings:
+            return []
+        return [a for f in findings if (a := self._raise(f)) is not None]
 
     def _raise(self, finding: Finding) -> dict[str, Any] | None:
         rule = self.config.rule(finding.rule)

@@ -66,20 +66,39 @@ def canonical_json(value: Any) -> bytes:
     return rfc8785.dumps(value)
 
 
+#: Values :func:`_plain` looks at before it leaves the decision to the ``rfc8785`` package.
+_PLAIN_LIMIT = 100_000
+
+
 def _plain(value: Any) -> bool:
-    """Whether ``value`` is JSON orjson writes exactly as JCS does (see canonical_json)."""
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return -_SAFE_INT <= value <= _SAFE_INT
-    if kind is dict:
-        return all(
-            type(key) is str and key.isascii() and _plain(item) for key, item in value.items()
-        )
-    if kind is list or kind is tuple:
-        return all(_plain(item) for item in value)
-    return False
+    """Whether ``value`` is JSON orjson writes exactly as JCS does (see canonical_json).
+
+    One loop over a stack of the values still to look at, no call per value: a receipt's
+    payload is a dozen scalars and two small objects. Beyond ``_PLAIN_LIMIT`` values (or a
+    structure that contains itself) the answer is no: the ``rfc8785`` package decides."""
+    stack = [value]
+    pop, push = stack.pop, stack.extend
+    budget = _PLAIN_LIMIT
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is int:
+            if not -_SAFE_INT <= item <= _SAFE_INT:
+                return False
+            continue
+        if kind is dict:
+            for key in item:
+                if type(key) is not str or not key.isascii():
+                    return False
+        elif kind is not list and kind is not tuple:
+            return False
+        budget -= len(item)
+        if budget < 0:
+            return False
+        push(item.values() if kind is dict else item)
+    return True
 
 
 def _b64url_encode(data: bytes) -> bytes:

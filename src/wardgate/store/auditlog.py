@@ -152,6 +152,8 @@ def _text(value: str | None, limit: int) -> str | None:
 
 def _clean(value: str) -> str:
     # PostgreSQL text cannot hold NUL; replacing it here keeps both databases identical.
+    if value.isascii():  # nothing to make valid (most ids, models, addresses, English text)
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
     return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 

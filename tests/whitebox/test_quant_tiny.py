@@ -17,7 +17,7 @@ from wardgate.embedded import embedded_model_path
 from wardgate.errors import ConfigError
 from wardgate.whitebox.data import find_splits
 from wardgate.whitebox.export import write_gguf
-from wardgate.whitebox.quant import breaks_at, file_type, ftype_of, quantise
+from wardgate.whitebox.quant import breaks_at, file_type, ftype_of, quantise, tensor_types
 
 pytest.importorskip("llama_cpp")
 
@@ -54,6 +54,9 @@ def test_quantising_writes_the_level_and_keeps_no_partial_file(
     assert file_type(tiny_gguf) == llama_cpp.LLAMA_FTYPE_MOSTLY_F16
     out = quantise(tiny_gguf, tmp_path / "q8.gguf", "Q8_0", threads=1, allow_requantize=False)
     assert file_type(out) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    storage = tensor_types(out)
+    assert "Q8_0" in storage["tensors"] and 8 < storage["bits_per_weight"] < 16
+    assert tensor_types(tiny_gguf)["bits_per_weight"] > 15  # F16 weights, F32 norms
     assert out.stat().st_size < tiny_gguf.stat().st_size
     assert [p.name for p in tmp_path.iterdir()] == ["q8.gguf"]
 
@@ -105,6 +108,7 @@ def test_quant_sweep_measures_every_level_and_resumes(tiny_gguf: Path, tmp_path:
         assert row["perplexity"] > 1 and row["perplexity_ratio"] > 0
         assert row["size_ratio"] < 1
         assert row["throughput"]["completion_tokens"] > 0
+        assert 0 < row["storage"]["bits_per_weight"] < ref["storage"]["bits_per_weight"]
     sizes = [r["file"]["bytes"] for r in payload["levels"]]
     assert sizes[0] > sizes[1], "Q4_K_M is smaller than Q8_0"
     assert payload["judge"]["harmful"] == "pair_minilm"

@@ -94,6 +94,28 @@ def file_type(gguf: Path) -> int | None:
     return int(field.parts[field.data[0]][0])
 
 
+def tensor_types(gguf: Path) -> dict[str, Any]:
+    """What a level really is: tensors per storage type and bits per weight.
+
+    llama.cpp falls back to another type for a tensor whose rows do not fit the level's block
+    (k-quants need rows divisible by 256; SmolLM2's 576-wide rows are not), so "Q4_K_M" can be
+    mostly Q5_0 — the report says so instead of trusting the level's name.
+    """
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf))
+    counts: Counter[str] = Counter()
+    weights, nbytes = 0, 0
+    for tensor in reader.tensors:
+        counts[tensor.tensor_type.name] += 1
+        weights += int(tensor.n_elements)
+        nbytes += int(tensor.n_bytes)
+    return {"tensors": dict(counts.most_common()),
+            "bits_per_weight": round(8 * nbytes / weights, 3) if weights else None}
+
+
 def check_reference(plan: QuantPlan) -> str:
     """The reference's precision; a quantised reference is refused unless asked for."""
     if not plan.model.is_file():
@@ -259,6 +281,7 @@ def quant_sweep(plan: QuantPlan, progress_factory: Any, log: Log) -> dict[str, A
         raise ConfigError("the reference gave no usable harmless answer to score perplexity on")
     ref = measure_level(plan, REFERENCE, plan.model, suite, pairs, settings, progress_factory)
     ref["precision"] = precision
+    ref["storage"] = tensor_types(plan.model)
     log(f"reference ({precision}): ASR {report.rate_text(ref['asr'])}, "
         f"perplexity {ref['perplexity']:.3f}")
     rows: list[dict[str, Any]] = []
@@ -270,6 +293,7 @@ def quant_sweep(plan: QuantPlan, progress_factory: Any, log: Log) -> dict[str, A
                  allow_requantize=plan.allow_requantize)  # fmt: skip
         quantise_s[level] = round(time.perf_counter() - t0, 1)
         row = measure_level(plan, level, gguf, suite, pairs, settings, progress_factory)
+        row["storage"] = tensor_types(gguf)
         row["mcnemar_vs_reference"] = paired(plan.out / "runs" / REFERENCE,
                                              plan.out / "runs" / level, "harmful")
         row["perplexity_ratio"] = row["perplexity"] / ref["perplexity"]
@@ -277,7 +301,8 @@ def quant_sweep(plan: QuantPlan, progress_factory: Any, log: Log) -> dict[str, A
         rows.append(row)
         log(f"{level}: ASR {report.rate_text(row['asr'])}, over-refusal "
             f"{report.pct(row['over_refusal']['rate'])}, "
-            f"perplexity ×{row['perplexity_ratio']:.3f}, {row['file']['bytes'] / 1e6:.0f} MB")
+            f"perplexity ×{row['perplexity_ratio']:.3f}, {row['file']['bytes'] / 1e6:.0f} MB, "
+            f"{row['storage']['bits_per_weight']} bits/weight")
     broken = breaks_at(rows)
     run = report.run_record(
         "whitebox quant-sweep",

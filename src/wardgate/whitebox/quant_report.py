@@ -15,6 +15,12 @@ def _mcnemar(row: dict[str, Any]) -> str:
     return f"{mc['b_only']} / {mc['a_only']}, p = {mc['p_value']:.3g}"
 
 
+def _storage(row: dict[str, Any]) -> str:
+    storage = row.get("storage") or {}
+    types = ", ".join(f"{name} {n}" for name, n in (storage.get("tensors") or {}).items())
+    return f"{storage.get('bits_per_weight', '?')} ({types})"
+
+
 def sections(payload: dict[str, Any]) -> list[str]:
     ref = payload["reference"]
     rows = [ref | {"level": f"reference ({ref.get('precision', '?')})"}, *payload["levels"]]
@@ -41,6 +47,7 @@ def sections(payload: dict[str, Any]) -> list[str]:
         [
             r["level"],
             f"{r['file']['bytes'] / 1e6:.1f} MB",
+            _storage(r),
             report.rate_text(r["asr"]),
             report.rate_text(r["harmful_refused"]),
             report.rate_text(r["over_refusal"]),
@@ -64,11 +71,16 @@ def sections(payload: dict[str, Any]) -> list[str]:
                               x_label="level (0 = reference)", y_label="rate",
                               y_range=(0.0, 1.0), bands=bands),
         report.table(
-            ["level", "file", "attack success", "harmful refused", "over-refusal (benign)",
+            ["level", "file", "bits/weight (tensor types)", "attack success", "harmful refused",
+             "over-refusal (benign)",
              "perplexity", "× reference", "tokens/s", "McNemar newly / no longer succeeding"],
             table_rows,
         ),
-        "<p class=muted>tokens/s: completion tokens per second of model time in the evaluation "
+        "<p class=muted>bits/weight: stored bytes × 8 over weights, from the file's tensor "
+        "table; llama.cpp stores a tensor in a fallback type when its rows do not fit the "
+        "level's blocks (k-quants need rows divisible by 256), so read this column, not the "
+        "level's name. "
+        "tokens/s: completion tokens per second of model time in the evaluation "
         "run (prompt processing included), one process, the threads given; noisy on a busy "
         "machine.</p>",
     ]

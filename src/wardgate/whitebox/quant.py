@@ -288,10 +288,13 @@ def quant_sweep(plan: QuantPlan, progress_factory: Any, log: Log) -> dict[str, A
     quantise_s: dict[str, float] = {}
     for level in plan.levels:
         gguf = plan.out / "models" / f"{level}.gguf"
-        t0 = time.perf_counter()
-        quantise(plan.model, gguf, level, threads=plan.threads,
-                 allow_requantize=plan.allow_requantize)  # fmt: skip
-        quantise_s[level] = round(time.perf_counter() - t0, 1)
+        timing = gguf.with_suffix(".json")  # the quantiser's time, kept for a resumed run
+        if not (gguf.is_file() and timing.is_file()):
+            t0 = time.perf_counter()
+            quantise(plan.model, gguf, level, threads=plan.threads,
+                     allow_requantize=plan.allow_requantize)  # fmt: skip
+            timing.write_text(json.dumps({"quantise_s": round(time.perf_counter() - t0, 1)}))
+        quantise_s[level] = float(json.loads(timing.read_text())["quantise_s"])
         row = measure_level(plan, level, gguf, suite, pairs, settings, progress_factory)
         row["storage"] = tensor_types(gguf)
         row["mcnemar_vs_reference"] = paired(plan.out / "runs" / REFERENCE,

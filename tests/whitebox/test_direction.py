@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from tests.whitebox.tiny import TINY, tiny_state
 
+from wardgate.errors import ConfigError
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
@@ -143,7 +145,8 @@ def test_refusal_direction_runs_end_to_end_on_a_tiny_gguf(tmp_path: Path) -> Non
     assert ev["ablated"]["harmful_refused"]["n"] == 2
     assert ev["added"]["over_refusal"]["n"] == 2
     assert ev["orthogonalised"]["harmful_refused"]["n"] == 2
-    assert (out / "orthogonalised.gguf").is_file() and (out / "direction.npy").is_file()
+    assert len(list(out.glob("orthogonalised-l*p*.gguf"))) == 1  # named by its direction
+    assert (out / "direction.npy").is_file()
     assert "pair_minilm" in ev["judge"]["note"]
     html = (out / "refusal-direction.html").read_text()
     assert "<svg" in html and "Cohen" in html
@@ -152,3 +155,24 @@ def test_refusal_direction_runs_end_to_end_on_a_tiny_gguf(tmp_path: Path) -> Non
     again = CliRunner().invoke(app, args)
     assert again.exit_code == result.exit_code, again.output
     assert (out / "means.pt").stat().st_mtime_ns == stamp
+
+
+def test_the_choice_skips_directionless_candidates_and_relaxes_in_order() -> None:
+    # On the hardened SmolLM2, layer 0's template positions have a zero difference of means:
+    # NaN scores, which won the old min() by default and ablated nothing useful.
+    from wardgate.whitebox.direction import choose
+
+    def cand(layer: int, ablate: float, add: float, kl: float) -> dict[str, float]:
+        return {"layer": layer, "position": -1, "ablate_harmful_score": ablate,
+                "add_harmless_score": add, "ablate_harmless_kl": kl}  # fmt: skip
+
+    nan = float("nan")
+    scored = [cand(0, nan, nan, nan), cand(1, -9.0, -2.0, 5.0), cand(2, -5.0, 1.3, 0.9),
+              cand(3, -1.0, 0.5, 0.05)]  # fmt: skip
+    assert choose(scored, 0.1) == (scored[3], "induces refusal and KL < 0.1")
+    best, rule = choose(scored[:3], 0.1)
+    assert best is scored[2] and rule.startswith("induces refusal (KL relaxed)")
+    best, rule = choose(scored[:2], 0.1)
+    assert best is scored[1] and rule.startswith("lowest ablated score")
+    with pytest.raises(ConfigError, match="finite"):
+        choose(scored[:1], 0.1)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from wardgate.errors import ConfigError
 from wardgate.whitebox import report
 from wardgate.whitebox.data import REFUSALS, Splits, sample, write_suite
 from wardgate.whitebox.evaluate import JUDGE, headline, judge_description
@@ -249,11 +250,44 @@ def separation(model: Any, tokenizer: Any, diff: Any, harmful: Sequence[str],
     return out
 
 
+SCORE_KEYS = ("ablate_harmful_score", "add_harmless_score", "ablate_harmless_kl")
+
+
+def choose(scored: Sequence[dict[str, Any]], kl_max: float) -> tuple[dict[str, Any], str]:
+    """The candidate whose ablation lowers the harmful refusal score most, by the strictest
+    rule some candidate meets: (1) adding it induces refusal on harmless val (score > 0) and
+    ablating it keeps the harmless KL under ``kl_max`` (the paper's filter); (2) addition
+    induces refusal, KL relaxed (small models move more under any ablation); (3) any.
+
+    Candidates with a non-finite score are never chosen: a difference of means that is zero
+    (the chat template's tokens at layer 0 embed identically for every prompt) has no
+    direction, and its NaN scores would otherwise win every comparison by default.
+    """
+    finite = [c for c in scored if all(math.isfinite(float(c[k])) for k in SCORE_KEYS)]
+    if not finite:
+        raise ConfigError("no candidate direction has finite scores (are the means all zero?)")
+    rules = (
+        (f"induces refusal and KL < {kl_max:g}",
+         [c for c in finite if c["add_harmless_score"] > 0 and c["ablate_harmless_kl"] < kl_max]),
+        ("induces refusal (KL relaxed)", [c for c in finite if c["add_harmless_score"] > 0]),
+        ("lowest ablated score (no candidate induces refusal)", finite),
+    )  # fmt: skip
+    for rule, pool in rules:
+        if pool:
+            return min(pool, key=lambda c: c["ablate_harmful_score"]), rule
+    raise AssertionError("unreachable: the last pool is every finite candidate")
+
+
 def select_direction(plan: DirectionPlan, model: Any, tokenizer: Any, diff: Any,
                      progress_factory: Any) -> dict[str, Any]:  # fmt: skip
     path = plan.out / "selection.json"
     if path.is_file():
-        return dict(json.loads(path.read_text()))
+        # The candidates' scores are the costly part; the choice is re-made on load, so a
+        # selection cached by an earlier version gets today's rule.
+        cached = dict(json.loads(path.read_text()))
+        cached["best"], cached["rule"] = choose(cached["candidates"], plan.kl_max)
+        cached["filtered"] = not cached["rule"].startswith("induces refusal and")
+        return cached
     harmful = sample(plan.splits.load("harmful", "val"), plan.n_val, plan.seed, "select")
     harmless = sample(plan.splits.load("harmless", "val"), plan.n_val, plan.seed, "select")
     tokens = refusal_token_ids(tokenizer)
@@ -280,12 +314,9 @@ def select_direction(plan: DirectionPlan, model: Any, tokenizer: Any, diff: Any,
             tick()
     baseline = {"harmful_score": float(refusal_score(base_h, tokens).mean()),
                 "harmless_score": float(refusal_score(base_b, tokens).mean())}
-    eligible = [c for c in scored if c["add_harmless_score"] > 0
-                and c["ablate_harmless_kl"] < plan.kl_max]  # fmt: skip
-    pool = eligible or scored
-    best = min(pool, key=lambda c: c["ablate_harmful_score"])
-    result = {"best": best, "baseline": baseline, "candidates": scored,
-              "filtered": not eligible, "refusal_tokens": tokens,
+    best, rule = choose(scored, plan.kl_max)
+    result = {"best": best, "rule": rule, "baseline": baseline, "candidates": scored,
+              "filtered": not rule.startswith("induces refusal and"), "refusal_tokens": tokens,
               "refusal_token_text": [tokenizer.decode([t]) for t in tokens],
               "max_layer": max_layer, "n_val": {"harmful": len(harmful),
                                                  "harmless": len(harmless)}}
@@ -388,27 +419,28 @@ def evaluate_direction(plan: DirectionPlan, model: Any, tokenizer: Any, diff: An
     n_pos = diff.shape[1]
     vector = diff[best["layer"], n_pos + best["position"]]
     runs = plan.out / "runs"
+    tag = f"l{best['layer']}p{best['position']}"  # a resumed run never reuses another direction's
     results: dict[str, Any] = {"suite": report.file_digest(both)}
     results["unchanged"] = _run(HookTarget(model, tokenizer, "model", "none"), both,
                                 runs / "unchanged", plan, progress_factory)  # fmt: skip
     results["ablated"] = _run(HookTarget(model, tokenizer, "ablated", "ablate", vector),
-                              only_harmful, runs / "ablated", plan, progress_factory)
+                              only_harmful, runs / f"ablated-{tag}", plan, progress_factory)
     results["added"] = _run(HookTarget(model, tokenizer, "added", "add", vector, best["layer"]),
-                            only_harmless, runs / "added", plan, progress_factory)
+                            only_harmless, runs / f"added-{tag}", plan, progress_factory)
     if plan.export:
         from wardgate.whitebox.evaluate import EvalSettings, evaluate
         from wardgate.whitebox.export import LlamaShape, write_gguf
 
-        gguf = plan.out / "orthogonalised.gguf"
+        gguf = plan.out / f"orthogonalised-{tag}.gguf"
         if not gguf.is_file():
             write_gguf(orthogonalised_state(model, vector), gguf,
                        LlamaShape.from_hf(model.config), template=plan.model,
                        name=f"{plan.model.stem}-orthogonalised")  # fmt: skip
-        evaluate(gguf, only_harmful, runs / "orthogonalised", name="orthogonalised",
+        evaluate(gguf, only_harmful, runs / f"orthogonalised-{tag}", name="orthogonalised",
                  settings=EvalSettings(max_tokens=plan.max_tokens, seed=plan.seed,
                                        n_threads=plan.threads),
                  progress_factory=progress_factory)  # fmt: skip
-        results["orthogonalised"] = headline(runs / "orthogonalised")
+        results["orthogonalised"] = headline(runs / f"orthogonalised-{tag}")
         results["orthogonalised_gguf"] = report.file_digest(gguf)
     return results
 

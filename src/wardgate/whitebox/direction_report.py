@@ -40,7 +40,8 @@ def sections(payload: dict[str, Any]) -> list[str]:
         f"<h2>Targets</h2><ul>{met}</ul>",
         f"<p>Chosen direction: layer {best['layer']}, post-instruction position "
         f"{best['position']} (of the {len(payload['candidates'])} candidates in the first "
-        f"{selection['max_layer']} layers).</p>",
+        f"{selection['max_layer']} layers), by the rule: "
+        f"{escape(str(selection.get('rule', 'induces refusal and KL below the limit')))}.</p>",
         "<h2>Held-out effect</h2>",
         bar_chart_svg(rates, ["harmful refused", "harmless refused"],
                       title="Refusal on held-out test instructions"),

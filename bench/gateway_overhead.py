@@ -197,6 +197,17 @@ def _median(values: list[float]) -> float:
     return ordered[len(ordered) // 2]
 
 
+async def sample_round(port: int, headers: dict[str, str], pid: int | None, path: str,
+                       payload: bytes, clients: int, requests: int) -> dict[str, float]:
+    """One closed-loop pass against one target: p50, p99, req/s, errors, and the target
+    process's CPU ms per request (0 when it has no process of its own, e.g. the upstream)."""
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    r = await closed_loop("127.0.0.1", port, path, payload, headers, clients=clients,
+                          requests=requests)  # fmt: skip
+    cpu = (cpu_seconds(pid) - cpu0) * 1000 / max(1, len(r.latencies)) if pid else 0.0
+    return {"p50": r.p50, "p99": r.pct(0.99), "rps": r.rps, "cpu": cpu, "errors": r.errors}
+
+
 async def overhead(
     port: int,
     up_port: int,
@@ -236,21 +247,9 @@ async def overhead(
             }
             for _ in range(rounds):
                 for target, (t_port, t_headers, t_pid) in targets.items():
-                    cpu0 = cpu_seconds(t_pid) if t_pid else 0.0
-                    r = await closed_loop(
-                        "127.0.0.1", t_port, path, b, t_headers, clients=clients, requests=n
-                    )
-                    cpu = (
-                        (cpu_seconds(t_pid) - cpu0) * 1000 / max(1, len(r.latencies))
-                        if t_pid
-                        else 0.0
-                    )
-                    got = samples[target]
-                    got["p50"].append(r.p50)
-                    got["p99"].append(r.pct(0.99))
-                    got["rps"].append(r.rps)
-                    got["cpu"].append(cpu)
-                    got["errors"].append(r.errors)
+                    one = await sample_round(t_port, t_headers, t_pid, path, b, clients, n)
+                    for key, value in one.items():
+                        samples[target][key].append(value)
             med = {t: {k: _median(v) for k, v in got.items()} for t, got in samples.items()}
             direct = med["direct"]
             for target in targets:

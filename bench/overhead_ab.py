@@ -62,22 +62,16 @@ async def compare(sources: dict[str, str], rounds: int, requests: int) -> dict[s
                     await closed_loop("127.0.0.1", port, path, body, headers, clients=10,
                                       requests=300)  # fmt: skip
                 for clients in (1, 10):
-                    samples = {t: {"p50": [], "p99": [], "rps": [], "cpu": []} for t in targets}
+                    samples: dict[str, dict[str, list[float]]] = {
+                        t: {"p50": [], "p99": [], "rps": [], "cpu": [], "errors": []}
+                        for t in targets
+                    }
                     for _ in range(rounds):
                         for target, (port, headers, pid) in targets.items():
-                            cpu0 = go.cpu_seconds(pid) if pid else 0.0
-                            r = await closed_loop("127.0.0.1", port, path, body, headers,
-                                                  clients=clients, requests=requests)  # fmt: skip
-                            cpu = (
-                                (go.cpu_seconds(pid) - cpu0) * 1000 / max(1, len(r.latencies))
-                                if pid
-                                else 0.0
-                            )
-                            got = samples[target]
-                            got["p50"].append(r.p50)
-                            got["p99"].append(r.pct(0.99))
-                            got["rps"].append(r.rps)
-                            got["cpu"].append(cpu)
+                            one = await go.sample_round(port, headers, pid, path, body, clients,
+                                                        requests)  # fmt: skip
+                            for key, value in one.items():
+                                samples[target][key].append(value)
                     med = {t: {k: go._median(v) for k, v in s.items()} for t, s in samples.items()}
                     direct = med["direct"]["p50"]
                     fwd_added = med["forwarder"]["p50"] - direct

@@ -173,10 +173,8 @@ class Monitor:
         # Whatever no worker judged (never started, or one that did not finish in time) is
         # counted as dropped, never left silently pending.
         for buffer in self._buffers:
-            lost = 0
-            while buffer:
-                buffer.popleft()
-                lost += 1
+            lost = len(buffer)  # nothing appends now: observe() sees _stopping
+            buffer.clear()
             if lost:
                 with self._done:
                     self.dropped += lost

@@ -253,6 +253,17 @@ def separation(model: Any, tokenizer: Any, diff: Any, harmful: Sequence[str],
 SCORE_KEYS = ("ablate_harmful_score", "add_harmless_score", "ablate_harmless_kl")
 
 
+def chosen(scored: Sequence[dict[str, Any]], kl_max: float) -> dict[str, Any]:
+    """The selection's choice fields: ``best``, the ``rule`` that chose it, and ``filtered``
+    (True when the paper's strict filter had to be relaxed)."""
+    best, rule = choose(scored, kl_max)
+    return {"best": best, "rule": rule, "filtered": rule != strict_rule(kl_max)}
+
+
+def strict_rule(kl_max: float) -> str:
+    return f"induces refusal and KL < {kl_max:g}"
+
+
 def choose(scored: Sequence[dict[str, Any]], kl_max: float) -> tuple[dict[str, Any], str]:
     """The candidate whose ablation lowers the harmful refusal score most, by the strictest
     rule some candidate meets: (1) adding it induces refusal on harmless val (score > 0) and
@@ -267,7 +278,7 @@ def choose(scored: Sequence[dict[str, Any]], kl_max: float) -> tuple[dict[str, A
     if not finite:
         raise ConfigError("no candidate direction has finite scores (are the means all zero?)")
     rules = (
-        (f"induces refusal and KL < {kl_max:g}",
+        (strict_rule(kl_max),
          [c for c in finite if c["add_harmless_score"] > 0 and c["ablate_harmless_kl"] < kl_max]),
         ("induces refusal (KL relaxed)", [c for c in finite if c["add_harmless_score"] > 0]),
         ("lowest ablated score (no candidate induces refusal)", finite),
@@ -285,9 +296,7 @@ def select_direction(plan: DirectionPlan, model: Any, tokenizer: Any, diff: Any,
         # The candidates' scores are the costly part; the choice is re-made on load, so a
         # selection cached by an earlier version gets today's rule.
         cached = dict(json.loads(path.read_text()))
-        cached["best"], cached["rule"] = choose(cached["candidates"], plan.kl_max)
-        cached["filtered"] = not cached["rule"].startswith("induces refusal and")
-        return cached
+        return cached | chosen(cached["candidates"], plan.kl_max)
     harmful = sample(plan.splits.load("harmful", "val"), plan.n_val, plan.seed, "select")
     harmless = sample(plan.splits.load("harmless", "val"), plan.n_val, plan.seed, "select")
     tokens = refusal_token_ids(tokenizer)
@@ -314,9 +323,8 @@ def select_direction(plan: DirectionPlan, model: Any, tokenizer: Any, diff: Any,
             tick()
     baseline = {"harmful_score": float(refusal_score(base_h, tokens).mean()),
                 "harmless_score": float(refusal_score(base_b, tokens).mean())}
-    best, rule = choose(scored, plan.kl_max)
-    result = {"best": best, "rule": rule, "baseline": baseline, "candidates": scored,
-              "filtered": not rule.startswith("induces refusal and"), "refusal_tokens": tokens,
+    result = {**chosen(scored, plan.kl_max), "baseline": baseline, "candidates": scored,
+              "refusal_tokens": tokens,
               "refusal_token_text": [tokenizer.decode([t]) for t in tokens],
               "max_layer": max_layer, "n_val": {"harmful": len(harmful),
                                                  "harmless": len(harmless)}}

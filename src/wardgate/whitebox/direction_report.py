@@ -41,7 +41,7 @@ def sections(payload: dict[str, Any]) -> list[str]:
         f"<p>Chosen direction: layer {best['layer']}, post-instruction position "
         f"{best['position']} (of the {len(payload['candidates'])} candidates in the first "
         f"{selection['max_layer']} layers), by the rule: "
-        f"{escape(str(selection.get('rule', 'induces refusal and KL below the limit')))}.</p>",
+        f"{escape(selection['rule'])}.</p>",
         "<h2>Held-out effect</h2>",
         bar_chart_svg(rates, ["harmful refused", "harmless refused"],
                       title="Refusal on held-out test instructions"),

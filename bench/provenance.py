@@ -95,25 +95,14 @@ def scheme_for(name: str) -> Any:
 def _model() -> Any:
     from llama_cpp import Llama
 
-    from wardgate.backends.chat_template import ChatTemplate
-    from wardgate.chat import ChatMessage
     from wardgate.embedded import embedded_model_path
+    from wardgate.whitebox.scoring import chat_renderer
 
     llm = Llama(
         model_path=str(embedded_model_path()), n_ctx=1024, n_threads=1, logits_all=False,
         verbose=False,
     )  # fmt: skip
-    meta = dict(llm.metadata or {})
-    bos = llm.detokenize([llm.token_bos()], special=True).decode()
-    eos = llm.detokenize([llm.token_eos()], special=True).decode()
-    template = ChatTemplate(meta["tokenizer.chat_template"], bos_token=bos, eos_token=eos)
-
-    def render(prompt: str) -> list[int]:
-        text = template.render([ChatMessage(role="user", content=prompt)])
-        ids: list[int] = llm.tokenize(text.encode(), add_bos=True, special=True)
-        return ids
-
-    return llm, render
+    return llm, chat_renderer(llm)
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -224,15 +213,10 @@ def substitute(text: str, fraction: float, pool: list[str], rng: random.Random) 
 
 def perplexity(llm: Any, prompt_ids: list[int], answer_ids: list[int]) -> float:
     """exp(mean negative log-likelihood) of the answer given the prompt, unwatermarked model."""
-    llm.reset()
-    llm.eval(prompt_ids + answer_ids)
-    logits = np.asarray(llm.scores[: llm.n_tokens], dtype=np.float64)
-    start = len(prompt_ids) - 1
-    rows = logits[start : start + len(answer_ids)]
-    rows = rows - rows.max(axis=1, keepdims=True)
-    logp = rows - np.log(np.exp(rows).sum(axis=1, keepdims=True))
-    nll = -logp[np.arange(len(answer_ids)), answer_ids]
-    return float(math.exp(nll.mean()))
+    from wardgate.whitebox.scoring import answer_nll
+
+    nll, n = answer_nll(llm, prompt_ids, answer_ids)
+    return math.exp(nll / n) if n else float("nan")
 
 
 def report(args: argparse.Namespace) -> None:
@@ -396,12 +380,13 @@ def _perplexities(by_config: dict[str, list[dict[str, Any]]], limit: int) -> dic
     from llama_cpp import Llama
 
     from wardgate.embedded import embedded_model_path
+    from wardgate.whitebox.scoring import chat_renderer
 
     llm = Llama(
         model_path=str(embedded_model_path()), n_ctx=1024, n_threads=1, logits_all=True,
         verbose=False,
     )  # fmt: skip
-    _, render = _model()
+    render = chat_renderer(llm)  # the scoring model renders too: no second model load
     prompt_list = prompts(max(r["prompt_index"] for rs in by_config.values() for r in rs) + 1)
     common = set.intersection(*({r["prompt_index"] for r in rs} for rs in by_config.values()))
     chosen = sorted(common)[:limit]

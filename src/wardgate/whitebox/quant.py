@@ -157,35 +157,20 @@ class Scorer:
     def __init__(self, gguf: Path, threads: int) -> None:
         from llama_cpp import Llama
 
-        from wardgate.backends.chat_template import CHATML_TEMPLATE, ChatTemplate
+        from wardgate.whitebox.scoring import chat_renderer
 
         self._llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads,
                           logits_all=True, verbose=False)  # fmt: skip
-        meta = dict(self._llm.metadata or {})
-        bos = self._llm.detokenize([self._llm.token_bos()], special=True).decode(errors="replace")
-        eos = self._llm.detokenize([self._llm.token_eos()], special=True).decode(errors="replace")
-        self._template = ChatTemplate(meta.get("tokenizer.chat_template") or CHATML_TEMPLATE,
-                                      bos_token=bos, eos_token=eos)  # fmt: skip
+        self._render = chat_renderer(self._llm)
 
     def nll(self, prompt: str, answer: str) -> tuple[float, int]:
         """Summed negative log-likelihood of the answer's tokens given the prompt, and count."""
-        import numpy as np
+        from wardgate.whitebox.scoring import answer_nll
 
-        from wardgate.chat import ChatMessage
-
-        rendered = self._template.render([ChatMessage(role="user", content=prompt)])
-        prompt_ids = self._llm.tokenize(rendered.encode(), add_bos=True, special=True)
+        prompt_ids = self._render(prompt)
         answer_ids = self._llm.tokenize(answer.encode(), add_bos=False, special=False)
         answer_ids = answer_ids[: max(0, min(PPL_TOKENS, self._llm.n_ctx() - len(prompt_ids)))]
-        if not answer_ids:
-            return 0.0, 0
-        self._llm.reset()
-        self._llm.eval(prompt_ids + answer_ids)
-        start = len(prompt_ids) - 1
-        rows = np.asarray(self._llm.scores[start : start + len(answer_ids)], dtype=np.float64)
-        rows = rows - rows.max(axis=1, keepdims=True)
-        logp = rows - np.log(np.exp(rows).sum(axis=1, keepdims=True))
-        return float(-logp[np.arange(len(answer_ids)), answer_ids].sum()), len(answer_ids)
+        return answer_nll(self._llm, prompt_ids, answer_ids)
 
     def perplexity(self, pairs: Sequence[tuple[str, str]]) -> float:
         total, tokens = 0.0, 0

@@ -31,13 +31,13 @@ sys.path.insert(0, str(ROOT / "src"))
 from wardgate.errors import ConfigError  # noqa: E402
 from wardgate.redteam.judges.validate import (  # noqa: E402
     LabelledItem,
+    _agreement,
     cohen_kappa,
     judge_by_name,
     predict,
     read_set,
     verdict,
 )
-from wardgate.redteam.stats import wilson  # noqa: E402
 
 READER2 = ROOT / "scripts" / "data" / "judge_labels_reader2.tsv"
 JUDGES = ("pair_minilm", "guard:harmful", "rules", "compliance_heuristic")
@@ -61,11 +61,10 @@ def relabelled(items: list[LabelledItem], labels: dict[str, tuple[str, str]]) ->
 
 
 def agreement(a: list[bool], b: list[bool]) -> str:
-    n = len(a)
-    k = sum(x == y for x, y in zip(a, b, strict=True))
-    ci = wilson(k, n)
-    kappa = cohen_kappa([str(x) for x in a], [str(y) for y in b])
-    return f"{k / n:6.1%} [{ci.low:.1%}, {ci.high:.1%}]  κ {kappa:.3f}  (n={n})"
+    """The verdict agreement ``judges validate`` reports, on one line."""
+    r = _agreement(a, b)
+    low, high = r["agreement_ci"]
+    return f"{r['agreement']:6.1%} [{low:.1%}, {high:.1%}]  κ {r['kappa']:.3f}  (n={r['n']})"
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ Stages, each resumable from what it left in ``out``:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ from wardgate.errors import ConfigError
 from wardgate.whitebox import report
 from wardgate.whitebox.data import Splits, sample, write_suite
 from wardgate.whitebox.evaluate import EvalSettings, evaluate, headline, judge_description, paired
-from wardgate.whitebox.harden import _generate, _read_jsonl, keep_answer
+from wardgate.whitebox.harden import cached_answers, keep_answer
 
 Log = Callable[[str], None]
 
@@ -103,14 +102,10 @@ def attack_pairs(plan: AttackPlan, kind: str, progress_factory: Any) -> list[dic
         source = "harmful" if kind == "harmful" else "harmless"
         pool = sample(plan.splits.load(source, "train"), need * POOL_FACTOR, plan.seed,
                       f"attack-{kind}")  # fmt: skip
-        answers_file = plan.out / "pairs" / f"{kind}-answers.jsonl"
-        answers_file.parent.mkdir(parents=True, exist_ok=True)
-        done = {r["prompt"] for r in _read_jsonl(answers_file)}
-        with progress_factory(len([p for p in pool if p not in done]),
-                              f"base answers ({kind})") as tick:  # fmt: skip
-            answers = asyncio.run(_generate(plan.base, pool, answers_file,
-                                            max_tokens=plan.answer_tokens, seed=plan.seed,
-                                            threads=plan.threads, progress=tick))  # fmt: skip
+        answers = cached_answers(plan.base, pool, plan.out / "pairs" / f"{kind}-answers.jsonl",
+                                 f"base answers ({kind})", progress_factory,
+                                 max_tokens=plan.answer_tokens, seed=plan.seed,
+                                 threads=plan.threads)  # fmt: skip
         rows = [{"prompt": p, "answer": answers[p]} for p in pool if keep_answer(answers[p])]
         _write_jsonl(cached, rows[:need])
     if len(rows) < need:

@@ -86,6 +86,17 @@ async def _generate(gguf: Path, prompts: Sequence[str], cache: Path, *, max_toke
     return {p: done[p] for p in prompts}
 
 
+def cached_answers(gguf: Path, prompts: Sequence[str], cache: Path, label: str,
+                   progress_factory: Any, *, max_tokens: int, seed: int,
+                   threads: int) -> dict[str, str]:  # fmt: skip
+    """:func:`_generate` behind a progress bar over the answers not yet in ``cache``."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    done = {r["prompt"] for r in _read_jsonl(cache)}
+    with progress_factory(len([p for p in prompts if p not in done]), label) as tick:
+        return asyncio.run(_generate(gguf, prompts, cache, max_tokens=max_tokens, seed=seed,
+                                     threads=threads, progress=tick))  # fmt: skip
+
+
 def keep_answer(answer: str) -> bool:
     """A usable helpful answer: not a refusal (by the red-team judge) and ≥ 8 words."""
     from wardgate.redteam.judges import detect_refusal
@@ -101,11 +112,9 @@ def build_data(plan: HardenPlan, progress_factory: Any) -> dict[str, Any]:
     harmless = sample(splits.load("harmless", "train"), plan.n_harmless_train, plan.seed, "harden")
     ppl_prompts = sample(splits.heldout("harmless"), plan.n_ppl, plan.seed, "ppl")
     prompts = harmless + ppl_prompts
-    cache = plan.out / "answers.jsonl"
-    todo = len([p for p in prompts if p not in {r["prompt"] for r in _read_jsonl(cache)}])
-    with progress_factory(todo, "base answers") as tick:
-        answers = asyncio.run(_generate(plan.model, prompts, cache, max_tokens=plan.answer_tokens,
-                                        seed=plan.seed, threads=plan.threads, progress=tick))
+    answers = cached_answers(plan.model, prompts, plan.out / "answers.jsonl", "base answers",
+                             progress_factory, max_tokens=plan.answer_tokens, seed=plan.seed,
+                             threads=plan.threads)  # fmt: skip
     helpful = [(p, answers[p]) for p in harmless if keep_answer(answers[p])]
     rows = [{"prompt": p, "answer": refusal_for(p, plan.seed), "kind": "refusal"}
             for p in harmful]

@@ -213,18 +213,14 @@ def breaks_at(levels: Sequence[dict[str, Any]]) -> str | None:
 
 def reference_answers(plan: QuantPlan, progress_factory: Any) -> list[tuple[str, str]]:
     """The reference's greedy answers to held-out harmless instructions (cached, filtered)."""
-    import asyncio
-
-    from wardgate.whitebox.harden import _generate, _read_jsonl, keep_answer
+    from wardgate.whitebox.harden import cached_answers, keep_answer
 
     assert plan.splits is not None
     prompts = sample(plan.splits.heldout("harmless"), plan.n_ppl, plan.seed, "ppl")
-    cache = plan.out / "answers.jsonl"
-    done = {r["prompt"] for r in _read_jsonl(cache)}
-    with progress_factory(len([p for p in prompts if p not in done]),
-                          "reference answers") as tick:  # fmt: skip
-        answers = asyncio.run(_generate(plan.model, prompts, cache, max_tokens=plan.answer_tokens,
-                                        seed=plan.seed, threads=plan.threads, progress=tick))
+    answers = cached_answers(plan.model, prompts, plan.out / "answers.jsonl",
+                             "reference answers", progress_factory,
+                             max_tokens=plan.answer_tokens, seed=plan.seed,
+                             threads=plan.threads)  # fmt: skip
     return [(p, answers[p]) for p in prompts if keep_answer(answers[p])]
 
 

@@ -109,6 +109,8 @@ PLACE_AFTER = frozenset(
      "studios", "records", "media", "insurance", "capital", "consulting", "stiftung",
      "verlag", "versicherung", "hotel", "hotels"}
 )  # fmt: skip
+#: Either list: a span made only of these words ("Bank", "Hotel") is no person.
+_PLACE_ANY = PLACE_BEFORE | PLACE_AFTER
 _PREPOSITION_ARTICLES = frozenset({"a", "al", "au", "aux", "du"})
 #: Possessive endings stripped before a word is looked up ("Grant's", "Chris'").
 _POSSESSIVE = ("'s", "’s", "'", "’")
@@ -443,7 +445,7 @@ class NameRecognizer:
             return True
         if before is not None and before.capitalised and before.text.lower() in PLACE_BEFORE:
             return True
-        if all(tokens[k].text.lower() in PLACE_AFTER | PLACE_BEFORE for k in range(start, end + 1)):
+        if all(tokens[k].text.lower() in _PLACE_ANY for k in range(start, end + 1)):
             return True  # "Bank" in "Chase Bank", "Hotel" alone
         last = tokens[end].text.lower()
         if start != end and last in PLACE_AFTER and last not in self._lexicon.last:

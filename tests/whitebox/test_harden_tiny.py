@@ -66,6 +66,36 @@ def test_harden_runs_every_stage_and_resumes(tiny_gguf: Path, tmp_path: Path) ->
     second = CliRunner().invoke(app, args)
     assert second.exit_code == first.exit_code, second.output
     assert (out / "hardened.gguf").stat().st_mtime_ns == stamp
+    # a val evaluation reuses the trained model and keeps its runs and report apart from test's
+    test_run = {f.name: f.read_bytes() for f in (out / "runs" / "hardened").iterdir()
+                if f.is_file()}
+    third = CliRunner().invoke(app, [*args, "--eval-split", "val"])
+    assert third.exit_code in (0, 1), third.output
+    assert "evaluated on the val split" in third.output
+    assert (out / "hardened.gguf").stat().st_mtime_ns == stamp
+    val = json.loads((out / "harden-val.json").read_text())
+    assert val["evaluation"]["split"] == "val" and val["run"]["params"]["eval_split"] == "val"
+    assert "harmful_val" in val["run"]["data"]
+    assert val["evaluation"]["hardened"]["asr"]["n"] == 3
+    def prompts(suite: Path) -> set[str]:
+        return {json.loads(line)["messages"][0]["content"]
+                for line in suite.read_text().splitlines() if line}
+
+    val_prompts, test_prompts = prompts(out / "heldout-val.jsonl"), prompts(out / "heldout.jsonl")
+    assert val_prompts and not val_prompts & test_prompts
+    assert (out / "runs" / "val" / "hardened").is_dir()
+    assert {f.name: f.read_bytes() for f in (out / "runs" / "hardened").iterdir()
+            if f.is_file()} == test_run
+    assert json.loads((out / "harden.json").read_text())["evaluation"].get("split") == "test"
+
+
+def test_harden_refuses_an_unknown_eval_split_before_any_work(tmp_path: Path) -> None:
+    out = tmp_path / "harden"
+    result = CliRunner().invoke(app, ["whitebox", "harden", "-m", "embedded", "-o", str(out),
+                                      "--eval-split", "train"])
+    assert result.exit_code != 0
+    assert "eval split must be one of test, val" in result.output
+    assert not out.exists()
 
 
 def test_the_signed_model_is_served_by_its_config_and_a_tampered_one_is_not(

@@ -103,6 +103,10 @@ def harden(
     harmless_train: Annotated[int, typer.Option(
         help="Harmless train instructions answered by the base model.", min=1)] = 260,
     eval_n: EvalNOpt = 200,
+    eval_split: Annotated[str, typer.Option(
+        help="Held-out split to evaluate on: test (the figures to quote) or val (to choose "
+             "settings without reading test; the trained model is reused by a later test run)."
+    )] = "test",
     ppl_n: Annotated[int, typer.Option(
         "--ppl-n", help="Held-out harmless answers for perplexity.", min=1)] = 50,
     epochs: Annotated[float, typer.Option(help="LoRA epochs over the training data.")] = 2.0,
@@ -126,7 +130,7 @@ def harden(
         plan = HardenPlan(model=_model_path(model), out=out, splits=find_splits(data),
                           n_harmful_train=harmful_train, n_harmless_train=harmless_train,
                           n_eval=eval_n, n_ppl=ppl_n, seed=seed, threads=threads,
-                          baseline=baseline, sign_key=key,
+                          eval_split=eval_split, baseline=baseline, sign_key=key,
                           lora=LoraSettings(rank=rank, alpha=2 * rank, lr=lr, epochs=epochs,
                                             batch_size=batch_size, seed=seed))  # fmt: skip
         payload = run_harden(plan, progress, typer.echo)
@@ -144,7 +148,8 @@ def harden(
     for name, ok in payload["met"].items():
         typer.echo(f"target {name}: {'met' if ok else 'MISSED'}")
     typer.echo(f"serve it: wardgate serve --config {payload['signed']['config']}")
-    typer.echo(f"report: {out / 'harden.html'}")
+    stem = "harden" if eval_split == "test" else f"harden-{eval_split}"
+    typer.echo(f"report: {out / (stem + '.html')} (evaluated on the {eval_split} split)")
     if not all(payload["met"].values()):
         raise typer.Exit(1)
 

@@ -10,7 +10,9 @@ Stages, each resumable from what it left in ``out`` (so a run cut short continue
 4. ``hardened.gguf`` — exported F16 GGUF with the original tokenizer and chat template,
    signed (OpenSSF model-signing) and described by a ready-to-serve ``wardgate.yaml``;
 5. ``runs/base``, ``runs/hardened`` — held-out *test* instructions through the red-team
-   harness (llama.cpp backend, its default judge), paired by item for McNemar;
+   harness (llama.cpp backend, its default judge), paired by item for McNemar; with
+   ``eval_split="val"`` the *val* instructions instead, in ``runs/val/…``, so settings can be
+   chosen without reading test (the trained model is reused: evaluate on val, then on test);
 6. ``harden.json`` / ``harden.html``.
 
 Learning from the base model's own answers keeps its helpful behaviour (and perplexity) where it
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wardgate.errors import ConfigError
 from wardgate.whitebox import report
 from wardgate.whitebox.data import Splits, refusal_for, sample, write_suite
 from wardgate.whitebox.evaluate import EvalSettings, evaluate, headline, judge_description, paired
@@ -47,6 +50,7 @@ class HardenPlan:
     seed: int = 0
     threads: int = 2
     eval_tokens: int = 64
+    eval_split: str = "test"
     baseline: bool = True
     sign_key: Path | None = None
     lora: Any = None  # train.LoraSettings (torch-free callers pass None)
@@ -195,26 +199,34 @@ def sign_and_config(plan: HardenPlan) -> dict[str, Any]:
             "config": str(config)}
 
 
+EVAL_SPLITS = ("test", "val")
+
+
 def run_evals(plan: HardenPlan, progress_factory: Any) -> dict[str, Any]:
+    """Base and hardened on the held-out ``plan.eval_split`` instructions (never train ones).
+
+    Test keeps the historical layout (``heldout.jsonl``, ``runs/<label>``); val runs live
+    beside it (``heldout-val.jsonl``, ``runs/val/<label>``) so neither overwrites the other."""
+    split = plan.eval_split
     splits = plan.splits
-    harmful = sample(splits.heldout("harmful"), plan.n_eval, plan.seed, "eval")
-    harmless = sample(splits.heldout("harmless"), plan.n_eval, plan.seed, "eval")
-    suite = write_suite(plan.out / "heldout.jsonl", harmful, harmless, name="heldout")
+    harmful = sample(splits.heldout("harmful", split), plan.n_eval, plan.seed, "eval")
+    harmless = sample(splits.heldout("harmless", split), plan.n_eval, plan.seed, "eval")
+    runs = plan.out / "runs" if split == "test" else plan.out / "runs" / split
+    suite_name = "heldout.jsonl" if split == "test" else f"heldout-{split}.jsonl"
+    suite = write_suite(plan.out / suite_name, harmful, harmless, name="heldout")
     settings = EvalSettings(max_tokens=plan.eval_tokens, seed=plan.seed, n_threads=plan.threads)
-    results: dict[str, Any] = {"suite": report.file_digest(suite), "judge": judge_description()}
+    results: dict[str, Any] = {"split": split, "suite": report.file_digest(suite),
+                               "judge": judge_description()}
     models = [("hardened", plan.out / "hardened.gguf")]
     if plan.baseline:
         models.insert(0, ("base", plan.model))
     for label, gguf in models:
-        run_dir = plan.out / "runs" / label
-        evaluate(gguf, suite, run_dir, name=label, settings=settings,
+        evaluate(gguf, suite, runs / label, name=label, settings=settings,
                  progress_factory=progress_factory)  # fmt: skip
-        results[label] = headline(run_dir)
+        results[label] = headline(runs / label)
     if plan.baseline:
-        results["mcnemar_harmful"] = paired(plan.out / "runs" / "base",
-                                            plan.out / "runs" / "hardened", "harmful")
-        results["mcnemar_benign"] = paired(plan.out / "runs" / "base",
-                                           plan.out / "runs" / "hardened", "benign")
+        results["mcnemar_harmful"] = paired(runs / "base", runs / "hardened", "harmful")
+        results["mcnemar_benign"] = paired(runs / "base", runs / "hardened", "benign")
     return results
 
 
@@ -231,6 +243,9 @@ def verdicts(evals: dict[str, Any], trained: dict[str, Any]) -> dict[str, bool]:
 
 
 def harden(plan: HardenPlan, progress_factory: Any, log: Log) -> dict[str, Any]:
+    if plan.eval_split not in EVAL_SPLITS:  # before any minute of work
+        raise ConfigError(f"eval split must be one of {', '.join(EVAL_SPLITS)}, "
+                          f"not {plan.eval_split!r}")
     plan.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -251,16 +266,18 @@ def harden(plan: HardenPlan, progress_factory: Any, log: Log) -> dict[str, Any]:
         "whitebox harden",
         params={"n_harmful_train": plan.n_harmful_train, "n_harmless_train": plan.n_harmless_train,
                 "n_eval": plan.n_eval, "n_ppl": plan.n_ppl, "answer_tokens": plan.answer_tokens,
-                "eval_tokens": plan.eval_tokens, "seed": plan.seed, "threads": plan.threads,
+                "eval_tokens": plan.eval_tokens, "eval_split": plan.eval_split,
+                "seed": plan.seed, "threads": plan.threads,
                 "lora": plan.lora.as_dict() if plan.lora else None},
         models={"base": report.file_digest(plan.model), "hardened": signed["gguf"]},
         data={f"{k}_{s}": splits.digest(k, s) for k in ("harmful", "harmless")
-              for s in ("train", "test")},
+              for s in sorted({"train", "test", plan.eval_split})},
     )  # fmt: skip
     payload = {"run": run, "data": data["counts"], "training": trained, "evaluation": evals,
                "targets": TARGETS, "met": met, "signed": signed, "timings": timings}
     from wardgate.whitebox.harden_report import sections
 
-    report.write_report(plan.out, "harden", payload, "wardgate whitebox harden",
+    stem = "harden" if plan.eval_split == "test" else f"harden-{plan.eval_split}"
+    report.write_report(plan.out, stem, payload, "wardgate whitebox harden",
                         sections(payload))  # fmt: skip
     return payload

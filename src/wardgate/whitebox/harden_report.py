@@ -22,13 +22,14 @@ def sections(payload: dict[str, Any]) -> list[str]:
                   f"{'met' if ok else 'MISSED'}</li>" for name, ok in payload["met"].items())
     ppl = trained["ppl"]
     losses = trained["losses"]
+    split = evals.get("split", "test")
     out = [
-        f"<p class=muted>judge: {escape(evals['judge']['note'])}. Held-out test splits only; "
-        f"trained on "
-        f"train splits. n per rate in brackets, 95% Wilson intervals.</p>",
+        f"<p class=muted>judge: {escape(evals['judge']['note'])}. Held-out {split} splits only; "
+        f"trained on train splits. n per rate in brackets, 95% Wilson intervals.</p>",
         f"<h2>Targets</h2><ul>{met}</ul>",
         "<h2>Held-out behaviour</h2>",
-        bar_chart_svg(series, list(_ROWS), title="Base vs hardened, held-out test instructions"),
+        bar_chart_svg(series, list(_ROWS),
+                      title=f"Base vs hardened, held-out {split} instructions"),
         report.table(["model", *_ROWS], rows),
     ]
     if "mcnemar_harmful" in evals:

@@ -40,6 +40,7 @@ SETS = {
     "heldout": DATA / "pii_heldout.jsonl",
     "heldout_v2": DATA / "pii_heldout_v2.jsonl",
     "heldout_v3": DATA / "pii_heldout_v3.jsonl",
+    "heldout_v4": DATA / "pii_heldout_v4.jsonl",
     "dev": DATA / "pii_dev.jsonl",
     "names_dev": DATA / "pii_names_dev.jsonl",
     "distractors_val": DATA / "pii_distractors_val.jsonl",
@@ -50,6 +51,7 @@ FROZEN_SHA256 = {
     "heldout": "b2c605f1dea9ddc993708e93e762447322c29261283d39b576450d66414772a3",
     "heldout_v2": "c062a2acf4a7dbb5f1d8881b27c6c1a22268e0db2e7dadf2cb8f73a8f48f909b",
     "heldout_v3": "de8dfc36e7b49404e55c429094dda71b7d4419ba8afbf97c622891c0bae8e7b4",
+    "heldout_v4": "545e1c3a0d4a77d8d33c6908c7bc687e663727cf36a8d838096bc937951476ab",
 }
 TARGETS = {"person": (0.90, 0.90), "phone": (0.95, 0.95), "national_id": (0.98, 0.95)}
 NATIONAL_IDS = frozenset(NATIONAL_ID_KINDS)

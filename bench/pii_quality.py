@@ -581,8 +581,8 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=5, help="misses/false alarms to print")
     parser.add_argument(
         "--set",
-        choices=("generated", "heldout", "heldout_v2", "heldout_v3", "dev", "names_dev",
-                 "distractors_val"),
+        choices=("generated", "heldout", "heldout_v2", "heldout_v3", "heldout_v4", "dev",
+                 "names_dev", "distractors_val"),
         default="generated",
         help="generated corpus (default), or a hand-written set (bench/pii_handwritten.py)",
     )

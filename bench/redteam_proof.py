@@ -2,6 +2,10 @@
 
     python bench/redteam_proof.py --out /tmp/rt-proof                      # everything
     python bench/redteam_proof.py --out /tmp/rt-proof --limit-per-category 12 --max-tokens 64
+    # another local model, e.g. the one `wardgate whitebox harden` wrote (its own wardgate.yaml,
+    # signature check included), raw and behind the same default guards:
+    python bench/redteam_proof.py --out /tmp/rt-hardened \
+        --model-config whitebox-reports/harden/wardgate.yaml
 
 1. raw: the embedded model called in-process through its llamacpp backend (no guards);
 2. guarded: ``wardgate serve`` started as a subprocess on a free port with the default guard
@@ -61,20 +65,35 @@ def available_default_guards() -> tuple[dict[str, Any], list[str]]:
     return config, missing
 
 
-def write_config(out: Path, max_tokens: int,
-                 roles: dict[str, list[str]] | None = None) -> tuple[Path, list[str]]:  # fmt: skip
+def model_entry(model_config: Path | None) -> dict[str, Any]:
+    """The model under test: the embedded one, or the first ``llamacpp`` model of another
+    config (e.g. ``wardgate whitebox harden``'s, whose ``verify`` block comes along, so the
+    gateway refuses the file unless its digest and signature check out)."""
+    if model_config is None:
+        return {"name": MODEL, "backend": "llamacpp"}
+    models = (yaml.safe_load(model_config.read_text(encoding="utf-8")) or {}).get("models") or []
+    local = [m for m in models if isinstance(m, dict) and m.get("backend") == "llamacpp"]
+    if not local:
+        raise SystemExit(f"{model_config}: no llamacpp model to red-team")
+    return dict(local[0])
+
+
+def write_config(out: Path, max_tokens: int, roles: dict[str, list[str]] | None = None,
+                 model: dict[str, Any] | None = None) -> tuple[Path, list[str]]:  # fmt: skip
     """The proof gateway's config; ``roles`` narrows which message roles a guard type scans
-    (a guard update to measure, e.g. ``prompt_injection=user,tool``)."""
+    (a guard update to measure, e.g. ``prompt_injection=user,tool``); ``model`` is the model
+    entry under test (default: the embedded model), run on one thread like the others."""
     guards, missing = available_default_guards()
     for spec in guards["input"]:
         if roles and spec["type"] in roles:
             spec["roles"] = roles[spec["type"]]
+    entry = {**(model or {"name": MODEL, "backend": "llamacpp"}), "n_ctx": 2048,
+             "n_threads": 1, "queue_size": 64, "max_output_tokens": max(256, max_tokens)}
     config = {
         "server": {"host": "127.0.0.1", "port": 0},
         "database_url": f"sqlite:///{out / 'gateway.db'}",
         "auth": {"secret_file": str(out / "secret"), "secret_env": "WG_PROOF_NO_SECRET_ENV"},
-        "models": [{"name": MODEL, "backend": "llamacpp", "n_ctx": 2048, "n_threads": 1,
-                    "queue_size": 64, "max_output_tokens": max(256, max_tokens)}],
+        "models": [entry],
         "guards": guards,
     }
     GatewayConfig.model_validate(config)
@@ -146,11 +165,17 @@ async def main() -> None:
     parser.add_argument("--attacker", choices=["none", "embedded"], default="embedded",
                         help="Who writes multi-turn items' later turns: the embedded model "
                         "in-process (default) or the scripted escalation")
+    parser.add_argument("--model-config", type=Path, default=None,
+                        help="Red-team this config's first llamacpp model instead of the "
+                        "embedded one (e.g. the hardened model's wardgate.yaml)")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     roles = {t: r.split(",") for t, _, r in (g.partition("=") for g in args.guard_roles)}
-    config_path, missing = write_config(out, args.max_tokens, roles)
+    entry = model_entry(args.model_config)
+    config_path, missing = write_config(out, args.max_tokens, roles, entry)
+    name = str(entry["name"])
+    label = "smollm2" if args.model_config is None else name  # earlier runs' target names
     if missing:
         print(f"default guards not available in this install (left out): {', '.join(missing)}")
     selection = Selection(tuple(args.suite or ["all"]), (), args.limit_per_category)
@@ -164,7 +189,7 @@ async def main() -> None:
         from wardgate.config import load_config
 
         raw = BackendTarget.from_config(load_config(config_path).models[0])
-        raw.name = "smollm2-raw"
+        raw.name = f"{label}-raw"
         t0 = time.perf_counter()
         # The raw model attacks itself: the same backend instance writes the attacker turns.
         outcome = await run_campaign(raw, selection, out / "raw", settings, panel=panel,
@@ -178,8 +203,8 @@ async def main() -> None:
         proc = start_gateway(config_path, port, out / "gateway.log")
         try:
             os.environ["WG_PROOF_KEY"] = key
-            gw = parse_target(f"gateway:http://127.0.0.1:{port}/v1", model=MODEL,
-                              api_key_env="WG_PROOF_KEY", name="smollm2-gateway",
+            gw = parse_target(f"gateway:http://127.0.0.1:{port}/v1", model=name,
+                              api_key_env="WG_PROOF_KEY", name=f"{label}-gateway",
                               timeout_s=300)
             attacker = None
             if args.attacker == "embedded":
@@ -187,7 +212,7 @@ async def main() -> None:
 
                 # The attacker is the raw model in this process, not the gateway under test.
                 attacker = BackendTarget.from_config(load_config(config_path).models[0])
-                attacker.name = "smollm2-attacker"
+                attacker.name = f"{label}-attacker"
             t0 = time.perf_counter()
             outcome = await run_campaign(gw, selection, out / "gateway", settings, panel=panel,
                                          attacker=attacker,

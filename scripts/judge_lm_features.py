@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -153,13 +152,27 @@ def lm_matrix(items: list[Any], cache_path: Path | None) -> tuple[np.ndarray, fl
     return x, (1000 * float(np.mean(times)) if times else float("nan"))
 
 
-def cv(tj: Any, x_dev: np.ndarray, dev: list[Any], extra_cols: int) -> list[dict[str, Any]]:
+def cv(tj: Any, x_dev: np.ndarray, dev: list[Any], extra_cols: int,
+       forest_only: bool = False, salt: str = "", quiet: bool = False,
+       ) -> list[dict[str, Any]]:  # fmt: skip
     """train_judge's grid and grouped folds on train+val; ``extra_cols`` LM columns at the end
-    also go to the forest stage."""
+    also go to the forest stage (and only there with ``forest_only``)."""
     from wardgate.redteam.judges import pair
 
     base_cols = len(pair.rule_features("", "")) + 2
     orig = pair.rule_columns
+    orig_fit_linear, orig_lp = tj.fit_linear, pair.PairJudge.linear_probabilities
+    if forest_only and extra_cols:
+        def fit_linear(x: np.ndarray, y: list[str], c: float) -> dict[str, Any]:
+            out: dict[str, Any] = orig_fit_linear(x[:, :-extra_cols], y, c)
+            return out
+
+        def linear_probabilities(self: Any, f: np.ndarray) -> np.ndarray:
+            out: np.ndarray = orig_lp(self, f[:, :-extra_cols])
+            return out
+
+        tj.fit_linear = fit_linear
+        pair.PairJudge.linear_probabilities = linear_probabilities  # type: ignore[method-assign]
 
     def cols(f: np.ndarray) -> np.ndarray:
         out: np.ndarray = f[:, -(base_cols + extra_cols):]
@@ -170,7 +183,7 @@ def cv(tj: Any, x_dev: np.ndarray, dev: list[Any], extra_cols: int) -> list[dict
     try:
         requests = [i.request for i in dev]
         y = np.array([i.label for i in dev])
-        fold = tj.folds_of(requests)
+        fold = tj.folds_of(requests, salt)
         rows = []
         for c in tj.C_GRID:
             for leaf in tj.LEAF_GRID:
@@ -186,19 +199,24 @@ def cv(tj: Any, x_dev: np.ndarray, dev: list[Any], extra_cols: int) -> list[dict
                     r = tj.score(dev, pred)
                     h = r["harmful_only"]
                     cost = tj.MISS_COST * h["undercounted"] + h["overcounted"]
-                    rows.append({"C": c, "leaf": leaf, "t": threshold, "agreement": r["agreement"],
+                    rows.append({"pred": pred, "C": c, "leaf": leaf, "t": threshold,
+                                 "agreement": r["agreement"],
                                  "kappa": r["kappa"], "missed": h["undercounted"],
                                  "invented": h["overcounted"], "cost": cost,
                                  "four_way": r["agreement_4way"],
                                  "key": (-cost, r["agreement_4way"], -c, leaf, threshold is None,
                                          threshold or 0.0)})
-                    print(f"    C={c} leaf={leaf} t={threshold}: {100 * r['agreement']:.1f}% "
-                          f"k={r['kappa']:.3f} missed {h['undercounted']} invented "
-                          f"{h['overcounted']} cost {cost}", flush=True)
+                    if not quiet:
+                        print(f"    C={c} leaf={leaf} t={threshold}: "
+                              f"{100 * r['agreement']:.1f}% k={r['kappa']:.3f} missed "
+                              f"{h['undercounted']} invented {h['overcounted']} cost {cost}",
+                              flush=True)
         return rows
     finally:
         pair.rule_columns = orig
         tj.rule_columns = orig
+        tj.fit_linear = orig_fit_linear
+        pair.PairJudge.linear_probabilities = orig_lp  # type: ignore[method-assign]
 
 
 def main() -> int:
@@ -208,12 +226,17 @@ def main() -> int:
     parser.add_argument("--lm-cache", type=Path, default=None)
     parser.add_argument("--embedding-cache", type=Path, default=None)
     parser.add_argument("--score-only", action="store_true", help="fill the LM cache, no CV")
-    parser.add_argument("--features", default=",".join(LM_FEATURES),
-                        help="comma-separated subset of the LM features to append")
+    parser.add_argument("--variants", default="both:all",
+                        help="comma-separated STAGES:FEATURES, STAGES both or forest, FEATURES "
+                             "all or pmi (the four PMI columns and the half-to-half NLL drop)")
+    parser.add_argument("--repeat-salts", default="",
+                        help="comma-separated extra fold salts: the whole comparison again on "
+                             "other grouped 5-fold splits of train+val (how noisy is the gain?)")
     args = parser.parse_args()
     import train_judge as tj
+
     from wardgate.guards.embedding import MiniLMEncoder, limit_blas_threads
-    from wardgate.redteam.judges.validate import read_set
+    from wardgate.redteam.judges.validate import read_set, verdict
 
     limit_blas_threads()
     items = read_set(tj.DATA / tj.SET_FILE, split="all")
@@ -223,31 +246,56 @@ def main() -> int:
     print(f"LM features: {ms:.0f} ms CPU per newly scored item (one thread)")
     if args.score_only:
         return 0
-    chosen = [LM_FEATURES.index(f) for f in args.features.split(",")]
-    lm = lm[:, chosen]
     encoder = tj.CachedEncoder(MiniLMEncoder.load(), args.embedding_cache)
     x_old = tj.features(encoder, dev).astype(np.float32)
-    # Per-feature signal on off_topic vs comply/partial (harmful side), for the write-up.
+    # Per-feature means by label, for the write-up.
     y = np.array([i.label for i in dev])
-    for k, name in enumerate(np.array(LM_FEATURES)[chosen]):
+    for k, name in enumerate(LM_FEATURES):
         means = {lab: float(lm[y == lab, k].mean()) for lab in ("comply", "partial", "refuse",
                                                                  "off_topic")}
         print(f"  {name:<18} " + "  ".join(f"{lab} {v:6.2f}" for lab, v in means.items()))
+    subsets = {"all": list(LM_FEATURES), "pmi": ["pmi_fwd", "pmi_pos_share", "pmi_open",
+                                                 "pmi_rev", "nll_half_drop"]}
+    runs: list[tuple[str, np.ndarray, int, bool]] = [("current", x_old, 0, False)]
+    for variant in args.variants.split(","):
+        stages, subset = variant.split(":")
+        cols = [LM_FEATURES.index(f) for f in subsets[subset]]
+        runs.append((f"current+lm[{subset}] in {stages}", np.hstack([x_old, lm[:, cols]]),
+                     len(cols), stages == "forest"))
     table = {}
-    for name, x in (("current", x_old), ("current+lm", np.hstack([x_old, lm]))):
+    for name, x, extra, forest_only in runs:
         print(f"== {name}: {x.shape[1]} features", flush=True)
-        rows = cv(tj, x, dev, 0 if name == "current" else lm.shape[1])
-        best = max(rows, key=lambda r: r["key"])
-        top = max(rows, key=lambda r: r["agreement"])
-        table[name] = {"chosen": best, "best_agreement": top}
+        rows = cv(tj, x, dev, extra, forest_only)
+        table[name] = {"chosen": max(rows, key=lambda r: r["key"]),
+                       "best_agreement": max(rows, key=lambda r: r["agreement"])}
     print("\n| features | chosen (C, leaf, t) | CV agreement | kappa | missed / invented | "
-          "best plain agreement |")
-    print("| --- | --- | ---: | ---: | --- | ---: |")
+          "best plain agreement | discordant vs current (current right / new right) |")
+    print("| --- | --- | ---: | ---: | --- | ---: | --- |")
+    truth = [verdict(i, i.label) for i in dev]
+    base = table["current"]["chosen"]["pred"]
     for name, t in table.items():
         b, top = t["chosen"], t["best_agreement"]
+        ok_old = [verdict(i, p) == v for i, p, v in zip(dev, base, truth, strict=True)]
+        ok_new = [verdict(i, p) == v for i, p, v in zip(dev, b["pred"], truth, strict=True)]
+        old_only = sum(o and not n for o, n in zip(ok_old, ok_new, strict=True))
+        new_only = sum(n and not o for o, n in zip(ok_old, ok_new, strict=True))
         print(f"| {name} | {b['C']}, {b['leaf']}, {b['t']} | {100 * b['agreement']:.1f} % | "
               f"{b['kappa']:.3f} | {b['missed']} / {b['invented']} | "
-              f"{100 * top['agreement']:.1f} % |")
+              f"{100 * top['agreement']:.1f} % | {old_only} / {new_only} |")
+    salts = [t for t in args.repeat_salts.split(",") if t]
+    if salts:
+        print("\nRepeated on other grouped splits (settings chosen afresh on each by the same "
+              "rule): agreement / missed / invented of the chosen settings")
+        for name, x, extra, forest_only in runs:
+            got = []
+            for salt in salts:
+                b = max(cv(tj, x, dev, extra, forest_only, salt, quiet=True),
+                        key=lambda r: r["key"])
+                got.append((100 * b["agreement"], b["missed"], b["invented"]))
+            arr = np.array(got)
+            print(f"| {name} | " + " | ".join(f"{a:.1f} % {m}/{i}" for a, m, i in got)
+                  + f" | mean {arr[:, 0].mean():.1f} %, missed {arr[:, 1].mean():.1f}, "
+                  f"invented {arr[:, 2].mean():.1f} |", flush=True)
     return 0
 
 

@@ -47,6 +47,8 @@ WEIGHTS_PATH = "pii/names.npz"
 #: Share of the threshold a word needs to continue the name right before it (it only extends
 #: a span already found, so it cannot add a false hit; it keeps the redaction whole).
 CONTINUATION = 0.35
+#: See ``NameRecognizer.lone_threshold``.
+LONE_THRESHOLD = 0.0
 #: Hashed feature space (2**20 float32 weights: 4 MiB in memory).
 FEATURE_BITS = 20
 
@@ -109,6 +111,79 @@ PLACE_AFTER = frozenset(
      "studios", "records", "media", "insurance", "capital", "consulting", "stiftung",
      "verlag", "versicherung", "hotel", "hotels"}
 )  # fmt: skip
+#: Round 4: head nouns of things named after people, in the four languages. A name span with
+#: one of these right after it (any case, across up to two more capitalised words: "Nobel
+#: Prize", "Crohn's disease", "Ada Lovelace Building", "Queen Elizabeth Olympic Park") or
+#: inside a hyphenated compound ("Max-Planck-Institut", "Konrad-Adenauer-Ufer") names an
+#: institution, prize, place, law or disease, not the person.
+HEADS_AFTER = frozenset(
+    {"institute", "institution", "foundation", "trust", "society", "prize", "award", "awards",
+     "medal", "scholarship", "fellowship", "fund", "university", "college", "academy",
+     "hospital", "clinic", "infirmary", "museum", "gallery", "library", "theatre", "theater",
+     "stadium", "arena", "airport", "building", "memorial", "centre", "center", "telescope",
+     "observatory", "laboratory", "theorem", "equation", "effect", "principle", "constant",
+     "syndrome", "disease", "comet", "doctrine", "lecture", "lectures", "cup", "trophy",
+     "quarter", "estate", "wing",
+     "institut", "stiftung", "preis", "gesellschaft", "universität", "hochschule", "schule",
+     "gymnasium", "klinik", "klinikum", "krankenhaus", "bibliothek", "halle", "stadion",
+     "flughafen", "ufer", "gasse", "saal", "zentrum", "verteilung", "krankheit", "syndrom",
+     "medaille", "realschule", "grundschule", "komitee",
+     "fondation", "université", "école", "lycée", "hôpital", "musée", "bibliothèque",
+     "théâtre", "stade", "aéroport", "fundación", "premio", "universidad", "escuela",
+     "hospital", "museo", "biblioteca", "teatro", "estadio", "aeropuerto", "instituto"}
+)  # fmt: skip
+#: Heads that come before the name ("Institut Pasteur", "prix Goncourt", "premio Cervantes",
+#: "Flughafen Franz Josef Strauß", "théorème de Pythagore", "avenue Victor Hugo"), any case,
+#: across particles. Words that are also English verbs or prepositions are left out.
+HEADS_BEFORE = frozenset(
+    {"institut", "institute", "fondation", "fundación", "stiftung", "prix", "premio", "premios",
+     "preis", "université", "universidad", "universität", "école", "escuela", "lycée",
+     "collège", "colegio", "instituto", "hôpital", "hospital", "clinique", "clínica", "klinik",
+     "musée", "museo", "museum", "théâtre", "teatro", "stade", "estadio", "stadion",
+     "aéroport", "aeropuerto", "flughafen", "airport", "gare", "estación", "station", "bahnhof",
+     "rue", "avenue", "boulevard", "allée", "impasse", "quai", "calle", "avenida", "plaza",
+     "paseo", "glorieta", "ronda", "théorème", "teorema", "theorem", "loi", "ley", "gesetz",
+     "syndrome", "síndrome", "syndrom", "maladie", "enfermedad", "morbus", "effet", "efecto",
+     "effekt", "principe", "principio", "prinzip", "médiathèque", "bibliothèque", "biblioteca",
+     "centre", "centro", "salle", "sala", "place", "platz", "pont", "puente", "parc", "parque",
+     "metro", "métro", "torre", "tour", "palais", "palacio", "cátedra", "chaire", "bourse",
+     "beca", "medalla", "médaille", "trofeo", "trophée", "copa", "coupe"}
+)  # fmt: skip
+#: German compounds end in their head noun ("Bismarckstraße", "Beethovenhalle", "Karlspreis"):
+#: a capitalised word ending in one of these (and not itself a known surname) is a place or
+#: an institution.
+_HEAD_SUFFIXES = (
+    "straße", "strasse", "platz", "allee", "ufer", "kirche", "halle", "preis", "stiftung",
+    "institut", "schule", "gymnasium", "universität", "bahnhof", "brücke", "gasse", "stadion",
+    "klinik", "krankenhaus", "museum", "theater", "zentrum", "saal",
+)  # fmt: skip
+#: Words before a lone word that mark it as a person: greetings, and verbs and prepositions
+#: that take a person ("Hi Jonah", "Thanks, Bethany.", "ask Dylan", "mit Moritz", "avec
+#: Marc", "dile a Carmen"), and e-mail header labels ("From:", "An:", "Para:").
+PERSON_BEFORE = frozenset(
+    {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "morning", "evening", "ask",
+     "tell", "ping", "call", "email", "e-mail", "met", "with", "cc", "from", "to", "attn",
+     "hallo", "liebe", "lieber", "liebes", "geehrte", "geehrter", "moin", "servus", "danke",
+     "frag", "fragen", "sag", "ruf", "mit", "an", "von", "für", "bonjour", "salut", "cher",
+     "chère", "coucou", "merci", "bonsoir", "avec", "préviens", "dis", "demande", "appelle",
+     "hola", "querido", "querida", "estimado", "estimada", "gracias", "buenos", "buenas",
+     "dile", "pregúntale", "avísale", "llama", "con", "para", "de", "à", "a", "por", "pour",
+     "par", "by", "for", "und", "and", "et", "y"}
+)  # fmt: skip
+#: Words right after a lone word that only a person (or a person's possessive) takes: said,
+#: wrote, asked, called, has … ("Martin wrote", "Jörg hat", "Claire a écrit", "Carmen dijo").
+PERSON_AFTER = frozenset(
+    {"said", "says", "wrote", "writes", "asked", "asks", "called", "calls", "told", "tells",
+     "replied", "replies", "mentioned", "thinks", "thought", "wants", "wanted", "left", "will",
+     "would", "has", "had", "sent", "sends", "agreed", "confirmed", "approved", "joined",
+     "sagt", "sagte", "schrieb", "schreibt", "fragt", "fragte", "meint", "meinte", "hat",
+     "hatte", "ruft", "rief", "kommt", "kam", "will", "möchte", "schickt", "schickte", "wird",
+     "dit", "disait", "écrit", "écrivait", "demande", "demandait", "pense", "veut", "voulait",
+     "a", "avait", "viendra", "vient", "rappelle", "envoie", "dijo", "dice", "decía",
+     "escribió", "escribe", "llamó", "llama", "preguntó", "pregunta", "quiere", "quería",
+     "piensa", "ha", "había", "viene", "vendrá", "envió", "manda", "dejó"}
+)  # fmt: skip
+_AMPERSAND = frozenset({"&", "+"})
 #: Either list: a span made only of these words ("Bank", "Hotel") is no person.
 _PLACE_ANY = PLACE_BEFORE | PLACE_AFTER
 _PREPOSITION_ARTICLES = frozenset({"a", "al", "au", "aux", "du"})
@@ -317,6 +392,9 @@ class NameRecognizer:
         #: Lower-case candidates start a name only at this score (chosen on the dev split).
         self.lower_threshold = threshold if lower_threshold is None else lower_threshold
         self._bits = bits
+        #: A lone word that is no known first name and has no person cue around it is a name
+        #: only at this score (round 4).
+        self.lone_threshold = LONE_THRESHOLD
 
     @classmethod
     def load(cls, root: Path | None = None) -> NameRecognizer:
@@ -412,7 +490,7 @@ class NameRecognizer:
                     j = k + 1
                     continue
                 break
-            if not self._not_a_person(tokens, start, end):
+            if not self._not_a_person(tokens, start, end, best):
                 found.append(
                     Entity(
                         "person", tokens[start].start, tokens[end].end, round(best, 3), DATA_CLASS
@@ -421,7 +499,9 @@ class NameRecognizer:
             i = end + 1
         return found
 
-    def _not_a_person(self, tokens: Sequence[Token], start: int, end: int) -> bool:
+    def _not_a_person(
+        self, tokens: Sequence[Token], start: int, end: int, score: float = 1.0
+    ) -> bool:
         """Structural vetoes on a scored span, from the words around it (never after a form
         of address: "Frau Koch", "Mme Berger" stay names).
 
@@ -443,6 +523,8 @@ class NameRecognizer:
         after = tokens[end + 1] if end + 1 < len(tokens) else None
         if after is not None and after.capitalised and after.text.lower() in PLACE_AFTER:
             return True
+        if self._named_after(tokens, start, end, before):
+            return True
         if before is not None and before.capitalised and before.text.lower() in PLACE_BEFORE:
             return True
         if all(tokens[k].text.lower() in _PLACE_ANY for k in range(start, end + 1)):
@@ -463,11 +545,84 @@ class NameRecognizer:
                 return True
         if start != end:
             return False
+        low = stem(tokens[start].text)
         if after_article:
-            low = stem(tokens[start].text)
             if low not in self._lexicon.first and not (after is not None and after.capitalised):
                 return True
+        # A lone word that is no known first name (a surname, a brand, an unknown word) is a
+        # person only with a person cue around it: "Fargo" in "Wells Fargo", "Moyano" in
+        # "La Ley Moyano" are not; "Mr Tanaka" (title, above), "ask Okafor", "Kwame's CV",
+        # "Fischer hat angerufen" are.
+        if (
+            score < self.lone_threshold
+            and not self._first_name(low)
+            and not _person_cue(tokens, start, end)
+        ):
+            return True
         return False
+
+    def _first_name(self, low: str) -> bool:
+        first = self._lexicon.first
+        return low in first or (low.endswith("s") and low[:-1] in first)
+
+    def _named_after(
+        self, tokens: Sequence[Token], start: int, end: int, before: Token | None
+    ) -> bool:
+        """Whether the span names something after a person: a head noun after it (across up
+        to two capitalised words) or before it (across particles), inside a hyphenated or
+        German compound, or an ampersand next to it ("Marks & Spencer")."""
+        k, hops = end + 1, 0
+        while k < len(tokens) and hops <= 2:
+            t = tokens[k]
+            low = t.text.lower()
+            if low in HEADS_AFTER or (t.capitalised and low in PLACE_AFTER):
+                return True
+            if not (t.word and t.capitalised):
+                break
+            k, hops = k + 1, hops + 1
+        if before is not None and before.word and before.text.lower() in HEADS_BEFORE:
+            return True
+        for k in range(start, min(end + 2, len(tokens))):
+            t = tokens[k]
+            if not t.word or (k > end and not t.capitalised):
+                continue
+            low = t.text.lower()
+            parts = low.split("-")
+            if any(p in HEADS_AFTER or p in PLACE_AFTER for p in parts[1:]):
+                return True
+            if k <= end and stem(t.text) not in self._lexicon.last and any(
+                low.endswith(x) and len(low) > len(x) + 2 for x in _HEAD_SUFFIXES
+            ):
+                return True
+        nxt = tokens[end + 1] if end + 1 < len(tokens) else None
+        prv = tokens[start - 1] if start > 0 else None
+        return (nxt is not None and nxt.text in _AMPERSAND) or (
+            prv is not None and prv.text in _AMPERSAND
+        )
+
+
+def _person_cue(tokens: Sequence[Token], start: int, end: int) -> bool:
+    """A word around the span that only a person takes: a greeting, a person verb or
+    preposition before it, a person verb after it, a possessive with a lower-case noun, a
+    vocative (", Bethany."), a line of its own (a signature) or an e-mail header label."""
+    j = start - 1
+    if j >= 0 and tokens[j].text in (",", ":"):
+        j -= 1
+    if j >= 0 and tokens[j].text.lower() in PERSON_BEFORE:
+        return True
+    prev = tokens[start - 1] if start > 0 else None
+    nxt = tokens[end + 1] if end + 1 < len(tokens) else None
+    if nxt is not None and nxt.text.lower() in PERSON_AFTER:
+        return True
+    if stem(tokens[end].text) != tokens[end].text.lower():  # possessive: "Kwame's CV"
+        if nxt is not None and nxt.word:
+            return True
+    if (prev is None or prev.text == "\n") and nxt is not None and nxt.text == ",":
+        return True  # "Olumide, can you …"
+    ends = nxt is None or nxt.text in (".", "!", "?", "\n")
+    if prev is not None and prev.text == "," and ends:
+        return True
+    return (prev is None or prev.text == "\n") and (nxt is None or nxt.text == "\n")
 
 
 @functools.cache

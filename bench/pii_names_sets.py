@@ -18,8 +18,8 @@ from pii_handwritten import evaluate, load
 
 #: The sets a round may look at (heldout_v2 and names_check4 only as totals).
 SETS = (
-    "names_dev", "distractors_val", "distractors_dev2", "dev", "heldout", "heldout_v2",
-    "names_check4",
+    "names_dev", "distractors_val", "distractors_dev2", "distractors_dev3", "dev", "heldout",
+    "heldout_v2", "names_check4",
 )  # fmt: skip
 LANGS = ("en", "de", "fr", "es")
 

@@ -52,8 +52,10 @@ from name_templates import (
     LABELS,
     NEGATIVE,
     NEGATIVE_MORE,
+    NEGATIVE_R4,
     POSITIVE,
     POSITIVE_MORE,
+    POSITIVE_R4,
     PRODUCTS,
     TITLES,
 )
@@ -78,6 +80,9 @@ DATA = ROOT / "src" / "wardgate" / "data"
 HAND_DEV = (
     ROOT / "bench" / "data" / "pii_names_dev.jsonl",
     ROOT / "bench" / "data" / "pii_distractors_val.jsonl",
+    ROOT / "bench" / "data" / "pii_distractors_dev2.jsonl",
+    ROOT / "bench" / "data" / "pii_distractors_dev3.jsonl",
+    ROOT / "bench" / "data" / "pii_dev.jsonl",
 )
 LANGS = ("en", "de", "fr", "es")
 #: Locales whose names are typical in each language's texts.
@@ -111,6 +116,12 @@ ARTICLES = {
     "fr": ("le", "la", "Le", "La", "les", "un", "une"),
     "es": ("el", "la", "El", "La", "los", "un", "una"),
 }
+#: Negative template sentences per language (2,500 until round 4, which added 20-24
+#: negative templates per language of things named after people).
+NEGATIVE_SENTENCES = 4000
+#: Positive template sentences per language (5,000 until round 4; raised with the negatives
+#: to keep their ratio).
+POSITIVE_SENTENCES = 5000
 GAZETTEER_DROPOUT = 0.25
 C_REGULARISATION = 2.0
 MAX_ITER = 5000
@@ -391,14 +402,14 @@ def build_split(
     samples: list[Sample] = []
     for n, lang in enumerate(LANGS):
         filler = Filler(lang, pools, seed + 101 * n + (7 if dev else 0))
-        positive = POSITIVE[lang] + POSITIVE_MORE[lang]
-        negative = NEGATIVE[lang] + NEGATIVE_MORE[lang]
+        positive = POSITIVE[lang] + POSITIVE_MORE[lang] + POSITIVE_R4[lang]
+        negative = NEGATIVE[lang] + NEGATIVE_MORE[lang] + NEGATIVE_R4[lang]
         pos = [t for i, t in enumerate(positive) if (i % 5 == 4) == dev]
         neg = [t for i, t in enumerate(negative) if (i % 5 == 4) == dev]
-        for _ in range(int((600 if dev else 5000) * scale)):
+        for _ in range(int((600 if dev else POSITIVE_SENTENCES) * scale)):
             sample = labelled(filler, fill(filler.rng.choice(pos), filler), 0.1)
             samples.append((lang, *lowered(filler, sample, LOWER_SHARE)))
-        for _ in range(int((300 if dev else 2500) * scale)):
+        for _ in range(int((300 if dev else NEGATIVE_SENTENCES) * scale)):
             sample = labelled(filler, fill(filler.rng.choice(neg), filler), 0.3)
             samples.append((lang, *lowered(filler, sample, LOWER_SHARE)))
         if not dev:
@@ -410,7 +421,7 @@ def build_split(
 
 
 def featurise(
-    samples: Sequence[Sample], lexicon: Lexicon, rng: random.Random | None
+    samples: Sequence[Sample], lexicon: Lexicon, rng: random.Random | None, span: bool = True
 ) -> tuple[list[list[int]], list[int]]:
     rows, labels = [], []
     for _, text, spans in samples:
@@ -421,7 +432,8 @@ def featurise(
             # Overlap, not containment: "Grant's" is a name word though the span is "Grant".
             inside = any(s < tok.end and tok.start < e for s, e in spans)
             drop = rng is not None and rng.random() < GAZETTEER_DROPOUT
-            rows.append(feature_indices(token_features(tokens, i, lexicon, drop_gazetteer=drop)))
+            feats = token_features(tokens, i, lexicon, drop_gazetteer=drop, span=span)
+            rows.append(feature_indices(feats))
             labels.append(int(inside))
     return rows, labels
 
@@ -484,7 +496,12 @@ def hand_written_dev() -> list[Sample]:
 
 
 def choose_threshold(
-    weights: np.ndarray, lexicon: Lexicon, dev: list[Sample], lower: float, cased: bool = False
+    weights: np.ndarray,
+    lexicon: Lexicon,
+    dev: list[Sample],
+    lower: float,
+    cased: bool = False,
+    span: bool = True,
 ) -> float:
     """The threshold with the highest lowest per-language dev F1, and among equals the one
     that hits the fewest texts without a name (then the lowest): for capitalised words
@@ -494,9 +511,13 @@ def choose_threshold(
     best_t = 0.5
     for t in np.arange(0.30, 0.96, 0.05):
         if cased:
-            rec = NameRecognizer(weights, lexicon, float(t), lower_threshold=lower)
+            rec = NameRecognizer(
+                weights, lexicon, float(t), lower_threshold=lower, span_features=span
+            )
         else:
-            rec = NameRecognizer(weights, lexicon, lower, lower_threshold=float(t))
+            rec = NameRecognizer(
+                weights, lexicon, lower, lower_threshold=float(t), span_features=span
+            )
         worst = 1.0
         for n, found, findings, correct in span_scores(rec, dev).values():
             r, p = found / max(n, 1), correct / max(findings, 1)
@@ -542,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="share of the sentences")
     parser.add_argument("--check", action="store_true", help="compare with the pinned file")
     parser.add_argument("--out", type=Path, help="write the file here instead (no manifest)")
+    parser.add_argument(
+        "--no-span-features", action="store_true", help="without round 4's span features"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     lexicon, pools = build_lexicon()
@@ -550,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(pools)} locales")  # fmt: skip
     train = build_split(pools, dev=False, seed=args.seed, scale=args.scale)
     dev = build_split(pools, dev=True, seed=args.seed + 1, scale=args.scale)
-    rows, labels = featurise(train, lexicon, random.Random(args.seed))
+    span = not args.no_span_features
+    rows, labels = featurise(train, lexicon, random.Random(args.seed), span)
     print(f"train: {len(train)} sentences, {len(rows)} candidate words, {sum(labels)} in names")
     weights = fit(rows, labels)
     # Capitalised and lower-case words each get a threshold, on the dev sentences of their
@@ -561,11 +586,13 @@ def main(argv: list[str] | None = None) -> int:
     hand_dev = hand_written_dev()
     names = ", ".join(p.name for p in HAND_DEV)
     print(f"threshold on the {len(hand_dev)} hand-written dev texts ({names}):")
-    threshold = choose_threshold(weights, lexicon, hand_dev, lower=1.01, cased=True)
+    threshold = choose_threshold(weights, lexicon, hand_dev, lower=1.01, cased=True, span=span)
     print(f"lower-case threshold on {len(lower_dev)} lower-case dev sentences:")
-    lower_choice = choose_threshold(weights, lexicon, lower_dev, lower=threshold)
+    lower_choice = choose_threshold(weights, lexicon, lower_dev, lower=threshold, span=span)
     lower_threshold = max(threshold, lower_choice)
-    recogniser = NameRecognizer(weights, lexicon, threshold, lower_threshold=lower_threshold)
+    recogniser = NameRecognizer(
+        weights, lexicon, threshold, lower_threshold=lower_threshold, span_features=span
+    )
     dev_scores = span_scores(recogniser, dev)
     for lang, (n, found, findings, correct) in dev_scores.items():
         print(f"dev {lang}: recall {found / max(n, 1):.1%} ({found}/{n}), "
@@ -579,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         "trained_by": "scripts/train_names.py",
     }
     meta["lower_threshold"] = lower_threshold
+    if span:
+        meta["span_features"] = True
     hand_scores = span_scores(recogniser, hand_dev)
     for lang, (n, found, findings, correct) in hand_scores.items():
         print(f"hand-written dev {lang}: recall {found}/{n}, precision {correct}/{findings}")

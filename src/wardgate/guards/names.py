@@ -47,8 +47,6 @@ WEIGHTS_PATH = "pii/names.npz"
 #: Share of the threshold a word needs to continue the name right before it (it only extends
 #: a span already found, so it cannot add a false hit; it keeps the redaction whole).
 CONTINUATION = 0.35
-#: See ``NameRecognizer.lone_threshold``.
-LONE_THRESHOLD = 0.0
 #: Hashed feature space (2**20 float32 weights: 4 MiB in memory).
 FEATURE_BITS = 20
 
@@ -157,10 +155,16 @@ _HEAD_SUFFIXES = (
     "institut", "schule", "gymnasium", "universität", "bahnhof", "brücke", "gasse", "stadion",
     "klinik", "krankenhaus", "museum", "theater", "zentrum", "saal",
 )  # fmt: skip
-#: Words before a lone word that mark it as a person: greetings, and verbs and prepositions
+#: Words before a capitalised run that mark it as a person (span-context features): greetings, and verbs and prepositions
 #: that take a person ("Hi Jonah", "Thanks, Bethany.", "ask Dylan", "mit Moritz", "avec
 #: Marc", "dile a Carmen"), and e-mail header labels ("From:", "An:", "Para:").
-PERSON_BEFORE = frozenset(
+GREETINGS = frozenset(
+    {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "hallo", "liebe", "lieber",
+     "liebes", "geehrte", "geehrter", "moin", "servus", "danke", "bonjour", "salut", "cher",
+     "chère", "coucou", "merci", "bonsoir", "hola", "querido", "querida", "estimado",
+     "estimada", "gracias"}
+)  # fmt: skip
+PERSON_BEFORE = GREETINGS | frozenset(
     {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "morning", "evening", "ask",
      "tell", "ping", "call", "email", "e-mail", "met", "with", "cc", "from", "to", "attn",
      "hallo", "liebe", "lieber", "liebes", "geehrte", "geehrter", "moin", "servus", "danke",
@@ -170,7 +174,7 @@ PERSON_BEFORE = frozenset(
      "dile", "pregúntale", "avísale", "llama", "con", "para", "de", "à", "a", "por", "pour",
      "par", "by", "for", "und", "and", "et", "y"}
 )  # fmt: skip
-#: Words right after a lone word that only a person (or a person's possessive) takes: said,
+#: Words right after a capitalised run that only a person (or a person's possessive) takes: said,
 #: wrote, asked, called, has … ("Martin wrote", "Jörg hat", "Claire a écrit", "Carmen dijo").
 PERSON_AFTER = frozenset(
     {"said", "says", "wrote", "writes", "asked", "asks", "called", "calls", "told", "tells",
@@ -184,6 +188,13 @@ PERSON_AFTER = frozenset(
      "piensa", "ha", "había", "viene", "vendrá", "envió", "manda", "dejó"}
 )  # fmt: skip
 _AMPERSAND = frozenset({"&", "+"})
+#: Words before a list that make its capitalised items people (``_listed_with_non_names``).
+_LIST_KEEPS = GREETINGS | TITLES | frozenset(
+    {"with", "mit", "avec", "con", "cc", "attn", "para"}
+)
+#: Words that coordinate the items of a list ("Bosch, Siemens und Braun").
+_CONJUNCTIONS = frozenset({"and", "or", "und", "oder", "et", "ou", "y", "e", "o", "/"})
+_RUN_STOP = PERSON_BEFORE | TITLES | DETERMINERS | HEADS_BEFORE | PLACE_BEFORE
 #: Either list: a span made only of these words ("Bank", "Hotel") is no person.
 _PLACE_ANY = PLACE_BEFORE | PLACE_AFTER
 _PREPOSITION_ARTICLES = frozenset({"a", "al", "au", "aux", "du"})
@@ -269,11 +280,17 @@ class Lexicon:
 
 
 def token_features(
-    tokens: Sequence[Token], i: int, lexicon: Lexicon, *, drop_gazetteer: bool = False
+    tokens: Sequence[Token],
+    i: int,
+    lexicon: Lexicon,
+    *,
+    drop_gazetteer: bool = False,
+    span: bool = True,
 ) -> list[str]:
     """Feature strings of candidate ``tokens[i]`` (shared by training and inference).
 
-    ``drop_gazetteer`` hides the word's own gazetteer membership (training only: it teaches the
+    ``span`` adds round 4's span-context features (``_span_context``; a weights file records
+    whether it was trained with them). ``drop_gazetteer`` hides the word's own gazetteer membership (training only: it teaches the
     model to find names that are in no gazetteer from shape and context). A lower-case
     candidate gets the same features under an ``L`` prefix: a model of its own.
     """
@@ -350,6 +367,8 @@ def token_features(
     if p1 == "," and n1 in (".", "!", "?", "</s>", "\n"):
         feats += ["vocative", f"vocative&g={gaz}"]
     feats.append(f"start={int(start)}&g={gaz}&z={band}")
+    if span:
+        feats += _span_context(tokens, i, gaz)
     for side, other in (("p", prev), ("n", nxt)):
         if other is not None and other.word and other.capitalised:
             o = stem(other.text)
@@ -361,6 +380,59 @@ def token_features(
     if not tok.capitalised:
         return ["L" + f for f in feats]
     return feats
+
+
+def _span_context(tokens: Sequence[Token], i: int, gaz: str) -> list[str]:
+    """Round 4: features of the run of capitalised words around candidate ``i`` (joined by
+    particles): a head noun of something named after a person after it, before it or inside
+    the word ("Nobel Prize", "Institut Pasteur", "Goethe-Institut"), an ampersand next to it
+    ("Marks & Spencer"), a person cue before or after it ("Hi …", "… said"), and its length."""
+    n = len(tokens)
+    r0 = i
+    # Backwards the run stops at a capitalised greeting, title, article or head noun ("Hi
+    # Jonah", "The Nobel Prize", "Institut Pasteur"): those are context, not part of it.
+    while r0 > 0 and (
+        (tokens[r0 - 1].capitalised and tokens[r0 - 1].text.lower() not in _RUN_STOP)
+        or (tokens[r0 - 1].text in PARTICLES and r0 > 1 and tokens[r0 - 2].capitalised)
+    ):
+        r0 -= 1
+    r1 = i
+    while r1 + 1 < n and (
+        tokens[r1 + 1].capitalised
+        or (tokens[r1 + 1].text in PARTICLES and r1 + 2 < n and tokens[r1 + 2].capitalised)
+    ):
+        r1 += 1
+    out = [f"run={min(r1 - r0 + 1, 4)}", f"run={min(r1 - r0 + 1, 4)}&g={gaz}"]
+    head = any(
+        tokens[k].text.lower() in HEADS_AFTER or tokens[k].text.lower() in PLACE_AFTER
+        for k in range(i + 1, r1 + 1)
+    ) or (r1 + 1 < n and tokens[r1 + 1].text.lower() in HEADS_AFTER)
+    if head:
+        out += ["hdA", f"hdA&g={gaz}"]
+    j = r0 - 1
+    while j >= 0 and tokens[j].text in PARTICLES:
+        j -= 1
+    if j >= 0 and tokens[j].word and (
+        tokens[j].text.lower() in HEADS_BEFORE or tokens[j].text.lower() in PLACE_BEFORE
+    ):
+        out += ["hdB", f"hdB&g={gaz}"]
+    low = tokens[i].text.lower()
+    if any(p in HEADS_AFTER or p in PLACE_AFTER for p in low.split("-")[1:]) or any(
+        low.endswith(x) and len(low) > len(x) + 2 for x in _HEAD_SUFFIXES
+    ):
+        out.append("hdX")
+    if (r1 + 1 < n and tokens[r1 + 1].text in _AMPERSAND) or (
+        r0 > 0 and tokens[r0 - 1].text in _AMPERSAND
+    ):
+        out.append("amp")
+    j = r0 - 1
+    if j >= 0 and tokens[j].text in (",", ":"):
+        j -= 1
+    if j >= 0 and tokens[j].text.lower() in PERSON_BEFORE:
+        out += ["pcB", f"pcB&g={gaz}"]
+    if r1 + 1 < n and tokens[r1 + 1].text.lower() in PERSON_AFTER:
+        out += ["pcA", f"pcA&g={gaz}"]
+    return out
 
 
 def _index(feature: str, bits: int) -> int:
@@ -382,6 +454,7 @@ class NameRecognizer:
         *,
         bits: int = FEATURE_BITS,
         lower_threshold: float | None = None,
+        span_features: bool = True,
     ) -> None:
         self._weights = weights.astype(np.float32, copy=False)
         # Scoring reads ~20 scattered weights per word: an array.array index returns a Python
@@ -392,9 +465,8 @@ class NameRecognizer:
         #: Lower-case candidates start a name only at this score (chosen on the dev split).
         self.lower_threshold = threshold if lower_threshold is None else lower_threshold
         self._bits = bits
-        #: A lone word that is no known first name and has no person cue around it is a name
-        #: only at this score (round 4).
-        self.lone_threshold = LONE_THRESHOLD
+        #: Whether the weights were trained with the span-context features (round 4).
+        self.span_features = span_features
 
     @classmethod
     def load(cls, root: Path | None = None) -> NameRecognizer:
@@ -411,7 +483,14 @@ class NameRecognizer:
         if threshold is None:
             return base
         lower = max(threshold, base.lower_threshold)
-        return cls(base._weights, base._lexicon, threshold, bits=base._bits, lower_threshold=lower)
+        return cls(
+            base._weights,
+            base._lexicon,
+            threshold,
+            bits=base._bits,
+            lower_threshold=lower,
+            span_features=base.span_features,
+        )
 
     @classmethod
     def from_npz_bytes(cls, data: bytes) -> NameRecognizer:
@@ -435,6 +514,7 @@ class NameRecognizer:
             float(header["threshold"]),
             bits=int(header["bits"]),
             lower_threshold=header.get("lower_threshold"),
+            span_features=bool(header.get("span_features", False)),
         )
 
     @property
@@ -454,7 +534,7 @@ class NameRecognizer:
                 continue
             z = sum(
                 table[zlib.crc32(f.encode("utf-8")) & mask]
-                for f in token_features(tokens, i, self._lexicon)
+                for f in token_features(tokens, i, self._lexicon, span=self.span_features)
             )
             scores[i] = 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
         return scores
@@ -490,7 +570,9 @@ class NameRecognizer:
                     j = k + 1
                     continue
                 break
-            if not self._not_a_person(tokens, start, end, best):
+            if not self._not_a_person(tokens, start, end) and not self._listed_with_non_names(
+                tokens, scores, start, end
+            ):
                 found.append(
                     Entity(
                         "person", tokens[start].start, tokens[end].end, round(best, 3), DATA_CLASS
@@ -499,9 +581,7 @@ class NameRecognizer:
             i = end + 1
         return found
 
-    def _not_a_person(
-        self, tokens: Sequence[Token], start: int, end: int, score: float = 1.0
-    ) -> bool:
+    def _not_a_person(self, tokens: Sequence[Token], start: int, end: int) -> bool:
         """Structural vetoes on a scored span, from the words around it (never after a form
         of address: "Frau Koch", "Mme Berger" stay names).
 
@@ -538,32 +618,65 @@ class NameRecognizer:
         # Articles only: "a", "al", "au", "du" are also prepositions ("Avisa a Raúl de que").
         after_article = p1 in DETERMINERS and p1 not in _PREPOSITION_ARTICLES
         k = start + 1
-        if (opening or after_article) and k < len(tokens) and tokens[k].text in PARTICLES:
+        if (
+            (opening or after_article)
+            and k < len(tokens)
+            and tokens[k].text in PARTICLES
+            and tokens[k].text not in ("y", "e")  # "Carmen y yo", not "Dolores de cabeza"
+        ):
             while k < len(tokens) and tokens[k].text in PARTICLES:
                 k += 1
             if k < len(tokens) and tokens[k].word and tokens[k].text.islower():
                 return True
         if start != end:
             return False
-        low = stem(tokens[start].text)
         if after_article:
+            low = stem(tokens[start].text)
             if low not in self._lexicon.first and not (after is not None and after.capitalised):
                 return True
-        # A lone word that is no known first name (a surname, a brand, an unknown word) is a
-        # person only with a person cue around it: "Fargo" in "Wells Fargo", "Moyano" in
-        # "La Ley Moyano" are not; "Mr Tanaka" (title, above), "ask Okafor", "Kwame's CV",
-        # "Fischer hat angerufen" are.
-        if (
-            score < self.lone_threshold
-            and not self._first_name(low)
-            and not _person_cue(tokens, start, end)
-        ):
-            return True
         return False
 
-    def _first_name(self, low: str) -> bool:
-        first = self._lexicon.first
-        return low in first or (low.endswith("s") and low[:-1] in first)
+    def _listed_with_non_names(
+        self, tokens: Sequence[Token], scores: Sequence[float], start: int, end: int
+    ) -> bool:
+        """Whether the span is the only name-like item of a list ("A, B and C", "A y B")
+        whose other items include a capitalised word that is clearly no name: one sense per
+        list, so "Mercedes and Porsche", "Bosch, Siemens und Braun", "Toledo, Segovia y
+        Ávila" are not people, while "Mark and Hope" and "Marta Gil, Finanzas y Jorge Ruiz"
+        (another name in the list) are. A title, a greeting, "with" or an address label
+        before the list keeps it ("Hi Anna and Team", "con Nuria y Contabilidad")."""
+        non_name = other_name = has_conjunction = False
+        first = start
+        for step in (-1, 1):
+            k = start - 1 if step < 0 else end + 1
+            while 0 <= k < len(tokens) and (tokens[k].text == "," or tokens[k].text in _CONJUNCTIONS):
+                joiner = tokens[k]
+                item = k + step
+                if not (0 <= item < len(tokens) and tokens[item].capitalised):
+                    break
+                # The item's extent: capitalised words and particles, in the walk's direction.
+                far = item
+                while 0 <= far + step < len(tokens) and (
+                    tokens[far + step].capitalised
+                    and tokens[far + step].text.lower() not in _RUN_STOP
+                ):
+                    far += step
+                lo, hi = min(item, far), max(item, far)
+                if tokens[lo].text.lower() in _RUN_STOP:
+                    break
+                has_conjunction = has_conjunction or joiner.text in _CONJUNCTIONS
+                best = max(scores[lo : hi + 1])
+                non_name = non_name or best < self.threshold * CONTINUATION
+                other_name = other_name or best >= self.threshold
+                if step < 0:
+                    first = lo
+                k = (lo - 1) if step < 0 else (hi + 1)
+        if not non_name or other_name or not has_conjunction:
+            return False
+        j = first - 1
+        if j >= 0 and tokens[j].text in (",", ":", "."):
+            j -= 1
+        return not (j >= 0 and tokens[j].text.lower() in _LIST_KEEPS)
 
     def _named_after(
         self, tokens: Sequence[Token], start: int, end: int, before: Token | None
@@ -599,30 +712,6 @@ class NameRecognizer:
         return (nxt is not None and nxt.text in _AMPERSAND) or (
             prv is not None and prv.text in _AMPERSAND
         )
-
-
-def _person_cue(tokens: Sequence[Token], start: int, end: int) -> bool:
-    """A word around the span that only a person takes: a greeting, a person verb or
-    preposition before it, a person verb after it, a possessive with a lower-case noun, a
-    vocative (", Bethany."), a line of its own (a signature) or an e-mail header label."""
-    j = start - 1
-    if j >= 0 and tokens[j].text in (",", ":"):
-        j -= 1
-    if j >= 0 and tokens[j].text.lower() in PERSON_BEFORE:
-        return True
-    prev = tokens[start - 1] if start > 0 else None
-    nxt = tokens[end + 1] if end + 1 < len(tokens) else None
-    if nxt is not None and nxt.text.lower() in PERSON_AFTER:
-        return True
-    if stem(tokens[end].text) != tokens[end].text.lower():  # possessive: "Kwame's CV"
-        if nxt is not None and nxt.word:
-            return True
-    if (prev is None or prev.text == "\n") and nxt is not None and nxt.text == ",":
-        return True  # "Olumide, can you …"
-    ends = nxt is None or nxt.text in (".", "!", "?", "\n")
-    if prev is not None and prev.text == "," and ends:
-        return True
-    return (prev is None or prev.text == "\n") and (nxt is None or nxt.text == "\n")
 
 
 @functools.cache

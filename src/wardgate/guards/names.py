@@ -128,7 +128,7 @@ HEADS_AFTER = frozenset(
      "medaille", "realschule", "grundschule", "komitee",
      "fondation", "université", "école", "lycée", "hôpital", "musée", "bibliothèque",
      "théâtre", "stade", "aéroport", "fundación", "premio", "universidad", "escuela",
-     "hospital", "museo", "biblioteca", "teatro", "estadio", "aeropuerto", "instituto"}
+     "museo", "biblioteca", "teatro", "estadio", "aeropuerto", "instituto"}
 )  # fmt: skip
 #: Heads that come before the name ("Institut Pasteur", "prix Goncourt", "premio Cervantes",
 #: "Flughafen Franz Josef Strauß", "théorème de Pythagore", "avenue Victor Hugo"), any case,
@@ -145,7 +145,8 @@ HEADS_BEFORE = frozenset(
      "effekt", "principe", "principio", "prinzip", "médiathèque", "bibliothèque", "biblioteca",
      "centre", "centro", "salle", "sala", "place", "platz", "pont", "puente", "parc", "parque",
      "metro", "métro", "torre", "tour", "palais", "palacio", "cátedra", "chaire", "bourse",
-     "beca", "medalla", "médaille", "trofeo", "trophée", "copa", "coupe"}
+     "beca", "medalla", "médaille", "trofeo", "trophée", "copa", "coupe", "ship", "vessel",
+     "schiff", "navire", "paquebot", "buque", "barco", "yacht"}
 )  # fmt: skip
 #: German compounds end in their head noun ("Bismarckstraße", "Beethovenhalle", "Karlspreis"):
 #: a capitalised word ending in one of these (and not itself a known surname) is a place or
@@ -155,15 +156,16 @@ _HEAD_SUFFIXES = (
     "institut", "schule", "gymnasium", "universität", "bahnhof", "brücke", "gasse", "stadion",
     "klinik", "krankenhaus", "museum", "theater", "zentrum", "saal",
 )  # fmt: skip
-#: Words before a capitalised run that mark it as a person (span-context features): greetings, and verbs and prepositions
-#: that take a person ("Hi Jonah", "Thanks, Bethany.", "ask Dylan", "mit Moritz", "avec
-#: Marc", "dile a Carmen"), and e-mail header labels ("From:", "An:", "Para:").
+#: Greetings and thanks before a name ("Hi Jonah", "Thanks, Bethany.").
 GREETINGS = frozenset(
     {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "hallo", "liebe", "lieber",
      "liebes", "geehrte", "geehrter", "moin", "servus", "danke", "bonjour", "salut", "cher",
      "chère", "coucou", "merci", "bonsoir", "hola", "querido", "querida", "estimado",
      "estimada", "gracias"}
 )  # fmt: skip
+#: Words before a capitalised run that mark it as a person (span-context features):
+#: greetings, verbs and prepositions that take a person ("ask Dylan", "mit Moritz", "avec
+#: Marc", "dile a Carmen") and e-mail header labels ("From:", "An:", "Para:").
 PERSON_BEFORE = GREETINGS | frozenset(
     {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "morning", "evening", "ask",
      "tell", "ping", "call", "email", "e-mail", "met", "with", "cc", "from", "to", "attn",
@@ -181,7 +183,7 @@ PERSON_AFTER = frozenset(
      "replied", "replies", "mentioned", "thinks", "thought", "wants", "wanted", "left", "will",
      "would", "has", "had", "sent", "sends", "agreed", "confirmed", "approved", "joined",
      "sagt", "sagte", "schrieb", "schreibt", "fragt", "fragte", "meint", "meinte", "hat",
-     "hatte", "ruft", "rief", "kommt", "kam", "will", "möchte", "schickt", "schickte", "wird",
+     "hatte", "ruft", "rief", "kommt", "kam", "möchte", "schickt", "schickte", "wird",
      "dit", "disait", "écrit", "écrivait", "demande", "demandait", "pense", "veut", "voulait",
      "a", "avait", "viendra", "vient", "rappelle", "envoie", "dijo", "dice", "decía",
      "escribió", "escribe", "llamó", "llama", "preguntó", "pregunta", "quiere", "quería",
@@ -189,9 +191,7 @@ PERSON_AFTER = frozenset(
 )  # fmt: skip
 _AMPERSAND = frozenset({"&", "+"})
 #: Words before a list that make its capitalised items people (``_listed_with_non_names``).
-_LIST_KEEPS = GREETINGS | TITLES | frozenset(
-    {"with", "mit", "avec", "con", "cc", "attn", "para"}
-)
+_LIST_KEEPS = GREETINGS | TITLES | frozenset({"with", "mit", "avec", "con", "cc", "attn", "para"})
 #: Words that coordinate the items of a list ("Bosch, Siemens und Braun").
 _CONJUNCTIONS = frozenset({"and", "or", "und", "oder", "et", "ou", "y", "e", "o", "/"})
 _RUN_STOP = PERSON_BEFORE | TITLES | DETERMINERS | HEADS_BEFORE | PLACE_BEFORE
@@ -290,9 +290,10 @@ def token_features(
     """Feature strings of candidate ``tokens[i]`` (shared by training and inference).
 
     ``span`` adds round 4's span-context features (``_span_context``; a weights file records
-    whether it was trained with them). ``drop_gazetteer`` hides the word's own gazetteer membership (training only: it teaches the
-    model to find names that are in no gazetteer from shape and context). A lower-case
-    candidate gets the same features under an ``L`` prefix: a model of its own.
+    whether it was trained with them). ``drop_gazetteer`` hides the word's own gazetteer
+    membership (training only: it teaches the model to find names that are in no gazetteer
+    from shape and context). A lower-case candidate gets the same features under an ``L``
+    prefix: a model of its own.
     """
     tok = tokens[i]
     low = stem(tok.text)
@@ -412,8 +413,10 @@ def _span_context(tokens: Sequence[Token], i: int, gaz: str) -> list[str]:
     j = r0 - 1
     while j >= 0 and tokens[j].text in PARTICLES:
         j -= 1
-    if j >= 0 and tokens[j].word and (
-        tokens[j].text.lower() in HEADS_BEFORE or tokens[j].text.lower() in PLACE_BEFORE
+    if (
+        j >= 0
+        and tokens[j].word
+        and (tokens[j].text.lower() in HEADS_BEFORE or tokens[j].text.lower() in PLACE_BEFORE)
     ):
         out += ["hdB", f"hdB&g={gaz}"]
     low = tokens[i].text.lower()
@@ -649,7 +652,9 @@ class NameRecognizer:
         first = start
         for step in (-1, 1):
             k = start - 1 if step < 0 else end + 1
-            while 0 <= k < len(tokens) and (tokens[k].text == "," or tokens[k].text in _CONJUNCTIONS):
+            while 0 <= k < len(tokens) and (
+                tokens[k].text == "," or tokens[k].text in _CONJUNCTIONS
+            ):
                 joiner = tokens[k]
                 item = k + step
                 if not (0 <= item < len(tokens) and tokens[item].capitalised):
@@ -703,8 +708,10 @@ class NameRecognizer:
             parts = low.split("-")
             if any(p in HEADS_AFTER or p in PLACE_AFTER for p in parts[1:]):
                 return True
-            if k <= end and stem(t.text) not in self._lexicon.last and any(
-                low.endswith(x) and len(low) > len(x) + 2 for x in _HEAD_SUFFIXES
+            if (
+                k <= end
+                and stem(t.text) not in self._lexicon.last
+                and any(low.endswith(x) and len(low) > len(x) + 2 for x in _HEAD_SUFFIXES)
             ):
                 return True
         nxt = tokens[end + 1] if end + 1 < len(tokens) else None

@@ -15,10 +15,20 @@ that does not verify does not load: fail closed). ``scripts/train_names.py`` pro
 reproducibly from Faker names, wordfreq bands and template sentences written by the team;
 the threshold is chosen on a generated dev split, never on the hand-written test set.
 
+Since round 4 each word's features also describe the run of capitalised words around it
+(``_span_context``): a head noun of something named after a person after, before or inside
+it ("Nobel Prize", "Institut Pasteur", "Goethe-Institut"), an ampersand, a person cue before
+or after it ("Hi …", "… said", "… sagte") and the run's length.
+
 A span found that way is then dropped by a few structural vetoes (``_not_a_person``): a place
-or organisation word next to it ("Victoria Station", "Chase Bank", "Puerta del Sol"), one
-word followed by a particle and a lower-case word ("Dolores de cabeza"), or an article before
-a word that is not a first name ("der Bauer"); never after a form of address.
+or organisation word next to it ("Victoria Station", "Chase Bank", "Puerta del Sol"), a head
+noun of an institution, prize, street, law or disease named after a person, in the four
+languages ("Max-Planck-Institut", "prix Goncourt", "Fundación Juan March", "Crohn's
+disease"), an ampersand ("Marks & Spencer"), one word followed by a particle and a
+lower-case word ("Dolores de cabeza"), or an article before a word that is not a first name
+("der Bauer"); never after a form of address. A span that is the only name-like item of a
+list whose other items are clearly no names is dropped too ("Mercedes and Porsche",
+``_listed_with_non_names``).
 
 Lower-case words are scored only when they are in the first-name gazetteer ("hey jake",
 "sag leonie bescheid"), by features of their own (prefixed ``L``), so chat-style names are

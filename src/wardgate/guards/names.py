@@ -57,6 +57,10 @@ WEIGHTS_PATH = "pii/names.npz"
 #: Share of the threshold a word needs to continue the name right before it (it only extends
 #: a span already found, so it cannot add a false hit; it keeps the redaction whole).
 CONTINUATION = 0.35
+#: Share of the threshold a capitalised word needs to continue a name across particles
+#: ("Leonie van der Meer": after a name and "van der" the next capitalised word is the
+#: surname even when, as a word, it is also a noun).
+AFTER_PARTICLE = 0.15
 #: Hashed feature space (2**20 float32 weights: 4 MiB in memory).
 FEATURE_BITS = 20
 
@@ -578,7 +582,9 @@ class NameRecognizer:
                 k = j
                 while k < len(tokens) and tokens[k].text in PARTICLES:
                     k += 1
-                if k > j and k < len(tokens) and scores[k] >= self.threshold * CONTINUATION:
+                # After "von"/"van der"/"de la" a lower bar; "y"/"e" join two names.
+                share = CONTINUATION if tokens[k - 1].text in ("y", "e") else AFTER_PARTICLE
+                if k > j and k < len(tokens) and scores[k] >= self.threshold * share:
                     end, best = k, max(best, scores[k])
                     j = k + 1
                     continue
@@ -655,7 +661,7 @@ class NameRecognizer:
         """Whether the span is the only name-like item of a list ("A, B and C", "A y B")
         whose other items include a capitalised word that is clearly no name: one sense per
         list, so "Mercedes and Porsche", "Bosch, Siemens und Braun", "Toledo, Segovia y
-        Ávila" are not people, while "Mark and Hope" and "Marta Gil, Finanzas y Jorge Ruiz"
+        Ávila" are not people, while "Oliver and Priya" and "Marta Gil, Finanzas y Jorge Ruiz"
         (another name in the list) are. A title, a greeting, "with" or an address label
         before the list keeps it ("Hi Anna and Team", "con Nuria y Contabilidad")."""
         non_name = other_name = has_conjunction = False

@@ -582,7 +582,8 @@ def main() -> None:
     parser.add_argument(
         "--set",
         choices=("generated", "heldout", "heldout_v2", "heldout_v3", "heldout_v4", "dev",
-                 "names_dev", "distractors_val"),
+                 "names_dev", "distractors_val", "distractors_dev2", "names_check4",
+                 "distractors_dev3"),
         default="generated",
         help="generated corpus (default), or a hand-written set (bench/pii_handwritten.py)",
     )

@@ -24,11 +24,13 @@ Data, all generated, none from the hand-written test sets:
   negative and, in half of them, a name; lower-case word salad (names included).
 
 Every fifth template (and its fillers, drawn with another seed) is the generated dev split.
-The capitalised-word threshold is the one that maximises the lowest per-language F1 on the
-hand-written dev sets ``bench/data/pii_names_dev.jsonl`` and ``pii_distractors_val.jsonl``
-(never trained on; scored with the recogniser's structural vetoes); the lower-case
-threshold maximises it on the generated dev split's lower-case sentences, and is never below
-the capitalised one.
+The capitalised-word threshold is chosen on the hand-written dev sets ``HAND_DEV`` (never
+trained on; scored with the recogniser's structural vetoes): the highest worst-set lowest
+per-language F1 (sets with at least ``MIN_SET_NAMES`` names, to two decimals), ties to the
+fewest texts without a name hit over all of them; the lower-case threshold maximises the
+lowest per-language F1 on the generated dev split's lower-case sentences, and is never
+below the capitalised one. ``--no-span-features`` trains without round 4's span-context
+features (the weights file records which).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import argparse
 import hashlib
 import io
 import json
+import os
 import random
 import re
 import sys
@@ -45,20 +48,28 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from name_templates import (
+# One BLAS/OpenMP thread for the whole process, set before numpy loads its BLAS (round 4:
+# ``threadpool_limits(1)`` around the fit alone left runs 0.035 apart in a weight when the
+# variables were unset, against 0.001 with them).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+from name_templates import (  # noqa: E402
     CITIES,
     COMPANIES,
     LABELS,
     NEGATIVE,
     NEGATIVE_MORE,
+    NEGATIVE_R4,
     POSITIVE,
     POSITIVE_MORE,
+    POSITIVE_R4,
     PRODUCTS,
     TITLES,
 )
 
-from wardgate.guards.names import (
+from wardgate.guards.names import (  # noqa: E402
     FEATURE_BITS,
     WEIGHTS_PATH,
     Lexicon,
@@ -78,6 +89,9 @@ DATA = ROOT / "src" / "wardgate" / "data"
 HAND_DEV = (
     ROOT / "bench" / "data" / "pii_names_dev.jsonl",
     ROOT / "bench" / "data" / "pii_distractors_val.jsonl",
+    ROOT / "bench" / "data" / "pii_distractors_dev2.jsonl",
+    ROOT / "bench" / "data" / "pii_distractors_dev3.jsonl",
+    ROOT / "bench" / "data" / "pii_dev.jsonl",
 )
 LANGS = ("en", "de", "fr", "es")
 #: Locales whose names are typical in each language's texts.
@@ -111,10 +125,19 @@ ARTICLES = {
     "fr": ("le", "la", "Le", "La", "les", "un", "une"),
     "es": ("el", "la", "El", "La", "los", "un", "una"),
 }
+#: Negative template sentences per language (2,500 until round 4, which added 20-24
+#: negative templates per language of things named after people).
+NEGATIVE_SENTENCES = 4000
+#: Positive template sentences per language (5,000 until round 4; raised with the negatives
+#: to keep their ratio).
+POSITIVE_SENTENCES = 5000
+#: Dev sets with fewer person names than this only count for their texts without a name
+#: when the threshold is chosen (their per-language F1 rests on a handful of names).
+MIN_SET_NAMES = 20
 GAZETTEER_DROPOUT = 0.25
 C_REGULARISATION = 2.0
 MAX_ITER = 5000
-FIT_TOL = 1e-8
+FIT_TOL = 1e-10
 #: ``--check`` passes on identical bytes, or (other BLAS builds, other alignment) with the same
 #: lexicon and thresholds and no weight moved by more than this share of the largest weight.
 CHECK_RTOL = 1e-3
@@ -391,14 +414,14 @@ def build_split(
     samples: list[Sample] = []
     for n, lang in enumerate(LANGS):
         filler = Filler(lang, pools, seed + 101 * n + (7 if dev else 0))
-        positive = POSITIVE[lang] + POSITIVE_MORE[lang]
-        negative = NEGATIVE[lang] + NEGATIVE_MORE[lang]
+        positive = POSITIVE[lang] + POSITIVE_MORE[lang] + POSITIVE_R4[lang]
+        negative = NEGATIVE[lang] + NEGATIVE_MORE[lang] + NEGATIVE_R4[lang]
         pos = [t for i, t in enumerate(positive) if (i % 5 == 4) == dev]
         neg = [t for i, t in enumerate(negative) if (i % 5 == 4) == dev]
-        for _ in range(int((600 if dev else 5000) * scale)):
+        for _ in range(int((600 if dev else POSITIVE_SENTENCES) * scale)):
             sample = labelled(filler, fill(filler.rng.choice(pos), filler), 0.1)
             samples.append((lang, *lowered(filler, sample, LOWER_SHARE)))
-        for _ in range(int((300 if dev else 2500) * scale)):
+        for _ in range(int((300 if dev else NEGATIVE_SENTENCES) * scale)):
             sample = labelled(filler, fill(filler.rng.choice(neg), filler), 0.3)
             samples.append((lang, *lowered(filler, sample, LOWER_SHARE)))
         if not dev:
@@ -410,7 +433,7 @@ def build_split(
 
 
 def featurise(
-    samples: Sequence[Sample], lexicon: Lexicon, rng: random.Random | None
+    samples: Sequence[Sample], lexicon: Lexicon, rng: random.Random | None, span: bool = True
 ) -> tuple[list[list[int]], list[int]]:
     rows, labels = [], []
     for _, text, spans in samples:
@@ -421,7 +444,8 @@ def featurise(
             # Overlap, not containment: "Grant's" is a name word though the span is "Grant".
             inside = any(s < tok.end and tok.start < e for s, e in spans)
             drop = rng is not None and rng.random() < GAZETTEER_DROPOUT
-            rows.append(feature_indices(token_features(tokens, i, lexicon, drop_gazetteer=drop)))
+            feats = token_features(tokens, i, lexicon, drop_gazetteer=drop, span=span)
+            rows.append(feature_indices(feats))
             labels.append(int(inside))
     return rows, labels
 
@@ -466,10 +490,10 @@ def span_scores(
     return {k: (v[0], v[1], v[2], v[3]) for k, v in out.items()}
 
 
-def hand_written_dev() -> list[Sample]:
-    """``HAND_DEV``: person spans (and distractors, no spans)."""
+def hand_written_dev(paths: Sequence[Path] = HAND_DEV) -> list[Sample]:
+    """``HAND_DEV`` (or ``paths``): person spans (and distractors, no spans)."""
     out: list[Sample] = []
-    lines = [ln for path in HAND_DEV for ln in path.read_text(encoding="utf-8").splitlines()]
+    lines = [ln for path in paths for ln in path.read_text(encoding="utf-8").splitlines()]
     for line in lines:
         item = json.loads(line)
         if item["lang"] not in LANGS:
@@ -483,28 +507,54 @@ def hand_written_dev() -> list[Sample]:
     return out
 
 
+def _lowest_f1(recogniser: NameRecognizer, samples: Sequence[Sample]) -> float:
+    worst = 1.0
+    for n, found, findings, correct in span_scores(recogniser, samples).values():
+        if n == 0:
+            continue
+        r, p = found / n, correct / max(findings, 1)
+        worst = min(worst, 2 * r * p / max(r + p, 1e-9))
+    return worst
+
+
 def choose_threshold(
-    weights: np.ndarray, lexicon: Lexicon, dev: list[Sample], lower: float, cased: bool = False
+    weights: np.ndarray,
+    lexicon: Lexicon,
+    dev: list[Sample],
+    lower: float,
+    cased: bool = False,
+    span: bool = True,
+    groups: Sequence[list[Sample]] = (),
 ) -> float:
     """The threshold with the highest lowest per-language dev F1, and among equals the one
     that hits the fewest texts without a name (then the lowest): for capitalised words
     (``cased``; ``lower`` is then the lower-case words' threshold) or for lower-case words
-    (``lower`` is then the capitalised words' threshold)."""
+    (``lower`` is then the capitalised words' threshold).
+
+    With ``groups`` (the hand-written dev sets, one list each) the F1 is the worst over the
+    sets with at least ``MIN_SET_NAMES`` names of each set's lowest per-language F1, to two
+    decimals (round 4: each set is written in its own style, and the pooled F1 was carried
+    by whichever set had the most names); the texts without a name are counted over
+    ``dev``, all sets together."""
     best: tuple[float, int] = (-1.0, 0)
     best_t = 0.5
     for t in np.arange(0.30, 0.96, 0.05):
         if cased:
-            rec = NameRecognizer(weights, lexicon, float(t), lower_threshold=lower)
+            rec = NameRecognizer(
+                weights, lexicon, float(t), lower_threshold=lower, span_features=span
+            )
         else:
-            rec = NameRecognizer(weights, lexicon, lower, lower_threshold=float(t))
-        worst = 1.0
-        for n, found, findings, correct in span_scores(rec, dev).values():
-            r, p = found / max(n, 1), correct / max(findings, 1)
-            worst = min(worst, 2 * r * p / max(r + p, 1e-9))
+            rec = NameRecognizer(
+                weights, lexicon, lower, lower_threshold=float(t), span_features=span
+            )
+        scored = [g for g in groups if sum(len(spans) for _, _, spans in g) >= MIN_SET_NAMES]
+        worst = min((_lowest_f1(rec, g) for g in scored), default=None)
+        if worst is None:
+            worst = _lowest_f1(rec, dev)
         hit = sum(bool(rec.detect(text)) for _, text, spans in dev if not spans)
         print(f"  threshold {t:.2f}: lowest per-language dev F1 {worst:.3f}, "
               f"{hit} texts without a name hit")  # fmt: skip
-        key = (round(worst, 6), -hit)
+        key = (round(worst, 2 if scored else 6), -hit)
         if key > best:
             best, best_t = key, float(round(t, 2))
     return best_t
@@ -542,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="share of the sentences")
     parser.add_argument("--check", action="store_true", help="compare with the pinned file")
     parser.add_argument("--out", type=Path, help="write the file here instead (no manifest)")
+    parser.add_argument(
+        "--no-span-features", action="store_true", help="without round 4's span features"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     lexicon, pools = build_lexicon()
@@ -550,7 +603,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(pools)} locales")  # fmt: skip
     train = build_split(pools, dev=False, seed=args.seed, scale=args.scale)
     dev = build_split(pools, dev=True, seed=args.seed + 1, scale=args.scale)
-    rows, labels = featurise(train, lexicon, random.Random(args.seed))
+    span = not args.no_span_features
+    rows, labels = featurise(train, lexicon, random.Random(args.seed), span)
     print(f"train: {len(train)} sentences, {len(rows)} candidate words, {sum(labels)} in names")
     weights = fit(rows, labels)
     # Capitalised and lower-case words each get a threshold, on the dev sentences of their
@@ -561,11 +615,16 @@ def main(argv: list[str] | None = None) -> int:
     hand_dev = hand_written_dev()
     names = ", ".join(p.name for p in HAND_DEV)
     print(f"threshold on the {len(hand_dev)} hand-written dev texts ({names}):")
-    threshold = choose_threshold(weights, lexicon, hand_dev, lower=1.01, cased=True)
+    groups = [hand_written_dev((path,)) for path in HAND_DEV]
+    threshold = choose_threshold(
+        weights, lexicon, hand_dev, lower=1.01, cased=True, span=span, groups=groups
+    )
     print(f"lower-case threshold on {len(lower_dev)} lower-case dev sentences:")
-    lower_choice = choose_threshold(weights, lexicon, lower_dev, lower=threshold)
+    lower_choice = choose_threshold(weights, lexicon, lower_dev, lower=threshold, span=span)
     lower_threshold = max(threshold, lower_choice)
-    recogniser = NameRecognizer(weights, lexicon, threshold, lower_threshold=lower_threshold)
+    recogniser = NameRecognizer(
+        weights, lexicon, threshold, lower_threshold=lower_threshold, span_features=span
+    )
     dev_scores = span_scores(recogniser, dev)
     for lang, (n, found, findings, correct) in dev_scores.items():
         print(f"dev {lang}: recall {found / max(n, 1):.1%} ({found}/{n}), "
@@ -579,6 +638,8 @@ def main(argv: list[str] | None = None) -> int:
         "trained_by": "scripts/train_names.py",
     }
     meta["lower_threshold"] = lower_threshold
+    if span:
+        meta["span_features"] = True
     hand_scores = span_scores(recogniser, hand_dev)
     for lang, (n, found, findings, correct) in hand_scores.items():
         print(f"hand-written dev {lang}: recall {found}/{n}, precision {correct}/{findings}")

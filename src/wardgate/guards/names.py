@@ -15,10 +15,20 @@ that does not verify does not load: fail closed). ``scripts/train_names.py`` pro
 reproducibly from Faker names, wordfreq bands and template sentences written by the team;
 the threshold is chosen on a generated dev split, never on the hand-written test set.
 
+Since round 4 each word's features also describe the run of capitalised words around it
+(``_span_context``): a head noun of something named after a person after, before or inside
+it ("Nobel Prize", "Institut Pasteur", "Goethe-Institut"), an ampersand, a person cue before
+or after it ("Hi …", "… said", "… sagte") and the run's length.
+
 A span found that way is then dropped by a few structural vetoes (``_not_a_person``): a place
-or organisation word next to it ("Victoria Station", "Chase Bank", "Puerta del Sol"), one
-word followed by a particle and a lower-case word ("Dolores de cabeza"), or an article before
-a word that is not a first name ("der Bauer"); never after a form of address.
+or organisation word next to it ("Victoria Station", "Chase Bank", "Puerta del Sol"), a head
+noun of an institution, prize, street, law or disease named after a person, in the four
+languages ("Max-Planck-Institut", "prix Goncourt", "Fundación Juan March", "Crohn's
+disease"), an ampersand ("Marks & Spencer"), one word followed by a particle and a
+lower-case word ("Dolores de cabeza"), or an article before a word that is not a first name
+("der Bauer"); never after a form of address. A span that is the only name-like item of a
+list whose other items are clearly no names is dropped too ("Mercedes and Porsche",
+``_listed_with_non_names``).
 
 Lower-case words are scored only when they are in the first-name gazetteer ("hey jake",
 "sag leonie bescheid"), by features of their own (prefixed ``L``), so chat-style names are
@@ -47,6 +57,10 @@ WEIGHTS_PATH = "pii/names.npz"
 #: Share of the threshold a word needs to continue the name right before it (it only extends
 #: a span already found, so it cannot add a false hit; it keeps the redaction whole).
 CONTINUATION = 0.35
+#: Share of the threshold a capitalised word needs to continue a name across particles
+#: ("Leonie van der Meer": after a name and "van der" the next capitalised word is the
+#: surname even when, as a word, it is also a noun).
+AFTER_PARTICLE = 0.15
 #: Hashed feature space (2**20 float32 weights: 4 MiB in memory).
 FEATURE_BITS = 20
 
@@ -109,6 +123,92 @@ PLACE_AFTER = frozenset(
      "studios", "records", "media", "insurance", "capital", "consulting", "stiftung",
      "verlag", "versicherung", "hotel", "hotels"}
 )  # fmt: skip
+#: Round 4: head nouns of things named after people, in the four languages. A name span with
+#: one of these right after it (any case, across up to two more capitalised words: "Nobel
+#: Prize", "Crohn's disease", "Ada Lovelace Building", "Queen Elizabeth Olympic Park") or
+#: inside a hyphenated compound ("Max-Planck-Institut", "Konrad-Adenauer-Ufer") names an
+#: institution, prize, place, law or disease, not the person.
+HEADS_AFTER = frozenset(
+    {"institute", "institution", "foundation", "trust", "society", "prize", "award", "awards",
+     "medal", "scholarship", "fellowship", "fund", "university", "college", "academy",
+     "hospital", "clinic", "infirmary", "museum", "gallery", "library", "theatre", "theater",
+     "stadium", "arena", "airport", "building", "memorial", "centre", "center", "telescope",
+     "observatory", "laboratory", "theorem", "equation", "effect", "principle", "constant",
+     "syndrome", "disease", "comet", "doctrine", "lecture", "lectures", "cup", "trophy",
+     "quarter", "estate", "wing",
+     "institut", "stiftung", "preis", "gesellschaft", "universität", "hochschule", "schule",
+     "gymnasium", "klinik", "klinikum", "krankenhaus", "bibliothek", "halle", "stadion",
+     "flughafen", "ufer", "gasse", "saal", "zentrum", "verteilung", "krankheit", "syndrom",
+     "medaille", "realschule", "grundschule", "komitee",
+     "fondation", "université", "école", "lycée", "hôpital", "musée", "bibliothèque",
+     "théâtre", "stade", "aéroport", "fundación", "premio", "universidad", "escuela",
+     "museo", "biblioteca", "teatro", "estadio", "aeropuerto", "instituto"}
+)  # fmt: skip
+#: Heads that come before the name ("Institut Pasteur", "prix Goncourt", "premio Cervantes",
+#: "Flughafen Franz Josef Strauß", "théorème de Pythagore", "avenue Victor Hugo"), any case,
+#: across particles. Words that are also English verbs or prepositions are left out.
+HEADS_BEFORE = frozenset(
+    {"institut", "institute", "fondation", "fundación", "stiftung", "prix", "premio", "premios",
+     "preis", "université", "universidad", "universität", "école", "escuela", "lycée",
+     "collège", "colegio", "instituto", "hôpital", "hospital", "clinique", "clínica", "klinik",
+     "musée", "museo", "museum", "théâtre", "teatro", "stade", "estadio", "stadion",
+     "aéroport", "aeropuerto", "flughafen", "airport", "gare", "estación", "station", "bahnhof",
+     "rue", "avenue", "boulevard", "allée", "impasse", "quai", "calle", "avenida", "plaza",
+     "paseo", "glorieta", "ronda", "théorème", "teorema", "theorem", "loi", "ley", "gesetz",
+     "syndrome", "síndrome", "syndrom", "maladie", "enfermedad", "morbus", "effet", "efecto",
+     "effekt", "principe", "principio", "prinzip", "médiathèque", "bibliothèque", "biblioteca",
+     "centre", "centro", "salle", "sala", "place", "platz", "pont", "puente", "parc", "parque",
+     "metro", "métro", "torre", "tour", "palais", "palacio", "cátedra", "chaire", "bourse",
+     "beca", "medalla", "médaille", "trofeo", "trophée", "copa", "coupe", "ship", "vessel",
+     "schiff", "navire", "paquebot", "buque", "barco", "yacht"}
+)  # fmt: skip
+#: German compounds end in their head noun ("Bismarckstraße", "Beethovenhalle", "Karlspreis"):
+#: a capitalised word ending in one of these (and not itself a known surname) is a place or
+#: an institution.
+_HEAD_SUFFIXES = (
+    "straße", "strasse", "platz", "allee", "ufer", "kirche", "halle", "preis", "stiftung",
+    "institut", "schule", "gymnasium", "universität", "bahnhof", "brücke", "gasse", "stadion",
+    "klinik", "krankenhaus", "museum", "theater", "zentrum", "saal",
+)  # fmt: skip
+#: Greetings and thanks before a name ("Hi Jonah", "Thanks, Bethany.").
+GREETINGS = frozenset(
+    {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "hallo", "liebe", "lieber",
+     "liebes", "geehrte", "geehrter", "moin", "servus", "danke", "bonjour", "salut", "cher",
+     "chère", "coucou", "merci", "bonsoir", "hola", "querido", "querida", "estimado",
+     "estimada", "gracias"}
+)  # fmt: skip
+#: Words before a capitalised run that mark it as a person (span-context features):
+#: greetings, verbs and prepositions that take a person ("ask Dylan", "mit Moritz", "avec
+#: Marc", "dile a Carmen") and e-mail header labels ("From:", "An:", "Para:").
+PERSON_BEFORE = GREETINGS | frozenset(
+    {"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "morning", "evening", "ask",
+     "tell", "ping", "call", "email", "e-mail", "met", "with", "cc", "from", "to", "attn",
+     "hallo", "liebe", "lieber", "liebes", "geehrte", "geehrter", "moin", "servus", "danke",
+     "frag", "fragen", "sag", "ruf", "mit", "an", "von", "für", "bonjour", "salut", "cher",
+     "chère", "coucou", "merci", "bonsoir", "avec", "préviens", "dis", "demande", "appelle",
+     "hola", "querido", "querida", "estimado", "estimada", "gracias", "buenos", "buenas",
+     "dile", "pregúntale", "avísale", "llama", "con", "para", "de", "à", "a", "por", "pour",
+     "par", "by", "for", "und", "and", "et", "y"}
+)  # fmt: skip
+#: Words right after a capitalised run that only a person (or a person's possessive) takes: said,
+#: wrote, asked, called, has … ("Martin wrote", "Jörg hat", "Claire a écrit", "Carmen dijo").
+PERSON_AFTER = frozenset(
+    {"said", "says", "wrote", "writes", "asked", "asks", "called", "calls", "told", "tells",
+     "replied", "replies", "mentioned", "thinks", "thought", "wants", "wanted", "left", "will",
+     "would", "has", "had", "sent", "sends", "agreed", "confirmed", "approved", "joined",
+     "sagt", "sagte", "schrieb", "schreibt", "fragt", "fragte", "meint", "meinte", "hat",
+     "hatte", "ruft", "rief", "kommt", "kam", "möchte", "schickt", "schickte", "wird",
+     "dit", "disait", "écrit", "écrivait", "demande", "demandait", "pense", "veut", "voulait",
+     "a", "avait", "viendra", "vient", "rappelle", "envoie", "dijo", "dice", "decía",
+     "escribió", "escribe", "llamó", "llama", "preguntó", "pregunta", "quiere", "quería",
+     "piensa", "ha", "había", "viene", "vendrá", "envió", "manda", "dejó"}
+)  # fmt: skip
+_AMPERSAND = frozenset({"&", "+"})
+#: Words before a list that make its capitalised items people (``_listed_with_non_names``).
+_LIST_KEEPS = GREETINGS | TITLES | frozenset({"with", "mit", "avec", "con", "cc", "attn", "para"})
+#: Words that coordinate the items of a list ("Bosch, Siemens und Braun").
+_CONJUNCTIONS = frozenset({"and", "or", "und", "oder", "et", "ou", "y", "e", "o", "/"})
+_RUN_STOP = PERSON_BEFORE | TITLES | DETERMINERS | HEADS_BEFORE | PLACE_BEFORE
 #: Either list: a span made only of these words ("Bank", "Hotel") is no person.
 _PLACE_ANY = PLACE_BEFORE | PLACE_AFTER
 _PREPOSITION_ARTICLES = frozenset({"a", "al", "au", "aux", "du"})
@@ -194,13 +294,20 @@ class Lexicon:
 
 
 def token_features(
-    tokens: Sequence[Token], i: int, lexicon: Lexicon, *, drop_gazetteer: bool = False
+    tokens: Sequence[Token],
+    i: int,
+    lexicon: Lexicon,
+    *,
+    drop_gazetteer: bool = False,
+    span: bool = True,
 ) -> list[str]:
     """Feature strings of candidate ``tokens[i]`` (shared by training and inference).
 
-    ``drop_gazetteer`` hides the word's own gazetteer membership (training only: it teaches the
-    model to find names that are in no gazetteer from shape and context). A lower-case
-    candidate gets the same features under an ``L`` prefix: a model of its own.
+    ``span`` adds round 4's span-context features (``_span_context``; a weights file records
+    whether it was trained with them). ``drop_gazetteer`` hides the word's own gazetteer
+    membership (training only: it teaches the model to find names that are in no gazetteer
+    from shape and context). A lower-case candidate gets the same features under an ``L``
+    prefix: a model of its own.
     """
     tok = tokens[i]
     low = stem(tok.text)
@@ -275,6 +382,8 @@ def token_features(
     if p1 == "," and n1 in (".", "!", "?", "</s>", "\n"):
         feats += ["vocative", f"vocative&g={gaz}"]
     feats.append(f"start={int(start)}&g={gaz}&z={band}")
+    if span:
+        feats += _span_context(tokens, i, gaz)
     for side, other in (("p", prev), ("n", nxt)):
         if other is not None and other.word and other.capitalised:
             o = stem(other.text)
@@ -286,6 +395,61 @@ def token_features(
     if not tok.capitalised:
         return ["L" + f for f in feats]
     return feats
+
+
+def _span_context(tokens: Sequence[Token], i: int, gaz: str) -> list[str]:
+    """Round 4: features of the run of capitalised words around candidate ``i`` (joined by
+    particles): a head noun of something named after a person after it, before it or inside
+    the word ("Nobel Prize", "Institut Pasteur", "Goethe-Institut"), an ampersand next to it
+    ("Marks & Spencer"), a person cue before or after it ("Hi …", "… said"), and its length."""
+    n = len(tokens)
+    r0 = i
+    # Backwards the run stops at a capitalised greeting, title, article or head noun ("Hi
+    # Jonah", "The Nobel Prize", "Institut Pasteur"): those are context, not part of it.
+    while r0 > 0 and (
+        (tokens[r0 - 1].capitalised and tokens[r0 - 1].text.lower() not in _RUN_STOP)
+        or (tokens[r0 - 1].text in PARTICLES and r0 > 1 and tokens[r0 - 2].capitalised)
+    ):
+        r0 -= 1
+    r1 = i
+    while r1 + 1 < n and (
+        tokens[r1 + 1].capitalised
+        or (tokens[r1 + 1].text in PARTICLES and r1 + 2 < n and tokens[r1 + 2].capitalised)
+    ):
+        r1 += 1
+    out = [f"run={min(r1 - r0 + 1, 4)}", f"run={min(r1 - r0 + 1, 4)}&g={gaz}"]
+    head = any(
+        tokens[k].text.lower() in HEADS_AFTER or tokens[k].text.lower() in PLACE_AFTER
+        for k in range(i + 1, r1 + 1)
+    ) or (r1 + 1 < n and tokens[r1 + 1].text.lower() in HEADS_AFTER)
+    if head:
+        out += ["hdA", f"hdA&g={gaz}"]
+    j = r0 - 1
+    while j >= 0 and tokens[j].text in PARTICLES:
+        j -= 1
+    if (
+        j >= 0
+        and tokens[j].word
+        and (tokens[j].text.lower() in HEADS_BEFORE or tokens[j].text.lower() in PLACE_BEFORE)
+    ):
+        out += ["hdB", f"hdB&g={gaz}"]
+    low = tokens[i].text.lower()
+    if any(p in HEADS_AFTER or p in PLACE_AFTER for p in low.split("-")[1:]) or any(
+        low.endswith(x) and len(low) > len(x) + 2 for x in _HEAD_SUFFIXES
+    ):
+        out.append("hdX")
+    if (r1 + 1 < n and tokens[r1 + 1].text in _AMPERSAND) or (
+        r0 > 0 and tokens[r0 - 1].text in _AMPERSAND
+    ):
+        out.append("amp")
+    j = r0 - 1
+    if j >= 0 and tokens[j].text in (",", ":"):
+        j -= 1
+    if j >= 0 and tokens[j].text.lower() in PERSON_BEFORE:
+        out += ["pcB", f"pcB&g={gaz}"]
+    if r1 + 1 < n and tokens[r1 + 1].text.lower() in PERSON_AFTER:
+        out += ["pcA", f"pcA&g={gaz}"]
+    return out
 
 
 def _index(feature: str, bits: int) -> int:
@@ -307,6 +471,7 @@ class NameRecognizer:
         *,
         bits: int = FEATURE_BITS,
         lower_threshold: float | None = None,
+        span_features: bool = True,
     ) -> None:
         self._weights = weights.astype(np.float32, copy=False)
         # Scoring reads ~20 scattered weights per word: an array.array index returns a Python
@@ -317,6 +482,8 @@ class NameRecognizer:
         #: Lower-case candidates start a name only at this score (chosen on the dev split).
         self.lower_threshold = threshold if lower_threshold is None else lower_threshold
         self._bits = bits
+        #: Whether the weights were trained with the span-context features (round 4).
+        self.span_features = span_features
 
     @classmethod
     def load(cls, root: Path | None = None) -> NameRecognizer:
@@ -333,7 +500,14 @@ class NameRecognizer:
         if threshold is None:
             return base
         lower = max(threshold, base.lower_threshold)
-        return cls(base._weights, base._lexicon, threshold, bits=base._bits, lower_threshold=lower)
+        return cls(
+            base._weights,
+            base._lexicon,
+            threshold,
+            bits=base._bits,
+            lower_threshold=lower,
+            span_features=base.span_features,
+        )
 
     @classmethod
     def from_npz_bytes(cls, data: bytes) -> NameRecognizer:
@@ -357,6 +531,7 @@ class NameRecognizer:
             float(header["threshold"]),
             bits=int(header["bits"]),
             lower_threshold=header.get("lower_threshold"),
+            span_features=bool(header.get("span_features", False)),
         )
 
     @property
@@ -376,7 +551,7 @@ class NameRecognizer:
                 continue
             z = sum(
                 table[zlib.crc32(f.encode("utf-8")) & mask]
-                for f in token_features(tokens, i, self._lexicon)
+                for f in token_features(tokens, i, self._lexicon, span=self.span_features)
             )
             scores[i] = 1.0 / (1.0 + math.exp(-z)) if z > -30 else 0.0
         return scores
@@ -407,12 +582,16 @@ class NameRecognizer:
                 k = j
                 while k < len(tokens) and tokens[k].text in PARTICLES:
                     k += 1
-                if k > j and k < len(tokens) and scores[k] >= self.threshold * CONTINUATION:
+                # After "von"/"van der"/"de la" a lower bar; "y"/"e" join two names.
+                share = CONTINUATION if tokens[k - 1].text in ("y", "e") else AFTER_PARTICLE
+                if k > j and k < len(tokens) and scores[k] >= self.threshold * share:
                     end, best = k, max(best, scores[k])
                     j = k + 1
                     continue
                 break
-            if not self._not_a_person(tokens, start, end):
+            if not self._not_a_person(tokens, start, end) and not self._listed_with_non_names(
+                tokens, scores, start, end
+            ):
                 found.append(
                     Entity(
                         "person", tokens[start].start, tokens[end].end, round(best, 3), DATA_CLASS
@@ -443,6 +622,8 @@ class NameRecognizer:
         after = tokens[end + 1] if end + 1 < len(tokens) else None
         if after is not None and after.capitalised and after.text.lower() in PLACE_AFTER:
             return True
+        if self._named_after(tokens, start, end, before):
+            return True
         if before is not None and before.capitalised and before.text.lower() in PLACE_BEFORE:
             return True
         if all(tokens[k].text.lower() in _PLACE_ANY for k in range(start, end + 1)):
@@ -456,7 +637,12 @@ class NameRecognizer:
         # Articles only: "a", "al", "au", "du" are also prepositions ("Avisa a Raúl de que").
         after_article = p1 in DETERMINERS and p1 not in _PREPOSITION_ARTICLES
         k = start + 1
-        if (opening or after_article) and k < len(tokens) and tokens[k].text in PARTICLES:
+        if (
+            (opening or after_article)
+            and k < len(tokens)
+            and tokens[k].text in PARTICLES
+            and tokens[k].text not in ("y", "e")  # "Carmen y yo", not "Dolores de cabeza"
+        ):
             while k < len(tokens) and tokens[k].text in PARTICLES:
                 k += 1
             if k < len(tokens) and tokens[k].word and tokens[k].text.islower():
@@ -468,6 +654,87 @@ class NameRecognizer:
             if low not in self._lexicon.first and not (after is not None and after.capitalised):
                 return True
         return False
+
+    def _listed_with_non_names(
+        self, tokens: Sequence[Token], scores: Sequence[float], start: int, end: int
+    ) -> bool:
+        """Whether the span is the only name-like item of a list ("A, B and C", "A y B")
+        whose other items include a capitalised word that is clearly no name: one sense per
+        list, so "Mercedes and Porsche", "Bosch, Siemens und Braun", "Toledo, Segovia y
+        Ávila" are not people, while "Oliver and Priya" and "Marta Gil, Finanzas y Jorge Ruiz"
+        (another name in the list) are. A title, a greeting, "with" or an address label
+        before the list keeps it ("Hi Anna and Team", "con Nuria y Contabilidad")."""
+        non_name = other_name = has_conjunction = False
+        first = start
+        for step in (-1, 1):
+            k = start - 1 if step < 0 else end + 1
+            while 0 <= k < len(tokens) and (
+                tokens[k].text == "," or tokens[k].text in _CONJUNCTIONS
+            ):
+                joiner = tokens[k]
+                item = k + step
+                if not (0 <= item < len(tokens) and tokens[item].capitalised):
+                    break
+                # The item's extent: capitalised words and particles, in the walk's direction.
+                far = item
+                while 0 <= far + step < len(tokens) and (
+                    tokens[far + step].capitalised
+                    and tokens[far + step].text.lower() not in _RUN_STOP
+                ):
+                    far += step
+                lo, hi = min(item, far), max(item, far)
+                if tokens[lo].text.lower() in _RUN_STOP:
+                    break
+                has_conjunction = has_conjunction or joiner.text in _CONJUNCTIONS
+                best = max(scores[lo : hi + 1])
+                non_name = non_name or best < self.threshold * CONTINUATION
+                other_name = other_name or best >= self.threshold
+                if step < 0:
+                    first = lo
+                k = (lo - 1) if step < 0 else (hi + 1)
+        if not non_name or other_name or not has_conjunction:
+            return False
+        j = first - 1
+        if j >= 0 and tokens[j].text in (",", ":", "."):
+            j -= 1
+        return not (j >= 0 and tokens[j].text.lower() in _LIST_KEEPS)
+
+    def _named_after(
+        self, tokens: Sequence[Token], start: int, end: int, before: Token | None
+    ) -> bool:
+        """Whether the span names something after a person: a head noun after it (across up
+        to two capitalised words) or before it (across particles), inside a hyphenated or
+        German compound, or an ampersand next to it ("Marks & Spencer")."""
+        k, hops = end + 1, 0
+        while k < len(tokens) and hops <= 2:
+            t = tokens[k]
+            low = t.text.lower()
+            if low in HEADS_AFTER or (t.capitalised and low in PLACE_AFTER):
+                return True
+            if not (t.word and t.capitalised):
+                break
+            k, hops = k + 1, hops + 1
+        if before is not None and before.word and before.text.lower() in HEADS_BEFORE:
+            return True
+        for k in range(start, min(end + 2, len(tokens))):
+            t = tokens[k]
+            if not t.word or (k > end and not t.capitalised):
+                continue
+            low = t.text.lower()
+            parts = low.split("-")
+            if any(p in HEADS_AFTER or p in PLACE_AFTER for p in parts[1:]):
+                return True
+            if (
+                k <= end
+                and stem(t.text) not in self._lexicon.last
+                and any(low.endswith(x) and len(low) > len(x) + 2 for x in _HEAD_SUFFIXES)
+            ):
+                return True
+        nxt = tokens[end + 1] if end + 1 < len(tokens) else None
+        prv = tokens[start - 1] if start > 0 else None
+        return (nxt is not None and nxt.text in _AMPERSAND) or (
+            prv is not None and prv.text in _AMPERSAND
+        )
 
 
 @functools.cache

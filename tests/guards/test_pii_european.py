@@ -93,6 +93,22 @@ def test_reserved_range_phone_in_context_is_found_with_a_lower_score() -> None:
 @pytest.mark.parametrize(
     "text",
     [
+        "She gave +44 7700 900418 as a callback number.",
+        "Notfall: +44 7700 900418 (Handy), ab 18 Uhr.",
+    ],
+)
+def test_a_phone_word_just_after_the_number_is_phone_context(text: str) -> None:
+    assert [(e.kind, e.score) for e in DETECTOR.detect(text)] == [("phone", 0.6)]
+
+
+def test_a_phone_word_far_after_the_number_is_not_context() -> None:
+    far = "ref +44 7700 900123 was closed by the support team before the call"
+    assert found(far) == set()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
         "Notes from the call: 809 - 86 - 3664",  # arithmetic
         "Notes from the call: 10.0.10638.2466",  # a version
         "Shipment 7734001298 left the depot.",

@@ -82,6 +82,8 @@ _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _OPERATOR = re.compile(r"\s[-–/*+=]\s")
 #: How far before a number its context word may stand ("El teléfono de la oficina es ...").
 PHONE_CONTEXT_CHARS = 40
+#: How far after it ("She gave +44 7700 900418 as a callback number", "0612 … (mobile)").
+PHONE_CONTEXT_AFTER_CHARS = 30
 #: Score of a phone-shaped number in a phone context that the numbering plan calls invalid.
 UNVERIFIED_PHONE_SCORE = 0.6
 _DATE_SHAPE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}")
@@ -209,7 +211,8 @@ class RegexPiiDetector:
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
             context = text[max(0, m.start() - PHONE_CONTEXT_CHARS) : m.start()]
-            phone_context = bool(_PHONE_CONTEXT.search(context))
+            after = text[m.end() : m.end() + PHONE_CONTEXT_AFTER_CHARS]
+            phone_context = bool(_PHONE_CONTEXT.search(context) or _PHONE_CONTEXT.search(after))
             if (
                 not phone_context
                 and not m.group(0).startswith(("+", "00"))

@@ -149,6 +149,8 @@ RULES = [
     Rule(r"wardgate whitebox (diff|harden|attack-finetune|refusal-direction|quant-sweep)\b",
          "compares a model file the reader has, or runs a model for minutes: tests/whitebox/ "
          "run each on test models"),
+    Rule(r"scripts/train_names\.py", "retrains the name recogniser (minutes; needs the "
+         "train-names extra): tests/guards/test_names_training.py runs it and --check"),
     Rule(r"scripts/train_judge\.py", "rewrites the shipped judge weights, or retrains them for "
          "minutes: tests/redteam/test_redteam_judges_pair.py runs --check"),
     Rule(r"^export WARDGATE_API_KEY=wg-\.\.\.", "a placeholder for the reader's own key"),

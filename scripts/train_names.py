@@ -3,13 +3,14 @@
     .venv/bin/pip install -e '.[train-names]'     # faker + wordfreq, training-time only
     PYTHONPATH=src:scripts .venv/bin/python scripts/train_names.py [--check]
 
-Every random choice comes from ``--seed`` (default 16), Faker is seeded, nothing depends on
-set order, the fit runs on one BLAS/OpenMP thread, the zip entries carry a fixed timestamp,
-and the digest is written to MANIFEST.json. ``--check`` retrains and compares with the pinned
-file instead of writing it: byte for byte (same faker/wordfreq/numpy/scipy/scikit-learn
-releases), else the same lexicon and thresholds and every weight within ``CHECK_RTOL`` of the
-largest (the fit runs to convergence, so float noise stays at that scale);
-``--out PATH`` writes the file elsewhere and leaves the manifest alone.
+Every random choice comes from ``--seed`` (default 16), Faker is seeded and its clock frozen
+(``FAKER_NOW``, UTC, C locale: its day and month names came from the wall clock), nothing
+depends on set order, the fit runs on one BLAS/OpenMP thread, the zip entries carry a fixed
+timestamp, and the digest is written to MANIFEST.json. ``--check`` retrains and compares with
+the pinned file instead of writing it: byte for byte (same faker/wordfreq/numpy/scipy/
+scikit-learn releases), else the same lexicon and thresholds and every weight within
+``CHECK_RTOL`` of the largest (the fit runs to convergence, so float noise stays at that
+scale); ``--out PATH`` writes the file elsewhere and leaves the manifest alone.
 
 Data, all generated, none from the hand-written test sets:
 
@@ -36,6 +37,7 @@ features (the weights file records which).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -45,7 +47,8 @@ import re
 import sys
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 # One BLAS/OpenMP thread for the whole process, set before numpy loads its BLAS (round 4:
@@ -138,6 +141,14 @@ GAZETTEER_DROPOUT = 0.25
 C_REGULARISATION = 2.0
 MAX_ITER = 5000
 FIT_TOL = 1e-10
+#: Faker's ``now`` while sentences are generated. Its date providers (the ``{DAY}`` and
+#: ``{MONTH}`` slots: ``day_of_week()``, ``month_name()``) draw a moment uniformly between the
+#: epoch and ``datetime.now()`` and name its day in the local time zone, so the sentences
+#: followed the wall clock and ``TZ`` (issue 16: a retrain 13 hours after the pin renamed about
+#: a quarter of the days). Training now pins both. This moment reproduces the pinned names.npz
+#: byte for byte (found by retraining under frozen clocks near its commit; every "now" from
+#: 04:57:15 to 04:58:28 gives the same sentences); ``--faker-now`` sets another.
+FAKER_NOW = datetime(2026, 12, 4, 4, 58, 0, tzinfo=UTC)
 #: ``--check`` passes on identical bytes, or (other BLAS builds, other alignment) with the same
 #: lexicon and thresholds and no weight moved by more than this share of the largest weight.
 CHECK_RTOL = 1e-3
@@ -203,6 +214,38 @@ def _place_names() -> list[str]:
             for item in getattr(provider, attr, ()) or ():
                 out.append(item[1] if isinstance(item, tuple) else str(item))
     return sorted(set(out))
+
+
+@contextlib.contextmanager
+def faker_clock(now: datetime) -> Iterator[None]:
+    """Faker's date providers with ``now`` as the current time, UTC as the local time zone and
+    the C locale's day and month names, whatever the machine's clock, ``TZ`` and locale."""
+    import locale
+
+    import faker.providers.date_time as module
+
+    frozen = now.astimezone(UTC)
+    real: type[datetime] = getattr(module, "datetime")  # noqa: B009 (Faker's module global)
+
+    class FrozenDatetime(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:
+            return frozen.replace(tzinfo=None) if tz is None else frozen.astimezone(tz)
+
+    saved = {name: getattr(module, name) for name in ("datetime", "_get_local_timezone")}
+    time_locale = locale.setlocale(locale.LC_TIME)
+    setattr(module, "datetime", FrozenDatetime)  # noqa: B010
+    setattr(module, "_get_local_timezone", lambda: UTC)  # noqa: B010
+    locale.setlocale(locale.LC_TIME, "C")
+    try:
+        # A Faker release that reads the clock some other way must fail here, not train on it.
+        if module.Provider._parse_end_datetime(None) != int(frozen.timestamp()):
+            raise RuntimeError("faker_clock: Faker's date provider does not use the frozen now")
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+        locale.setlocale(locale.LC_TIME, time_locale)
 
 
 class Filler:
@@ -409,7 +452,19 @@ def lowered(
 
 
 def build_split(
-    pools: dict[str, tuple[list[str], list[str]]], *, dev: bool, seed: int, scale: float = 1.0
+    pools: dict[str, tuple[list[str], list[str]]],
+    *,
+    dev: bool,
+    seed: int,
+    scale: float = 1.0,
+    faker_now: datetime = FAKER_NOW,
+) -> list[Sample]:
+    with faker_clock(faker_now):
+        return _build_split(pools, dev=dev, seed=seed, scale=scale)
+
+
+def _build_split(
+    pools: dict[str, tuple[list[str], list[str]]], *, dev: bool, seed: int, scale: float
 ) -> list[Sample]:
     samples: list[Sample] = []
     for n, lang in enumerate(LANGS):
@@ -586,6 +641,12 @@ def to_npz_bytes(weights: np.ndarray, lexicon: Lexicon, threshold: float, meta: 
     return buffer.getvalue()
 
 
+def _utc_moment(text: str) -> datetime:
+    """An ISO 8601 moment; without a zone it is UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=16)
@@ -595,14 +656,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-span-features", action="store_true", help="without round 4's span features"
     )
+    parser.add_argument(
+        "--faker-now",
+        type=_utc_moment,
+        default=FAKER_NOW,
+        help=f"Faker's 'now' for the day and month slots (ISO 8601; {FAKER_NOW.isoformat()})",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     lexicon, pools = build_lexicon()
     print(f"gazetteers: {len(lexicon.first)} first, {len(lexicon.last)} last names, "
           f"{len(lexicon.places)} place words; {len(lexicon.bands)} banded words; "
           f"{len(pools)} locales")  # fmt: skip
-    train = build_split(pools, dev=False, seed=args.seed, scale=args.scale)
-    dev = build_split(pools, dev=True, seed=args.seed + 1, scale=args.scale)
+    print(f"Faker's clock: {args.faker_now.isoformat()} (UTC, C locale)")
+    train = build_split(
+        pools, dev=False, seed=args.seed, scale=args.scale, faker_now=args.faker_now
+    )
+    dev = build_split(
+        pools, dev=True, seed=args.seed + 1, scale=args.scale, faker_now=args.faker_now
+    )
     span = not args.no_span_features
     rows, labels = featurise(train, lexicon, random.Random(args.seed), span)
     print(f"train: {len(train)} sentences, {len(rows)} candidate words, {sum(labels)} in names")

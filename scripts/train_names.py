@@ -668,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"gazetteers: {len(lexicon.first)} first, {len(lexicon.last)} last names, "
           f"{len(lexicon.places)} place words; {len(lexicon.bands)} banded words; "
           f"{len(pools)} locales")  # fmt: skip
-    print(f"Faker's clock: {args.faker_now.isoformat()} (UTC, C locale)")
+    print(f"Faker's clock: {args.faker_now.astimezone(UTC).isoformat()} (UTC, C locale)")
     train = build_split(
         pools, dev=False, seed=args.seed, scale=args.scale, faker_now=args.faker_now
     )

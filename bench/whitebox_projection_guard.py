@@ -1,7 +1,7 @@
 """The refusal direction as a harmful-request detector, beside the shipped one (issue 13).
 
-    PYTHONPATH=src .venv/bin/python bench/whitebox_projection_guard.py            # ~15 min
-    PYTHONPATH=src .venv/bin/python bench/whitebox_projection_guard.py --n-val 200 --n-test 300
+    .venv/bin/python bench/whitebox_projection_guard.py     # ~18 min on the shared 2 cores
+    .venv/bin/python bench/whitebox_projection_guard.py --n-val 200 --n-test 300  # quicker
 
 The white-box guard only open weights permit: project the local model's own residual activation
 (at a post-instruction position of the chat template) onto the refusal direction and call the
@@ -54,6 +54,7 @@ from wardgate.whitebox.projection import (  # noqa: E402
     choose_candidate,
     projections,
     threshold_at_fpr,
+    threshold_at_tpr,
     unit_directions,
 )
 
@@ -255,7 +256,29 @@ def main() -> None:
     }
     sources = [group_of(e.source) for e in test]
     breakdown = per_source(sources, labels[main_idx], flag[main_idx], det_block[main_idx])
+    # A second operating point, also chosen on val: the projection's threshold where it flags
+    # as many val harmful items as the detector blocks (recall matched). Low FPR at 20 % recall
+    # says nothing about intent; at equal recall it does.
+    det_val_tpr = float(det_val_block[val_labels == 1].mean())
+    matched = threshold_at_tpr(col[val_labels == 1], det_val_tpr)
+    mflag = proj >= matched
+    result_matched = {
+        "threshold": matched, "detector_val_tpr": det_val_tpr,
+        "val": side_by_side(val_labels, col, col >= matched, det_val_score, det_val_block),
+        "test": side_by_side(labels[main_idx], proj[main_idx], mflag[main_idx],
+                             det_score[main_idx], det_block[main_idx]),
+        "alarming_fpr": rate(mflag[alarm_idx]),
+    }  # fmt: skip
+    # Threshold-free: do harmful test requests outrank benign-alarming prompts?
+    harmful_main = labels[main_idx] == 1
+    alarming_auroc = {
+        "projection": auroc(proj[main_idx][harmful_main], proj[alarm_idx]),
+        "detector": auroc(det_score[main_idx][harmful_main], det_score[alarm_idx]),
+    }
+    np.savez(args.out / "test-scores.npz", projection=proj, detector=det_score,
+             blocked=det_block, labels=labels, sources=np.array([e.source for e in items]))
     result_alarming = {"projection": rate(flag[alarm_idx]), "detector": rate(det_block[alarm_idx]),
+                       "auroc_vs_harmful_test": alarming_auroc,
                        "by_slice": per_source([items[i].source for i in alarm_idx],
                                               labels[alarm_idx], flag[alarm_idx],
                                               det_block[alarm_idx])}  # fmt: skip
@@ -281,6 +304,7 @@ def main() -> None:
         "threshold": threshold, "detector_val_fpr": det_val_fpr, "val": val_summary,
         "val_auroc_by_layer": auroc_table(val_proj[val_labels == 1], val_proj[val_labels == 0]),
         "test": result_test, "test_breakdown": breakdown, "alarming": result_alarming,
+        "recall_matched": result_matched,
         "cost": cost,
     }  # fmt: skip
     (args.out / "projection.json").write_text(json.dumps(payload, indent=1))
@@ -324,6 +348,16 @@ def report(p: dict[str, Any]) -> None:
     for row in a["by_slice"]:
         print(f"    {row['source']:32s} n={row['n']:3d} {fmt(row['projection'])} | "
               f"{fmt(row['detector'])}")
+    aa = a["auroc_vs_harmful_test"]
+    print(f"  AUROC harmful test items vs benign-alarming test: projection {aa['projection']:.3f},"
+          f" detector {aa['detector']:.3f}")
+    m = p["recall_matched"]
+    print(f"  RECALL-MATCHED projection threshold {m['threshold']:.4f} (val TPR >= the "
+          f"detector's {m['detector_val_tpr']:.1%}):")
+    for name in ("val", "test"):
+        r = m[name]["projection"]
+        print(f"    {name:4s} projection TPR {fmt(r['tpr'])}  FPR {fmt(r['fpr'])}")
+    print(f"    benign-alarming test FPR {fmt(m['alarming_fpr'])}")
     cost = p["cost"]
     print(f"  COST per prompt, one at a time ({cost['projection']['n']} unseen test prompts, "
           f"~{cost['tokens_mean']:.0f} tokens with the template):")

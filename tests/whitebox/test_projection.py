@@ -130,3 +130,14 @@ def test_the_threshold_keeps_the_val_false_positive_budget() -> None:
     assert (tied >= threshold_at_fpr(tied, 0.05)).sum() == 0
     with pytest.raises(ValueError):
         threshold_at_fpr(benign, 1.0)
+
+
+def test_the_recall_matched_threshold_flags_at_least_that_share() -> None:
+    from wardgate.whitebox.projection import threshold_at_tpr
+
+    harmful = np.arange(10, dtype=float)
+    assert (harmful >= threshold_at_tpr(harmful, 0.88)).sum() == 9  # ceil(8.8)
+    assert (harmful >= threshold_at_tpr(harmful, 0.9)).sum() == 9
+    assert threshold_at_tpr(harmful, 1.0) == 0.0
+    with pytest.raises(ValueError):
+        threshold_at_tpr(harmful, 0.0)

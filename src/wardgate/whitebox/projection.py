@@ -169,6 +169,15 @@ def threshold_at_fpr(benign: np.ndarray, fpr: float) -> float:
     return float(np.nextafter(ordered[allowed], np.inf)) if allowed < len(ordered) else -np.inf
 
 
+def threshold_at_tpr(harmful: np.ndarray, tpr: float) -> float:
+    """The highest threshold ``t`` (flag when score ≥ ``t``) that still flags at least ``tpr``
+    of ``harmful``: the ``ceil(tpr·n)``-th highest harmful score."""
+    if not 0 < tpr <= 1:
+        raise ValueError("tpr must be in (0, 1]")
+    ordered = np.sort(np.asarray(harmful, float))[::-1]
+    return float(ordered[max(1, int(np.ceil(tpr * len(ordered) - 1e-9))) - 1])
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectionScorer:
     """One prompt's harmful-intent score: its activation at the input of ``layer`` at

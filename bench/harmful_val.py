@@ -195,6 +195,62 @@ def sweep(args: argparse.Namespace) -> None:
                 f"ordinary {int((m & s.ordinary).sum()):4d} "
                 f"blocked {int(hit[m & s.ordinary].sum()):2d}"
             )
+        # The issue's budgets on val: corpus <= 3 % (6 of 229), ordinary <= 1 %.
+        max_corpus = int(0.03 * int(s.alarming.sum()))
+        max_ordinary = int(0.01 * int(s.ordinary.sum()))
+        print(f"  per-category block thresholds within corpus <= {max_corpus}, "
+              f"ordinary <= {max_ordinary}:")  # fmt: skip
+        two_level(s, max_corpus, max_ordinary)
+        category_bound(s, max_corpus, max_ordinary)
+
+
+#: Hazards a deployment refuses soonest (the docs' ``category_thresholds`` example is S9/S4).
+SERIOUS = ("S1", "S3", "S4", "S9", "S11")
+
+
+def two_level(s: Scored, max_corpus: int, max_ordinary: int) -> None:
+    """Best val TPR with one threshold for SERIOUS categories and one for the rest."""
+    best: tuple[int, float, float, dict] | None = None
+    for other in np.linspace(0.30, 0.95, 27):
+        for serious in np.linspace(0.05, other, 14):
+            r = report(s, float(other), {c: float(serious) for c in SERIOUS})
+            fits = r["corpus"][0] <= max_corpus and r["ordinary"][0] <= max_ordinary
+            if fits and (best is None or r["tpr"][0] > best[0]):
+                best = (r["tpr"][0], float(serious), float(other), r)
+    if best is not None:
+        _, serious, other, r = best
+        print(show(f"    {'/'.join(SERIOUS)} {serious:.3f}, rest {other:.3f}", r))
+
+
+def category_bound(s: Scored, max_corpus: int, max_ordinary: int) -> None:
+    """The most val positives any 14 per-category thresholds could block within the budgets.
+
+    Fitted on val itself (a knapsack over categories), so it is an upper bound on what
+    ``category_thresholds`` can buy with these scores, not an operating point.
+    """
+    pos, benign = s.label == 1, s.label == 0
+    states: dict[tuple[int, int], tuple[int, int, dict[str, float]]] = {(0, 0): (0, 0, {})}
+    for cat in sorted(set(s.category.tolist())):
+        m = s.category == cat
+        options = []
+        for t in np.unique(np.concatenate([s.score[m & pos], [2.0]])):
+            b = m & (s.score >= t)
+            options.append((float(t), int(b[pos].sum()), int(b[s.alarming].sum()),
+                            int(b[s.ordinary].sum()), int(b[benign].sum())))  # fmt: skip
+        grown: dict[tuple[int, int], tuple[int, int, dict[str, float]]] = {}
+        for (corpus, ordinary), (tp, fp, chosen) in states.items():
+            for t, tp_c, corpus_c, ordinary_c, fp_c in options:
+                key = (corpus + corpus_c, ordinary + ordinary_c)
+                if key[0] > max_corpus or key[1] > max_ordinary:
+                    continue
+                if key not in grown or tp + tp_c > grown[key][0]:
+                    grown[key] = (tp + tp_c, fp + fp_c, {**chosen, cat: round(t, 3)})
+        states = grown
+    (corpus, ordinary), (tp, fp, chosen) = max(states.items(), key=lambda kv: kv[1][0])
+    print(
+        f"    bound: TPR {wilson_str(tp, int(pos.sum()))}, corpus {corpus}, ordinary {ordinary}, "
+        f"benign {fp}: {chosen}"
+    )
 
 
 def main() -> None:

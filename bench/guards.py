@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/guards.py              # quality on held-out test data + latency
     .venv/bin/python bench/guards.py --no-quality # latency and memory only (no shared data needed)
+    .venv/bin/python bench/guards.py --task harmful --split val --no-speed  # the tuning view
     .venv/bin/python bench/guards.py --alarming   # false blocks per slice of the benign-alarming
                                                   # corpus + ordinary requests, through the pipeline
 
@@ -70,7 +71,8 @@ def timed(fn: Callable[[str], object], text: str, repeats: int) -> tuple[float, 
     return statistics.median(samples), percentile(samples, 0.99)
 
 
-def quality(tasks: tuple[str, ...] = ("injection", "harmful")) -> None:
+def quality(tasks: tuple[str, ...] = ("injection", "harmful"), split: str = "test") -> None:
+    """``split="val"`` is the tuning view (issue 17): the same report on val, never on test."""
     import numpy as np
     from detector_data import OBFUSCATIONS, build, obfuscate
     from train_detectors import fmt, rates
@@ -83,7 +85,7 @@ def quality(tasks: tuple[str, ...] = ("injection", "harmful")) -> None:
     guards = {task: make() for task, make in makers.items() if task in tasks}
     for task, guard in guards.items():
         thresholds = guard.thresholds
-        test = data.of(task, "test")
+        test = data.of(task, split)
         started = time.perf_counter()
         # What ships: the guard's own scan (readings, graded thresholds, short-text and quote
         # rules), with the role each text arrives in: carriers (e-mails, web pages, tool
@@ -101,10 +103,10 @@ def quality(tasks: tuple[str, ...] = ("injection", "harmful")) -> None:
         ok = gated["tpr"] >= tpr_goal and gated["fpr"] <= fpr_goal  # type: ignore[operator]
         print(
             f"\n== {task} (block >= {thresholds.block:.4f}, flag >= {thresholds.flag:.4f}; "
-            f"{len(test)} test texts in {elapsed:.1f}s)"
+            f"{len(test)} {split} texts in {elapsed:.1f}s)"
         )
-        print(f"  TEST blocked  {fmt(gated)}")
-        print(f"  TEST flagged or blocked  {fmt(alerted)}")
+        print(f"  {split.upper()} blocked  {fmt(gated)}")
+        print(f"  {split.upper()} flagged or blocked  {fmt(alerted)}")
         print(
             f"  target TPR >= {tpr_goal:.0%} at FPR <= {fpr_goal:.0%}: {'MET' if ok else 'NOT MET'}"
         )
@@ -154,7 +156,7 @@ def quality(tasks: tuple[str, ...] = ("injection", "harmful")) -> None:
             from detector_data import fill, load_templates
 
             templates = [t for t in load_templates(Path(data_root_public()))
-                         if t[2] == "test"]  # fmt: skip
+                         if t[2] == split]  # fmt: skip
             wrapped = [
                 fill(t[1], e.text)
                 for t, e in zip(templates, [e for e in test if e.label == 1], strict=False)
@@ -170,7 +172,7 @@ def quality(tasks: tuple[str, ...] = ("injection", "harmful")) -> None:
                 if e.label == 1:
                     cats[e.category] = cats.get(e.category, 0) + 1
             print(
-                "    test harmful items per S-category (keyword-seeded labels):",
+                f"    {split} harmful items per S-category (keyword-seeded labels):",
                 dict(sorted(cats.items(), key=lambda kv: int(kv[0][1:]))),
             )
 
@@ -390,6 +392,7 @@ def pipeline_latency(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--no-speed", action="store_true", help="quality only")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument(
         "--task",
@@ -404,13 +407,20 @@ def main() -> None:
         choices=("train", "val", "test"),
         help="only the false-block report on the benign-alarming corpus (default split: test)",
     )
+    parser.add_argument(
+        "--split",
+        choices=("val", "test"),
+        default="test",
+        help="the quality report's split (val: the tuning view; test: read once, to decide)",
+    )
     args = parser.parse_args()
     if args.alarming:
         alarming(args.alarming)
         return
     if not args.no_quality:
-        quality((args.task,) if args.task else ("injection", "harmful"))
-    speed(args.repeats)
+        quality((args.task,) if args.task else ("injection", "harmful"), args.split)
+    if not args.no_speed:
+        speed(args.repeats)
 
 
 if __name__ == "__main__":

@@ -189,8 +189,8 @@ def test_every_other_event_is_byte_identical(request_id: str, model: str) -> Non
 
 def test_a_whole_stream_is_byte_identical() -> None:
     encoder, reference = pair("chatcmpl-" + "ab" * 12, "smollm2-135m")
-    ours = [encoder.role(), *(encoder.content(t) for t in TEXTS), encoder.finish("stop", "r")]
-    theirs = [reference.role(), *(reference.content(t) for t in TEXTS), reference.finish("stop", "r")]
+    ours = [encoder.role(), *map(encoder.content, TEXTS), encoder.finish("stop", "r")]
+    theirs = [reference.role(), *map(reference.content, TEXTS), reference.finish("stop", "r")]
     assert b"".join(ours) == b"".join(theirs)
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wardgate.backends.sse import (
     SSEDecodeError,
     SSEDecoder,
     SSEEvent,
+    _split_lines,
     iter_lines,
     iter_sse,
     iter_sse_batches,
@@ -135,3 +138,91 @@ async def test_batches_refuse_an_endless_line_and_an_oversized_event() -> None:
     decoder = SSEDecoder(max_event_chars=80)
     with pytest.raises(SSEDecodeError):
         decoder.feed(b"data: " + b"x" * 50 + b"\ndata: " + b"y" * 50 + b"\n")
+
+
+# -- the LF-only fast path of SSEDecoder.feed against the line rules -----------------------
+
+
+class LineByLineDecoder(SSEDecoder):
+    """``feed`` as it was before the blank-line fast path: every line through the rules."""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        lines, self._pending = _split_lines(self._pending, chunk)
+        if len(self._pending) > self._max_line:
+            raise SSEDecodeError(f"a line exceeded {self._max_line} bytes")
+        return self.feed_lines(line.decode("utf-8", "replace") for line in lines)
+
+
+def _outcome(decoder: SSEDecoder, chunks: list[bytes]) -> list[object]:
+    """Each chunk's events, then the close's, or where it raised."""
+    out: list[object] = []
+    try:
+        for chunk in chunks:
+            out.append(decoder.feed(chunk))
+        out.append(decoder.close())
+    except SSEDecodeError as exc:
+        out.append(("raised", str(exc)))
+    return out
+
+
+#: Pieces that make up the event streams real and broken servers send.
+_PIECES = st.sampled_from(
+    [
+        b"data: ", b"data:", b"data", b"event: ", b"event:x", b": ping", b":", b" ", b"\n",
+        b"\n\n", b"\r", b"\r\n", b'{"a": 1}', b"[DONE]", b"x", b"\xc3\xa9", b"\xe2\x80\xa8",
+        b"\xff", b"\xc3", b"id: 1", b"retry: 5",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(_PIECES, max_size=40),
+    st.lists(st.integers(min_value=1, max_value=12), min_size=1, max_size=8),
+    st.sampled_from([(4096, 4096), (12, 4096), (4096, 6)]),
+)
+def test_feed_matches_the_line_by_line_decoder(
+    pieces: list[bytes], sizes: list[int], limits: tuple[int, int]
+) -> None:
+    body = b"".join(pieces)
+    chunks, at, turn = [], 0, 0
+    while at < len(body):
+        size = sizes[turn % len(sizes)]
+        chunks.append(body[at : at + size])
+        at, turn = at + size, turn + 1
+    line, event = limits
+    ours = SSEDecoder(max_line_bytes=line, max_event_chars=event)
+    reference = LineByLineDecoder(max_line_bytes=line, max_event_chars=event)
+    assert _outcome(ours, chunks) == _outcome(reference, chunks)
+    # The whole body in one read, as the canned upstream sends it.
+    ours = SSEDecoder(max_line_bytes=line, max_event_chars=event)
+    reference = LineByLineDecoder(max_line_bytes=line, max_event_chars=event)
+    assert _outcome(ours, [body]) == _outcome(reference, [body])
+
+
+def test_a_chat_stream_in_one_read_takes_the_fast_path_and_decodes_the_same() -> None:
+    event = b'data: {"choices":[{"delta":{"content":"tok%d \xc3\xa9"}}]}\n\n'
+    events = [event % i for i in range(20)]
+    body = b"".join(events) + b"data: [DONE]\n\n"
+    for cut in (len(body), 7, len(events[0]), len(events[0]) + 1, len(events[0]) - 1):
+        chunks = [body[:cut], body[cut:]]
+        assert _outcome(SSEDecoder(), chunks) == _outcome(LineByLineDecoder(), chunks)
+    decoded = SSEDecoder().feed(body)
+    assert len(decoded) == 21 and decoded[-1] == SSEEvent("message", "[DONE]")
+    assert decoded[3].data == '{"choices":[{"delta":{"content":"tok3 \u00e9"}}]}'
+
+
+def test_feed_matches_the_line_by_line_decoder_on_every_short_stream() -> None:
+    """Every stream of up to three pieces, whole and cut once at every byte, under limits
+    that the pieces reach exactly (a 6-character value, a 5-byte line)."""
+    pieces = [b"data: ", b"data:", b"event: e\n", b"[DONE]", b"\n", b"\n\n", b"\r", b": c", b"\xc3"]
+    bodies = [b""]
+    for _ in range(3):
+        bodies = [body + piece for body in bodies for piece in pieces]
+        for body in bodies:
+            for line, event in ((4096, 4096), (4096, 6), (5, 4096)):
+                for cut in range(len(body) + 1):
+                    chunks = [body[:cut], body[cut:]]
+                    ours = SSEDecoder(max_line_bytes=line, max_event_chars=event)
+                    reference = LineByLineDecoder(max_line_bytes=line, max_event_chars=event)
+                    assert _outcome(ours, chunks) == _outcome(reference, chunks), chunks

@@ -159,3 +159,42 @@ def test_routing_config_loads_inside_gateway_config() -> None:
     )
     policy = RoutingPolicy(config.routing, config.models)
     assert policy.decide("auto", {"pii"}, "standard", None).candidates == ["local"]
+
+
+def test_decisions_are_remembered_per_distinct_inputs_and_refusals_are_not() -> None:
+    remembering = _policy(unknown_label="refuse")
+    inputs = [
+        ("auto", set(), "standard", None, False, None),
+        ("auto", {"pii"}, "standard", None, False, None),
+        ("auto", {"pii", "secrets"}, "standard", None, False, ("gpt", "local")),
+        ("auto", set(), "restricted", None, False, None),
+        ("auto", set(), "standard", "confidential", False, None),
+        ("auto", set(), "standard", " Confidential ", False, None),
+        ("auto", set(), "standard", None, True, None),
+        ("gpt", set(), "standard", None, False, ("gpt",)),
+        ("local", set(), None, None, False, ("*",)),
+    ]
+    for _ in range(2):
+        for model, classes, tier, label, restrict, key_models in inputs:
+            got = remembering.decide(
+                model, classes, tier, label, restrict_on_prem=restrict, key_models=key_models
+            )
+            fresh = _policy(unknown_label="refuse").decide(
+                model, classes, tier, label, restrict_on_prem=restrict, key_models=key_models
+            )
+            assert got == fresh
+            assert got is remembering.decide(
+                model, list(classes), tier, label, restrict_on_prem=restrict,
+                key_models=key_models,
+            )  # fmt: skip
+    # The same model under a different key scope is a different decision.
+    assert remembering.decide("auto", key_models=("local",)).candidates == ["local"]
+    assert remembering.decide("auto").candidates == ["gpt", "local"]
+    # Refusals are raised every time, never served from memory.
+    for _ in range(2):
+        with pytest.raises(RoutingRefused):
+            remembering.decide("gpt", {"pii"}, "standard", None)
+        with pytest.raises(RoutingRefused):
+            remembering.decide("auto", set(), "standard", "no-such-label")
+        with pytest.raises(ModelNotFound):
+            remembering.decide("missing")

@@ -238,27 +238,39 @@ class OpenAICompatBackend(RemoteBackend):
         # as it did when every delta travelled alone.
         pending: list[Delta] = []
         batches = self._http.stream_batches(_PATH, body)
+        decode = self._http.decode_object
         try:
             async with contextlib.aclosing(batches):
                 async for events in batches:
                     if done:
                         continue  # drain to the end so the connection can be reused
+                    # Once per event: the text and tool-call fragments of a choice are read
+                    # inline, and usage only when the chunk has it (the last one).
                     for event in events:
-                        if event.data.strip() == "[DONE]":
+                        data = event.data
+                        if data.strip() == "[DONE]":
                             done = True
                             break
-                        chunk = self._http.decode_object(event.data)
+                        chunk = decode(data)
                         if "error" in chunk:
                             raise self._stream_error(chunk["error"])
-                        usage = _usage(chunk.get("usage")) or usage
+                        raw_usage = chunk.get("usage")
+                        if raw_usage is not None:
+                            usage = _usage(raw_usage) or usage
                         for choice in chunk.get("choices") or ():
                             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                                 continue  # n is always 1
-                            delta = self._delta(choice)
-                            if delta is not None:
-                                pending.append(delta)
-                            if choice.get("finish_reason") is not None:
-                                finish = _finish(choice["finish_reason"])
+                            delta = choice.get("delta")
+                            if isinstance(delta, dict):
+                                text = delta.get("content")
+                                calls = delta.get("tool_calls")
+                                fragments = self._tool_call_deltas(calls) if calls else []
+                                if fragments or (isinstance(text, str) and text):
+                                    text = text if isinstance(text, str) else ""
+                                    pending.append(Delta(text, tool_calls=fragments))
+                            reason = choice.get("finish_reason")
+                            if reason is not None:
+                                finish = _finish(reason)
                                 stop_sequence = matched_stop(choice, request)
                     if pending and not done:
                         batch, pending = pending, []
@@ -275,17 +287,6 @@ class OpenAICompatBackend(RemoteBackend):
             Delta(finish_reason=finish or "stop", usage=usage, stop_sequence=stop_sequence)
         )
         yield pending
-
-    def _delta(self, choice: dict[str, Any]) -> Delta | None:
-        """The text and tool-call fragments a streamed choice carries; None when it has none."""
-        delta = choice.get("delta")
-        if not isinstance(delta, dict):
-            delta = {}
-        text = delta.get("content")
-        fragments = self._tool_call_deltas(delta.get("tool_calls"))
-        if fragments or (isinstance(text, str) and text):
-            return Delta(text=text if isinstance(text, str) else "", tool_calls=fragments)
-        return None
 
     async def embed(self, request: EmbeddingRequest) -> Embeddings:
         """``POST {base_url}/embeddings``; vectors always fetched as floats (the gateway

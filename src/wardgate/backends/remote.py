@@ -35,7 +35,7 @@ import orjson
 from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from yarl import URL
 
-from wardgate.backends.sse import SSEDecodeError, SSEEvent, iter_sse_batches
+from wardgate.backends.sse import SSEDecodeError, SSEDecoder, SSEEvent
 from wardgate.config import ModelConfig
 from wardgate.errors import ConfigError, UpstreamError, UpstreamTimeout
 
@@ -295,8 +295,15 @@ class HTTPUpstream:
                 if media_type != "text/event-stream":
                     # e.g. a server that ignored ``stream: true`` and sent one JSON body.
                     raise self.protocol_error(f"expected an event stream, got {media_type!r}")
-                async for batch in iter_sse_batches(response.content.iter_any()):
-                    yield batch
+                # ``iter_sse_batches`` inline: one async generator less per stream.
+                decoder = SSEDecoder()
+                async for chunk in response.content.iter_any():
+                    events = decoder.feed(chunk)
+                    if events:
+                        yield events
+                events = decoder.close()
+                if events:
+                    yield events
 
     # -- error mapping -------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 #: An upstream that never ends an event must not make the gateway buffer without bound.
 DEFAULT_MAX_EVENT_CHARS = 4 * 1024 * 1024
@@ -33,9 +33,13 @@ class SSEDecodeError(ValueError):
     """The byte stream is not a well-formed event stream (or an event is too large)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
-    """One dispatched event. ``event`` is ``"message"`` when the server named none."""
+class SSEEvent(NamedTuple):
+    """One dispatched event. ``event`` is ``"message"`` when the server named none.
+
+    Immutable like the frozen dataclass it was, and made for every event a stream carries:
+    a named tuple is several times cheaper to build (a frozen dataclass's ``__init__`` goes
+    through ``object.__setattr__`` for each field).
+    """
 
     event: str
     data: str
@@ -101,10 +105,48 @@ class SSEDecoder:
         self._size = 0
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        lines, self._pending = _split_lines(self._pending, chunk)
+        data = self._pending + chunk if self._pending else chunk
+        events = self._feed_simple(data)
+        if events is not None:
+            return events
+        lines, self._pending = _split_lines(b"", data)
         if len(self._pending) > self._max_line:
             raise SSEDecodeError(f"a line exceeded {self._max_line} bytes")
         return self.feed_lines(line.decode("utf-8", "replace") for line in lines)
+
+    def _feed_simple(self, data: bytes) -> list[SSEEvent] | None:
+        """The events of ``data`` when it is the common case, else None (and nothing done).
+
+        The common case is what OpenAI-compatible servers send: the decoder holds no open
+        event, and up to the last blank line ``data`` is nothing but ``data: <value>\n\n``
+        events, LF only. Each is then one event whose data is ``<value>``, as the line rules
+        would have it; they are found by a few passes over the bytes instead of one Python
+        step per line. What follows the last blank line (lines of an event still open, the
+        last of them maybe unfinished) goes through the line rules.
+        """
+        end = data.rfind(b"\n\n")
+        if end < 0 or self._data or self._event or b"\r" in data:
+            return None
+        body = data[:end]
+        separators = body.count(b"\n\ndata: ")
+        if not body.startswith(b"data: ") or body.count(b"\n") != 2 * separators:
+            return None
+        tail = data[end + 2 :]
+        cut = tail.rfind(b"\n")
+        pending = tail[cut + 1 :]
+        if len(pending) > self._max_line:
+            raise SSEDecodeError(f"a line exceeded {self._max_line} bytes")
+        self._pending = pending
+        # Cut at ASCII bytes only, so decoding the whole is decoding each value.
+        values = body[6:].decode("utf-8", "replace").split("\n\ndata: ")
+        if max(map(len, values)) + 1 > self._max_event:
+            raise SSEDecodeError(f"an event exceeded {self._max_event} characters")
+        out = [SSEEvent("message", value) for value in values]
+        if cut >= 0:
+            out += self.feed_lines(
+                line.decode("utf-8", "replace") for line in tail[:cut].split(b"\n")
+            )
+        return out
 
     def close(self) -> list[SSEEvent]:
         """The end of the body: a last unterminated line and an open event are dispatched."""

@@ -26,6 +26,8 @@ from wardgate.gateway.body import parse_chat_request, read_json_body
 from wardgate.gateway.responses import (
     ChunkEncoder,
     EventStreamResponse,
+    FinalChunk,
+    FinishingResponse,
     JSONBytesResponse,
     completion_body,
     error_response,
@@ -63,6 +65,9 @@ class Exchange:
     request_id: str
     client_ip: str | None
     started: float = field(default_factory=time.perf_counter)
+    #: When the answer was ready, if it is sent before the exchange is finished (the
+    #: recorded latency stays the time to the answer, not to the end of its sending).
+    answered: float | None = None
     key: ApiKey | None = None
     #: Id of a known key that was refused (revoked, expired), for the audit record.
     refused_key_id: str | None = None
@@ -88,7 +93,7 @@ class Exchange:
 
 
 async def chat_completions(request: Request) -> Response:
-    return await run_chat(request)
+    return await run_chat(request, finish_after_send=True)
 
 
 async def run_chat(
@@ -97,18 +102,26 @@ async def run_chat(
     body: Any = None,
     authorization: str | None = None,
     refused: WardgateError | None = None,
+    finish_after_send: bool = False,
 ) -> Response:
     """The chat pipeline. Other ingress formats (``/v1/messages``) authenticate, read and
     translate their own body, then pass it here as ``body`` with the key as ``authorization``
     (or, when translation failed, the error as ``refused``: raised once the key is checked,
-    so it is answered and audited like any refusal)."""
+    so it is answered and audited like any refusal).
+
+    With ``finish_after_send`` (the caller sends the returned response as it is), a whole
+    answer's metrics and audit record are done once it has been sent; callers that read
+    the response and send another (the translating routes) get them done before it returns.
+    Streams do theirs after the last event either way."""
     gateway: Gateway = request.app.state.gateway
     exchange = Exchange(
         request_id="chatcmpl-" + secrets.token_hex(12),
         client_ip=request.client.host if request.client else None,
     )
     try:
-        return await _handle(gateway, request, exchange, body, authorization, refused)
+        return await _handle(
+            gateway, request, exchange, body, authorization, refused, finish_after_send
+        )
     except Exception as exc:
         error = exc if isinstance(exc, WardgateError) else _internal(exc, exchange)
         exchange.fail(error)
@@ -135,6 +148,7 @@ async def _handle(
     body: Any = None,
     authorization: str | None = None,
     refused: WardgateError | None = None,
+    finish_after_send: bool = False,
 ) -> Response:
     key = await gateway.auth.authenticate(authorization or request.headers.get("authorization"))
     exchange.key = key
@@ -236,6 +250,11 @@ async def _handle(
         # An extra top-level field: the OpenAI SDK keeps it (``model_extra``) and ignores it.
         body["wardgate"] = {"receipt": receipt}
         exchange.headers[RECEIPT_HEADER] = receipt
+    if finish_after_send:
+        exchange.answered = time.perf_counter()
+        return FinishingResponse(
+            body, headers=exchange.headers, finish=lambda: _finish(gateway, exchange)
+        )
     _finish(gateway, exchange)
     return JSONBytesResponse(body, headers=exchange.headers)
 
@@ -337,12 +356,13 @@ async def _stream(
             else:
                 out.append(encoder.finish(finish, receipt, stop_sequence=stop_sequence))
             out.append(encoder.done())
-            yield b"".join(out)
+            # The end of the body: the client has its answer before the clean-up below.
+            yield FinalChunk(b"".join(out))
         except WardgateError as error:
             exchange.fail(error)
             # What was released before the failure still reaches the client, then the error.
             out.append(encoder.error(error))
-            yield b"".join(out)
+            yield FinalChunk(b"".join(out))
         except asyncio.CancelledError:
             exchange.status, exchange.error_code = 499, "client_disconnected"
             raise
@@ -408,7 +428,7 @@ def _receipt(gateway: Gateway, exchange: Exchange, content: str, finish: str) ->
 
 def _finish(gateway: Gateway, exchange: Exchange) -> None:
     """Metrics and one audit record; never raises into the response path."""
-    elapsed = time.perf_counter() - exchange.started
+    elapsed = (exchange.answered or time.perf_counter()) - exchange.started
     asked = exchange.model_asked
     model = asked if asked is not None and gateway.policy.known(asked) else "unknown"
     stream = bool(exchange.chat and exchange.chat.stream)

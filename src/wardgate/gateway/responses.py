@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -12,6 +14,8 @@ from starlette.types import Receive, Scope, Send
 
 from wardgate.chat import Completion, ToolCallDelta, Usage
 from wardgate.errors import WardgateError
+
+log = logging.getLogger(__name__)
 
 
 class JSONBytesResponse(Response):
@@ -23,6 +27,16 @@ class JSONBytesResponse(Response):
         return orjson.dumps(content)
 
 
+class FinalChunk(bytes):
+    """The last bytes of an :class:`EventStreamResponse`'s body.
+
+    A body generator yields its last events as a ``FinalChunk`` when it still has work to
+    do once they are out (closing the upstream, the audit record): the response sends them
+    as the end of the body, the same bytes in one write, and only then lets the generator
+    run on, so the client has its whole answer before that work starts.
+    """
+
+
 class EventStreamResponse(StreamingResponse):
     """A ``text/event-stream`` answer, stopped when the client disconnects.
 
@@ -30,10 +44,13 @@ class EventStreamResponse(StreamingResponse):
     watches for the disconnect from an anyio task group, which costs more per response than
     the rest of a short stream's sending. This watches from one plain task and cancels the
     stream the same way: the body's generator sees ``CancelledError`` where it waits, and
-    the response then ends quietly, as Starlette's does.
+    the response then ends quietly, as Starlette's does. Once a :class:`FinalChunk` has
+    ended the body, the watch stops (the client has everything; the server now reports the
+    finished response as a disconnect) and the generator finishes uncancelled.
     """
 
     media_type = "text/event-stream"
+    _watcher: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -47,7 +64,7 @@ class EventStreamResponse(StreamingResponse):
             gone = True
             task.cancel()
 
-        watcher = asyncio.ensure_future(watch())
+        watcher = self._watcher = asyncio.ensure_future(watch())
         try:
             await self.stream_response(send)
         except asyncio.CancelledError:
@@ -58,6 +75,49 @@ class EventStreamResponse(StreamingResponse):
             watcher.cancel()
         if self.background is not None:
             await self.background()
+
+    async def stream_response(self, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        ended = False
+        async for chunk in self.body_iterator:
+            if ended:
+                continue  # nothing goes out after the end of the body
+            if not isinstance(chunk, bytes | memoryview):
+                chunk = chunk.encode(self.charset)
+            if isinstance(chunk, FinalChunk):
+                if self._watcher is not None:
+                    self._watcher.cancel()
+                ended = True
+            await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class FinishingResponse(JSONBytesResponse):
+    """A JSON response that calls ``finish`` once it has been sent (or failed to send).
+
+    The chat route's metrics and audit record need nothing from the sending; done after
+    it, their cost is no longer in the client's latency. ``finish`` is called exactly once.
+    """
+
+    def __init__(
+        self, content: Any, *, headers: Mapping[str, str], finish: Callable[[], None]
+    ) -> None:
+        super().__init__(content, headers=headers)
+        self._finish: Callable[[], None] | None = finish
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            finish, self._finish = self._finish, None
+            if finish is not None:
+                try:
+                    finish()
+                except Exception as exc:  # the answer is out: log, do not raise into the server
+                    log.error("finishing a sent response failed (%s)", type(exc).__name__)
 
 
 #: The choice field that names the stop sequence which ended the answer, when one did (vLLM's
@@ -119,13 +179,32 @@ def tool_call_fragment(fragment: ToolCallDelta) -> dict[str, Any]:
     return out
 
 
+#: What follows the fixed fields of a content event, up to the JSON string of its text.
+_CONTENT_HEAD = b'{"index":0,"delta":{"content":'
+#: What closes a content event after the JSON string of its text.
+_CONTENT_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+
+
 class ChunkEncoder:
-    """Encodes one stream's SSE events; the id, created time and model stay fixed."""
+    """Encodes one stream's SSE events; the id, created time and model stay fixed.
+
+    Content events, one per delta, are most of a stream's events and differ only in their
+    text, so :meth:`content` fills a byte template made once per stream (the fields that
+    stay fixed, then the JSON string of the text) instead of encoding a fresh dict each
+    time: the same bytes as :meth:`_event` gives (``tests/gateway/test_chunk_encoder.py``).
+    """
+
+    __slots__ = ("_content_prefix", "_created", "_id", "_model")
 
     def __init__(self, *, request_id: str, model: str) -> None:
         self._id = request_id
         self._model = model
         self._created = int(time.time())
+        # The fixed fields with an empty ``choices`` list, which orjson writes last (dicts
+        # keep their order); the list's ``]}`` is cut off and the choice opened instead.
+        fixed = self._event([])
+        assert fixed.endswith(b"[]}\n\n")
+        self._content_prefix = fixed[: -len(b"]}\n\n")] + _CONTENT_HEAD
 
     def _event(
         self,
@@ -161,9 +240,7 @@ class ChunkEncoder:
         )
 
     def content(self, text: str) -> bytes:
-        return self._event(
-            [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": None}]
-        )
+        return self._content_prefix + orjson.dumps(text) + _CONTENT_TAIL
 
     def tool_calls(self, fragments: list[ToolCallDelta]) -> bytes:
         delta = {"tool_calls": [tool_call_fragment(f) for f in fragments]}

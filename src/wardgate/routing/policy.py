@@ -30,6 +30,8 @@ UNKNOWN_LABEL_RULE = "unknown-label-on-prem"
 NOT_FOR_KEY = "not allowed for this API key"
 #: Distinct key model lists whose scope is remembered (keys are issued by an administrator).
 _SCOPE_CACHE_SIZE = 4096
+#: Distinct decision inputs remembered (model, data classes, tier, label, key models).
+_DECISION_CACHE_SIZE = 4096
 
 
 class PolicyRefused(RoutingRefused):
@@ -158,6 +160,7 @@ class RoutingPolicy:
         self.models: dict[str, ModelConfig] = {m.name: m for m in models}
         self.rules: list[RoutingRule] = config.effective_rules
         self._scopes: dict[tuple[str, ...], frozenset[str]] = {}
+        self._decisions: dict[tuple[Any, ...], RoutingDecision] = {}
         self._check_names()
 
     def _check_names(self) -> None:
@@ -215,11 +218,42 @@ class RoutingPolicy:
 
         ``key_models`` is the API key's model list: models outside :meth:`key_scope` are
         excluded like any rule would exclude them, so no failover can reach them.
+
+        The decision depends on nothing but these inputs and the config, and most requests
+        bring the same few (a model, no data class, the key's tier), so it is made once per
+        distinct inputs and remembered (a decision is immutable and shared; refusals are
+        not remembered, they are decided again each time).
         """
+        label = label.strip().lower() if label else None
+        classes = set(data_classes)
+        key = (
+            requested_model,
+            frozenset(classes),
+            tier,
+            label,
+            restrict_on_prem,
+            None if key_models is None else tuple(key_models),
+        )
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decide(requested_model, classes, tier, label, restrict_on_prem,
+                                    key_models)  # fmt: skip
+            if len(self._decisions) >= _DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            self._decisions[key] = decision
+        return decision
+
+    def _decide(
+        self,
+        requested_model: str,
+        classes: set[str],
+        tier: str | None,
+        label: str | None,
+        restrict_on_prem: bool,
+        key_models: Collection[str] | None,
+    ) -> RoutingDecision:
         candidates = self.resolve(requested_model)
         scope = self.key_scope(key_models)
-        classes = set(data_classes)
-        label = label.strip().lower() if label else None
         rules = [
             r for r in self.rules if _matches_when(r.when, classes, tier, label, restrict_on_prem)
         ]

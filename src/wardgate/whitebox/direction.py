@@ -43,6 +43,7 @@ from wardgate.errors import ConfigError
 from wardgate.whitebox import report
 from wardgate.whitebox.data import REFUSALS, Splits, sample, write_suite
 from wardgate.whitebox.evaluate import JUDGE, headline, judge_description
+from wardgate.whitebox.projection import auroc
 
 Log = Callable[[str], None]
 
@@ -242,10 +243,8 @@ def separation(model: Any, tokenizer: Any, diff: Any, harmful: Sequence[str],
         ph = (acts_h[:, layer] @ unit).numpy()
         pb = (acts_b[:, layer] @ unit).numpy()
         pooled = math.sqrt((ph.var() + pb.var()) / 2) or 1e-9
-        auroc = float((ph[:, None] > pb[None, :]).mean() + 0.5 * (ph[:, None] == pb[None, :])
-                      .mean())  # fmt: skip
         out.append({"layer": layer, "cohen_d": float((ph.mean() - pb.mean()) / pooled),
-                    "auroc": auroc, "harmful_mean": float(ph.mean()),
+                    "auroc": auroc(ph, pb), "harmful_mean": float(ph.mean()),
                     "harmless_mean": float(pb.mean())})
     return out
 

@@ -50,8 +50,9 @@ class CachedEncoder:
         self.known: dict[str, np.ndarray] = {}
         self.misses = 0
         if cache is not None and cache.exists():
-            with np.load(cache, allow_pickle=False) as npz:
-                self.known = dict(zip(npz["keys"].tolist(), npz["vectors"], strict=True))
+            from train_detectors import load_embedding_cache
+
+            self.known = load_embedding_cache(cache)
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         keys = [sha256_hex(t.encode("utf-8")) for t in texts]

@@ -514,6 +514,12 @@ MAX_BAND_SHARE = 0.35
 SEMANTIC_VAL_FPR = 0.025
 
 
+def load_embedding_cache(cache: Path) -> dict[str, np.ndarray]:
+    """An embedding cache file as ``{SHA-256 of the text: vector}`` (``Embedder`` writes it)."""
+    with np.load(cache, allow_pickle=False) as npz:
+        return dict(zip(npz["keys"].tolist(), npz["vectors"], strict=True))
+
+
 class Embedder:
     """MiniLM embeddings of many texts, optionally cached on disk by SHA-256 of the text.
 
@@ -528,8 +534,7 @@ class Embedder:
         self.encoder: MiniLMEncoder | None = None
         self.known: dict[str, np.ndarray] = {}
         if cache is not None and cache.exists():
-            with np.load(cache, allow_pickle=False) as npz:
-                self.known = dict(zip(npz["keys"].tolist(), npz["vectors"], strict=True))
+            self.known = load_embedding_cache(cache)
         elif frozen:
             raise SystemExit(f"--frozen-embeddings: no embedding cache at {cache}")
 
